@@ -1,0 +1,118 @@
+"""The model registry: names a user can pick, and how each resolves to weights.
+
+A model is addressed by a registered name (a preset, or a folder under the
+models dir), a Hugging Face id, or a local path. `resolve_model` turns any of
+these into a `ModelSpec`, or raises `UnknownModelError` with a message saying
+what was tried. Nothing here downloads anything; vLLM does that when it
+serves a hub model on a machine with internet.
+
+    registry = ModelRegistry(models_dir=Path("models"))
+    spec = registry.resolve("l3lab/L1-Qwen-1.5B-Exact")
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+TINY_BUDGETS = (32, 64, 128, 256, 512)
+REAL_BUDGETS = (512, 1024, 2048, 4096)
+
+HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class UnknownModelError(ValueError):
+    """The name is neither registered, nor a model folder, nor a reachable hub id."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # what the user picks and what the engine serves it as
+    source: str  # a hub id or an absolute local path, handed to vLLM
+    description: str
+    budgets: tuple[int, ...]  # budgets suggested in the UI
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.source).is_absolute()
+
+
+PRESETS: tuple[ModelSpec, ...] = (
+    ModelSpec("l3lab/L1-Qwen-1.5B-Exact", "l3lab/L1-Qwen-1.5B-Exact", "L1-Exact (LCPO): thinks for exactly N tokens.", REAL_BUDGETS),
+    ModelSpec("l3lab/L1-Qwen-1.5B-Max", "l3lab/L1-Qwen-1.5B-Max", "L1-Max (LCPO): thinks for at most N tokens.", REAL_BUDGETS),
+    ModelSpec("agentica-org/DeepScaleR-1.5B-Preview", "agentica-org/DeepScaleR-1.5B-Preview", "DeepScaleR, the base L1 was trained from.", REAL_BUDGETS),
+    ModelSpec("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "DeepSeek-R1 distill, a baseline.", REAL_BUDGETS),
+)
+
+# Descriptions of the models this project builds and ships under models/.
+LOCAL_DESCRIPTIONS = {
+    "tiny-r1-base": "Tiny reasoning model trained from scratch on the built-in arithmetic suite (CPU-friendly).",
+    "l1-tiny-exact": "Tiny model after LCPO for 'Think for N tokens.'",
+    "l1-tiny-max": "Tiny model after LCPO for 'Think for maximum N tokens.'",
+}
+
+
+def check_available(spec: ModelSpec, timeout_s: float = 5.0) -> None:
+    """Refuse a hub model that is neither cached nor fetchable, before any engine is stopped for it."""
+    if spec.is_local:
+        return
+    import huggingface_hub
+
+    if huggingface_hub.try_to_load_from_cache(spec.source, "config.json") is not None:
+        return
+    try:
+        huggingface_hub.model_info(spec.source, timeout=timeout_s)
+    except huggingface_hub.errors.RepositoryNotFoundError:
+        raise UnknownModelError(f"model {spec.source!r}: not found on the Hugging Face Hub (check the id, or log in for a private model)") from None
+    except huggingface_hub.errors.GatedRepoError:
+        return  # it exists; vLLM reports if the token lacks access
+    except Exception as exc:  # offline, DNS, proxy, timeout
+        raise UnknownModelError(
+            f"model {spec.source!r}: not in the local Hugging Face cache and the Hub cannot be reached "
+            f"({type(exc).__name__}); use a local path or a registered name, or connect this machine"
+        ) from None
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+@dataclass(frozen=True)
+class ModelRegistry:
+    models_dir: Path
+
+    def local_models(self) -> tuple[ModelSpec, ...]:
+        if not self.models_dir.is_dir():
+            return ()
+        return tuple(
+            ModelSpec(d.name, str(d.resolve()), LOCAL_DESCRIPTIONS.get(d.name, f"Local model in {d}"), TINY_BUDGETS)
+            for d in sorted(self.models_dir.iterdir())
+            if is_model_dir(d)
+        )
+
+    def all(self) -> tuple[ModelSpec, ...]:
+        return self.local_models() + PRESETS
+
+    def names(self) -> list[str]:
+        return [m.name for m in self.all()]
+
+    def resolve(self, name_or_path: str) -> ModelSpec:
+        name = (name_or_path or "").strip()
+        if not name:
+            raise UnknownModelError("no model given: pick a registered name, a Hugging Face id or a local path")
+        for spec in self.all():
+            if name == spec.name:
+                return spec
+        path = Path(name).expanduser()
+        if path.exists():
+            if not is_model_dir(path):
+                raise UnknownModelError(f"model path {path}: not a model folder (no config.json in it)")
+            return ModelSpec(path.resolve().name, str(path.resolve()), f"Local model in {path}", TINY_BUDGETS)
+        if HF_ID.match(name):
+            # Served by vLLM from the hub (or its cache); the engine reports if it cannot fetch it.
+            return ModelSpec(name, name, f"Hugging Face model {name}", REAL_BUDGETS)
+        known = ", ".join(self.names())
+        raise UnknownModelError(
+            f"unknown model {name!r}: not a registered name ({known}), not an existing folder, and not a Hugging Face id of the form org/name"
+        )

@@ -1,0 +1,125 @@
+"""Shared, expensive fixtures: one real vLLM engine (CPU) and one Gradio app per test session.
+
+The engine serves the shipped tiny reasoning model (models/tiny-r1-base) through
+the app's own supervisor (backend.engine.LocalEngine); it takes 30-70 s to
+start here, so every test that needs it shares it. Tests always go through
+`engine.ensure(...)`, never a cached endpoint, because a test may kill and
+restart the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.client import EngineClient, Sampling
+from backend.engine import EngineConfig, LocalEngine, detect_device
+from backend.generation import ModelSession
+from backend.models import ModelRegistry
+from backend.service import Budgetlab, controller_config
+from backend.settings import REPO_ROOT, AppSettings
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+TINY_MODEL = "tiny-r1-base"
+
+
+@pytest.fixture(scope="session")
+def registry() -> ModelRegistry:
+    return ModelRegistry(REPO_ROOT / "models")
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(registry):
+    spec = registry.resolve(TINY_MODEL)
+    assert Path(spec.source, "config.json").is_file(), "the shipped tiny model is missing from models/"
+    return spec
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory, tiny_spec):
+    config = EngineConfig(device=detect_device(), kv_cache_gib=1, max_model_len=2048, start_timeout_s=300, max_restarts=3)
+    engine = LocalEngine(config, log_dir=tmp_path_factory.mktemp("engine"))
+    engine.start(tiny_spec)
+    engine.wait_ready(tiny_spec.name, timeout_s=300)
+    yield engine
+    engine.stop()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture()
+def session_factory(engine, tiny_spec):
+    """Returns an async context manager factory: `async with session_factory() as session:`."""
+
+    class _Session:
+        async def __aenter__(self) -> ModelSession:
+            endpoint = await asyncio.to_thread(engine.ensure, tiny_spec, 300)
+            self.client = EngineClient(endpoint, timeout_s=120)
+            return await ModelSession.open(self.client)
+
+        async def __aexit__(self, *exc) -> None:
+            await self.client.aclose()
+
+    return _Session
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory):
+    from store.writer import StoreConfig, StoreWriter
+
+    writer = StoreWriter(StoreConfig(tmp_path_factory.mktemp("db") / "budgetlab.duckdb"))
+    yield writer
+    writer.close()
+
+
+@pytest.fixture(scope="session")
+def service(engine, store, registry) -> Budgetlab:
+    settings = AppSettings(model=TINY_MODEL, answer_max_tokens=64, unconstrained_max_tokens=512)
+    return Budgetlab(
+        registry=registry,
+        engine=engine,
+        store=store,
+        controller_config=controller_config(settings),
+        sampling=Sampling(settings.temperature, settings.top_p),
+        default_model=TINY_MODEL,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(service):
+    """The real dashboard (ui.app.build_app over the real service), served on a free loopback port."""
+    from ui.app import CSS, build_app
+
+    demo = build_app(service)
+    demo.queue(default_concurrency_limit=16)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, css=CSS, ssr_mode=False, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    yield url
+    demo.close()
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

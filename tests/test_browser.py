@@ -1,0 +1,43 @@
+"""One real browser: headless Chromium (Debian's) opens the dashboard and runs a comparison.
+
+It also saves the screenshot of the Compare tab that the README shows
+(docs/compare.png), so the picture is always of the app as it is.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from backend.settings import REPO_ROOT
+
+pytestmark = [pytest.mark.engine, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def test_comparison_renders_in_chromium(app_url, store, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url, wait_until="networkidle")
+        page.get_by_text("Engine ready").first.wait_for(timeout=60_000)
+        page.locator("#bl-run").click()
+        cards = page.locator(".bl-card")
+        cards.first.wait_for(timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('.bl-card').length > 0 && [...document.querySelectorAll('.bl-card')].every(c => c.dataset.phase === 'done' || c.dataset.phase === 'error')", timeout=120_000)
+        phases = cards.evaluate_all("cs => cs.map(c => [c.dataset.controller, c.dataset.budget, c.dataset.phase])")
+        assert len(phases) == 9  # 3 default controllers x 3 default budgets
+        assert all(phase == "done" for _, _, phase in phases), phases
+        status = page.locator("#bl-compare-status").inner_text()
+        assert "9 generations" in status
+        text = page.locator("#bl-cards").inner_text()
+        assert "thinking" in text and "tokens" in text
+        docs = REPO_ROOT / "docs"
+        docs.mkdir(exist_ok=True)
+        page.screenshot(path=str(docs / "compare.png"), full_page=False)
+        browser.close()

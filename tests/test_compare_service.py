@@ -1,0 +1,54 @@
+"""A comparison through the service: streams live, grades, and stores every generation in DuckDB."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.compare import InputError, parse_compare_request
+from store import queries
+from tests.conftest import run
+
+pytestmark = pytest.mark.engine
+
+
+async def collect(service, request):
+    return [snapshot async for snapshot in service.compare_stream(request)]
+
+
+def test_compare_streams_and_stores_every_generation(service, store):
+    request = parse_compare_request("Compute 12 + 7 - 3.", "tiny-r1-base", "32 64 128", ["l1_exact", "s1", "hard_cap"], gold="16", seed=11)
+    snapshots = run(collect(service, request))
+    final = snapshots[-1]
+    assert final.done and len(final.generations) == 9
+    # Live: token counters were seen growing before the end.
+    partial_counts = [sum(g.total_tokens for g in s.generations) for s in snapshots[:-1] if s.generations]
+    assert partial_counts and min(partial_counts) < sum(g.total_tokens for g in final.generations)
+    assert all(g.phase == "done" for g in final.generations), [g.error for g in final.generations]
+    assert all(g.correct is not None for g in final.generations)  # graded against the gold
+    with store.reader() as cur:
+        rows = queries.get_generations(cur, final.run_id)
+    assert len(rows) == 9
+    by_column = {(r["controller"], r["budget"]): r for r in rows}
+    for live in final.generations:
+        row = by_column[(live.controller, live.budget)]
+        assert row["total_tokens"] == live.total_tokens
+        assert row["thinking_text"] == live.thinking_text
+        assert row["correct"] == live.correct
+        assert row["seed"] == 11 and row["gold"] == "16"
+        assert row["model"] == "tiny-r1-base"
+
+
+def test_budget_over_the_context_writes_nothing(service, store):
+    with store.reader() as cur:
+        before = queries.count_generations(cur)
+    request = parse_compare_request("Compute 1 + 1.", "tiny-r1-base", "64 5000", ["hard_cap"])
+    with pytest.raises(InputError, match="budget 5000: larger than the model's context"):
+        run(collect(service, request))
+    with store.reader() as cur:
+        assert queries.count_generations(cur) == before
+
+
+def test_unknown_model_is_refused_before_anything_runs(service):
+    request = parse_compare_request("Compute 1 + 1.", "no-such-model", "64", ["hard_cap"])
+    with pytest.raises(InputError, match="unknown model 'no-such-model'"):
+        run(collect(service, request))

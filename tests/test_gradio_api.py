@@ -1,0 +1,49 @@
+"""The real Gradio app driven through gradio_client: the named `compare` endpoint and bad input."""
+
+from __future__ import annotations
+
+import pytest
+from gradio_client import Client
+
+from store import queries
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def test_compare_endpoint_returns_generations_as_json(client, store):
+    result = client.predict("Compute 20 + 22.", "tiny-r1-base", [32, 96], ["l1_max", "no_thinking"], "42", 5, api_name="/compare")
+    generations = result["generations"]
+    assert {(g["controller"], g["budget"]) for g in generations} == {("l1_max", 32), ("l1_max", 96), ("no_thinking", 32), ("no_thinking", 96)}
+    for g in generations:
+        assert g["phase"] == "done", g["error"]
+        assert g["total_tokens"] == g["thinking_tokens"] + g["delimiter_tokens"] + g["answer_tokens"]
+        assert g["cost_usd"] > 0
+    with store.reader() as cur:
+        assert queries.count_generations(cur, result["run_id"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("", "tiny-r1-base", [64], ["s1"]), "the question is empty"),
+        (("Q?", "tiny-r1-base", [0], ["s1"]), "budget 0: must be a positive whole number of tokens"),
+        (("Q?", "tiny-r1-base", [9999], ["s1"]), "budget 9999: larger than the model's context of 2048 tokens"),
+        (("Q?", "ghost/model-that-is-not-here", [64], ["s1"]), "ghost/model-that-is-not-here"),
+        (("Q?", "not a model", [64], ["s1"]), "unknown model 'not a model'"),
+        (("Q?", "tiny-r1-base", [64], ["telepathy"]), "unknown controller 'telepathy'"),
+    ],
+)
+def test_bad_input_gets_a_clear_message_and_the_app_keeps_serving(client, store, args, message):
+    with store.reader() as cur:
+        before = queries.count_generations(cur)
+    with pytest.raises(Exception, match=message):
+        client.predict(*args, "", None, api_name="/compare")
+    with store.reader() as cur:
+        assert queries.count_generations(cur) == before  # nothing half-written
+    # Still serving.
+    assert client.predict("Compute 1 + 2.", "tiny-r1-base", [16], ["hard_cap"], "3", 1, api_name="/compare")["generations"][0]["phase"] == "done"

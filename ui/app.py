@@ -1,0 +1,42 @@
+"""The dashboard's Blocks, built by a factory; nothing launches at import.
+
+    demo = build_app(service)
+    demo.queue().launch(server_name="127.0.0.1", server_port=7860, css=CSS)
+
+The engine status line at the top refreshes every two seconds, so a user sees
+the model loading, ready, restarting after a crash, or failed with the reason.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from backend.engine import State
+from backend.service import Budgetlab
+from ui.compare_tab import build_compare_tab
+from ui.render import CSS
+
+STATE_ICONS = {State.READY: "🟢", State.STARTING: "🟡", State.FAILED: "🔴", State.STOPPED: "⚪"}
+
+
+def engine_status_markdown(service: Budgetlab) -> str:
+    status = service.engine_status()
+    first, _, rest = status.message.partition("\n")
+    text = f"{STATE_ICONS.get(status.state, '')} **Engine {status.state.value}**: {first}"
+    if rest:
+        text += f"\n\n```\n{rest}\n```"
+    return text
+
+
+def build_app(service: Budgetlab, concurrency_limit: int = 32) -> gr.Blocks:
+    with gr.Blocks(title="budgetlab", analytics_enabled=False) as demo:
+        gr.Markdown("# budgetlab\nMake a reasoning model think for as many tokens as you ask, and see what that buys.")
+        engine_status = gr.Markdown(engine_status_markdown(service), elem_id="bl-engine-status")
+        timer = gr.Timer(2.0)
+        timer.tick(lambda: engine_status_markdown(service), outputs=engine_status, api_visibility="private", queue=False)
+        with gr.Tabs():
+            build_compare_tab(service, concurrency_limit)
+    return demo
+
+
+__all__ = ["CSS", "build_app"]

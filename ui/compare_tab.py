@@ -1,0 +1,100 @@
+"""The Compare tab: one question, several budgets and controllers, side by side, live.
+
+`build_compare_tab(service)` adds the tab to the enclosing Blocks. Handlers
+are thin: they parse input with backend.compare, stream from the service, and
+render with ui.render. The same comparison is the named API endpoint
+``/compare`` (JSON in, JSON out) for scripts driving the app with gradio_client.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from backend.compare import InputError, estimate_cost, parse_compare_request
+from backend.controllers import CONTROLLERS
+from backend.engine import EngineUnavailable
+from backend.examples import builtin_examples
+from backend.service import Budgetlab
+from ui.render import render_columns
+
+DEFAULT_CONTROLLERS = ["l1_exact", "s1", "hard_cap"]
+
+
+def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
+    examples = builtin_examples()
+    default_spec = _default_spec(service)
+    with gr.Tab("Compare", id="compare"):
+        with gr.Row():
+            with gr.Column(scale=3):
+                question = gr.Textbox(label="Question", lines=4, value=examples[0].question, elem_id="bl-question")
+                example = gr.Dropdown(label="Built-in examples", choices=[e.label for e in examples], value=examples[0].label, elem_id="bl-example")
+                gold = gr.Textbox(label="Gold answer (optional, for grading)", value=examples[0].gold, elem_id="bl-gold")
+            with gr.Column(scale=2):
+                model = gr.Dropdown(label="Model", choices=service.model_names(), value=service.default_model, allow_custom_value=True, elem_id="bl-model")
+                budgets = gr.Dropdown(
+                    label="Budgets (tokens)", choices=[str(b) for b in default_spec], value=[str(b) for b in default_spec[1:4]],
+                    multiselect=True, allow_custom_value=True, elem_id="bl-budgets",
+                )
+                controllers = gr.CheckboxGroup(
+                    label="Controllers", choices=[(f"{name}", name) for name in CONTROLLERS], value=DEFAULT_CONTROLLERS, elem_id="bl-controllers",
+                )
+                with gr.Row():
+                    seed = gr.Textbox(label="Seed (empty: random)", value="", elem_id="bl-seed")
+                    price_in = gr.Number(label="$ per 1M input tokens", value=service.price_in_per_m, minimum=0)
+                    price_out = gr.Number(label="$ per 1M output tokens", value=service.price_out_per_m, minimum=0)
+                run = gr.Button("Compare", variant="primary", elem_id="bl-run")
+        status = gr.Markdown("", elem_id="bl-compare-status")
+        cards = gr.HTML(render_columns([]), elem_id="bl-cards")
+        with gr.Accordion("Generations as JSON", open=False):
+            raw = gr.JSON(label="generations")
+
+        by_label = {e.label: e for e in examples}
+
+        def pick_example(label: str):
+            chosen = by_label.get(label)
+            return (chosen.question, chosen.gold) if chosen else (gr.skip(), gr.skip())
+
+        def pick_model(name: str):
+            try:
+                spec = service.resolve_model(name)
+            except InputError:
+                return gr.skip()
+            return gr.Dropdown(choices=[str(b) for b in spec.budgets], value=[str(b) for b in spec.budgets[1:4]])
+
+        async def compare_stream(question, model, budgets, controllers, gold, seed, price_in, price_out):
+            try:
+                request = parse_compare_request(question, model, budgets, controllers, gold, seed, max_columns=service.max_columns)
+                async for snapshot in service.compare_stream(request):
+                    generations = [g.as_dict() for g in snapshot.generations]
+                    costs = [estimate_cost(g["prompt_tokens"], g["total_tokens"], price_in or 0, price_out or 0) for g in generations]
+                    yield snapshot.message, render_columns(generations, costs), generations if snapshot.done else gr.skip()
+            except (InputError, EngineUnavailable) as exc:
+                gr.Warning(str(exc))
+                yield f"**Error:** {exc}", gr.skip(), gr.skip()
+
+        example.change(pick_example, inputs=example, outputs=[question, gold], api_visibility="private")
+        model.change(pick_model, inputs=model, outputs=budgets, api_visibility="private")
+        run.click(
+            compare_stream,
+            inputs=[question, model, budgets, controllers, gold, seed, price_in, price_out],
+            outputs=[status, cards, raw],
+            api_name="compare_stream",
+            concurrency_limit=concurrency_limit,
+        )
+
+        async def compare(question: str, model: str, budgets: list[int], controllers: list[str], gold: str = "", seed: int | None = None) -> dict:
+            """Compare one question at several budgets and controllers; returns every generation as JSON."""
+            try:
+                request = parse_compare_request(question, model, budgets, controllers, gold, seed, max_columns=service.max_columns)
+                return await service.compare(request)
+            except (InputError, EngineUnavailable) as exc:
+                raise gr.Error(str(exc)) from None
+
+        gr.api(compare, api_name="compare", concurrency_limit=concurrency_limit)
+
+
+def _default_spec(service: Budgetlab) -> tuple[int, ...]:
+    try:
+        return service.resolve_model(service.default_model).budgets
+    except InputError:
+        return (64, 128, 256, 512)

@@ -1,0 +1,98 @@
+"""Pure HTML rendering of comparison columns (one card per controller and budget).
+
+Kept free of Gradio so it can be tested on plain data: `render_columns` takes
+the generations as dicts (``LiveGeneration.as_dict()``) and returns HTML with
+every model text escaped.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+CSS = """
+.bl-grid {display:grid; grid-template-columns:repeat(auto-fill,minmax(300px,1fr)); gap:12px;}
+.bl-card {border:1px solid var(--border-color-primary,#ddd); border-radius:8px; padding:10px; background:var(--block-background-fill,#fff);}
+.bl-card h4 {margin:0 0 6px 0; font-size:15px;}
+.bl-meter {height:6px; background:#eee; border-radius:3px; overflow:hidden; margin:4px 0 8px 0;}
+.bl-meter > div {height:100%; background:#4c78a8;}
+.bl-meter > div.over {background:#e45756;}
+.bl-stats {font-size:12px; color:var(--body-text-color-subdued,#555); margin-bottom:6px; line-height:1.5;}
+.bl-think {font-family:monospace; font-size:12px; white-space:pre-wrap; max-height:260px; overflow:auto; background:var(--background-fill-secondary,#f6f6f6); padding:6px; border-radius:4px;}
+.bl-answer {font-family:monospace; font-size:13px; white-space:pre-wrap; margin-top:6px; padding:6px; border-left:3px solid #54a24b;}
+.bl-badge {display:inline-block; padding:1px 6px; border-radius:8px; font-size:12px; margin-left:4px;}
+.bl-ok {background:#d8f0d2; color:#1b5e20;} .bl-bad {background:#fbd5d5; color:#8b1a1a;} .bl-na {background:#eee; color:#555;}
+.bl-error {color:#b00020; font-size:13px; white-space:pre-wrap;}
+"""
+
+PHASE_LABELS = {
+    "queued": "queued",
+    "thinking": "thinking…",
+    "answering": "answering…",
+    "saving": "grading and saving…",
+    "done": "done",
+    "error": "error",
+}
+
+
+def correctness_badge(generation: dict) -> str:
+    if generation.get("phase") != "done":
+        return ""
+    correct = generation.get("correct")
+    if correct is True:
+        return '<span class="bl-badge bl-ok">correct</span>'
+    if correct is False:
+        return '<span class="bl-badge bl-bad">wrong</span>'
+    return '<span class="bl-badge bl-na">not graded</span>'
+
+
+def render_card(generation: dict, cost_usd: float | None = None) -> str:
+    budget = generation["budget"]
+    thinking = generation["thinking_tokens"]
+    share = min(100.0, 100.0 * thinking / budget) if budget else 0.0
+    over = " over" if thinking > budget else ""
+    title = f'{escape(generation["controller"])} · N={budget}'
+    stats = [
+        f'{PHASE_LABELS.get(generation["phase"], generation["phase"])}',
+        f'thinking <b>{thinking}</b>/{budget}',
+        f'answer <b>{generation["answer_tokens"]}</b>',
+        f'total <b>{generation["total_tokens"]}</b> tokens',
+    ]
+    if generation.get("waits_used"):
+        stats.append(f'waits {generation["waits_used"]}')
+    if generation.get("ttft_s") is not None:
+        stats.append(f'TTFT {generation["ttft_s"]:.2f} s')
+    if generation.get("latency_s") is not None:
+        stats.append(f'latency {generation["latency_s"]:.2f} s')
+    if generation.get("finish_reason"):
+        stats.append(f'finish {escape(str(generation["finish_reason"]))}')
+    if cost_usd is not None:
+        stats.append(f"cost ${cost_usd:.6f}")
+    if generation.get("extracted_answer") is not None:
+        stats.append(f'answer: <code>{escape(generation["extracted_answer"])}</code>')
+    body = [
+        f'<div class="bl-card" data-controller="{escape(generation["controller"])}" data-budget="{budget}" data-phase="{escape(generation["phase"])}">',
+        f"<h4>{title}{correctness_badge(generation)}</h4>",
+        f'<div class="bl-meter" title="thinking tokens against the budget"><div class="{over.strip()}" style="width:{share:.1f}%"></div></div>',
+        f'<div class="bl-stats">{" · ".join(stats)}</div>',
+    ]
+    if generation.get("error"):
+        body.append(f'<div class="bl-error">{escape(generation["error"])}</div>')
+    body.append(f'<div class="bl-think">{escape(generation["thinking_text"]) or "<i>no thinking</i>"}</div>')
+    if generation.get("answer_text"):
+        body.append(f'<div class="bl-answer">{escape(generation["answer_text"])}</div>')
+    body.append("</div>")
+    return "\n".join(body)
+
+
+def render_columns(generations: list[dict], costs: list[float] | None = None) -> str:
+    if not generations:
+        return '<div class="bl-grid"></div>'
+    costs = costs or [None] * len(generations)
+    cards = "\n".join(render_card(g, c) for g, c in zip(generations, costs))
+    return f'<div class="bl-grid">{cards}</div>'
+
+
+def render_status(message: str, error: str | None = None) -> str:
+    if error:
+        return f"**Error:** {error}"
+    return message
