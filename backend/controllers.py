@@ -153,13 +153,12 @@ class S1BudgetForcing(Controller):
         stop_ids = (end_id,) if end_id is not None else ()
         stop_text = () if end_id is not None else (prompts.THINK_END,)
         thinking_ids: list[int] = []
-        while True:
+        while len(thinking_ids) < budget:
             remaining = budget - len(thinking_ids)
-            ids, text, finish = [], "", None
+            ids, finish = [], None
             async for chunk in session.client.stream(prompt_ids + thinking_ids, remaining, sampling, stop_ids, stop_text):
                 live.mark_first_token()
                 ids.extend(chunk.token_ids)
-                text += chunk.text
                 live.thinking_tokens = len(thinking_ids) + len(ids)
                 live.thinking_text += chunk.text
                 finish = chunk.finish_reason or finish
@@ -176,6 +175,7 @@ class S1BudgetForcing(Controller):
             live.waits_used += 1
             live.thinking_text += self.config.s1_wait_text
             live.thinking_tokens = len(thinking_ids)
+        return thinking_ids  # the last wait text filled the budget exactly
 
 
 async def stream_into(session: ModelSession, prompt_ids: list[int], max_tokens: int, sampling: Sampling, live: LiveGeneration, in_thinking: bool) -> None:

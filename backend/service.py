@@ -17,12 +17,11 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from backend.client import EngineClient, Sampling
-from backend.compare import CompareRequest, InputError, check_budgets_fit, run_columns
+from backend.compare import CompareRequest, InputError, check_budgets_fit, estimate_cost, run_columns
 from backend.controllers import ControllerConfig
-from backend.engine import EngineConfig, EngineStatus, EngineUnavailable, LocalEngine, RemoteEngine, detect_device
+from backend.engine import EngineConfig, EngineStatus, LocalEngine, RemoteEngine, detect_device
 from backend.generation import LiveGeneration, ModelSession
 from backend.grading import grade
 from backend.models import ModelRegistry, ModelSpec, UnknownModelError, check_available
@@ -165,14 +164,8 @@ class Budgetlab:
             "generations": [self.with_cost(g.as_dict()) for g in last.generations],
         }
 
-    def with_cost(self, generation: dict, price_in: float | None = None, price_out: float | None = None) -> dict:
-        from backend.compare import estimate_cost
-
-        generation["cost_usd"] = estimate_cost(
-            generation["prompt_tokens"], generation["total_tokens"],
-            self.price_in_per_m if price_in is None else price_in,
-            self.price_out_per_m if price_out is None else price_out,
-        )
+    def with_cost(self, generation: dict) -> dict:
+        generation["cost_usd"] = estimate_cost(generation["prompt_tokens"], generation["total_tokens"], self.price_in_per_m, self.price_out_per_m)
         return generation
 
     def close(self) -> None:

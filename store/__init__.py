@@ -1,0 +1,23 @@
+"""budgetlab's store: every generation and run, kept in one DuckDB file.
+
+All SQL of the project lives in this package. ``schema`` defines the tables and migrations,
+``rows`` validates generation rows, ``writer`` is the single writer (one thread, one read-write
+connection) and ``queries`` the read functions, which take a cursor from ``StoreWriter.reader()``::
+
+    from store import StoreConfig, StoreWriter, queries
+"""
+
+from store import queries
+from store.schema import GENERATION_COLUMNS, SCHEMA_VERSION, SchemaVersionError, migrate
+from store.writer import StoreClosedError, StoreConfig, StoreWriter
+
+__all__ = [
+    "GENERATION_COLUMNS",
+    "SCHEMA_VERSION",
+    "SchemaVersionError",
+    "StoreClosedError",
+    "StoreConfig",
+    "StoreWriter",
+    "migrate",
+    "queries",
+]

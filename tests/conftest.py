@@ -81,7 +81,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def service(engine, store, registry) -> Budgetlab:
-    settings = AppSettings(model=TINY_MODEL, answer_max_tokens=64, unconstrained_max_tokens=512)
+    settings = AppSettings(model=TINY_MODEL, answer_max_tokens=64, unconstrained_max_tokens=512, s1_max_waits=10_000)
     return Budgetlab(
         registry=registry,
         engine=engine,

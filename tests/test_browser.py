@@ -32,7 +32,8 @@ def test_comparison_renders_in_chromium(app_url, store, tmp_path):
         page.wait_for_function("document.querySelectorAll('.bl-card').length > 0 && [...document.querySelectorAll('.bl-card')].every(c => c.dataset.phase === 'done' || c.dataset.phase === 'error')", timeout=120_000)
         phases = cards.evaluate_all("cs => cs.map(c => [c.dataset.controller, c.dataset.budget, c.dataset.phase])")
         assert len(phases) == 9  # 3 default controllers x 3 default budgets
-        assert all(phase == "done" for _, _, phase in phases), phases
+        errors = page.locator(".bl-error").all_inner_texts()
+        assert all(phase == "done" for _, _, phase in phases), (phases, errors)
         status = page.locator("#bl-compare-status").inner_text()
         assert "9 generations" in status
         text = page.locator("#bl-cards").inner_text()

@@ -11,18 +11,24 @@ from tests.conftest import run
 pytestmark = pytest.mark.engine
 
 
-async def collect(service, request):
-    return [snapshot async for snapshot in service.compare_stream(request)]
+async def collect(service, request, watch=None):
+    """All snapshots; `watch` (controller, budget) also records that column's thinking count as each arrives."""
+    snapshots, seen = [], []
+    async for snapshot in service.compare_stream(request):
+        snapshots.append(snapshot)
+        seen += [g.thinking_tokens for g in snapshot.generations if (g.controller, g.budget) == watch]
+    return (snapshots, seen) if watch else snapshots
 
 
 def test_compare_streams_and_stores_every_generation(service, store):
-    request = parse_compare_request("Compute 12 + 7 - 3.", "tiny-r1-base", "32 64 128", ["l1_exact", "s1", "hard_cap"], gold="16", seed=11)
-    snapshots = run(collect(service, request))
+    # s1 at 1024 is forced to think 1024 tokens, long enough (seconds) to be seen streaming.
+    request = parse_compare_request("Compute 12 + 7 - 3.", "tiny-r1-base", "32 128 1024", ["l1_exact", "s1", "hard_cap"], gold="16", seed=11)
+    snapshots, s1_counts = run(collect(service, request, watch=("s1", 1024)))
     final = snapshots[-1]
     assert final.done and len(final.generations) == 9
     # Live: token counters were seen growing before the end.
-    partial_counts = [sum(g.total_tokens for g in s.generations) for s in snapshots[:-1] if s.generations]
-    assert partial_counts and min(partial_counts) < sum(g.total_tokens for g in final.generations)
+    assert any(0 < count < 1024 for count in s1_counts), s1_counts
+    assert s1_counts == sorted(s1_counts)
     assert all(g.phase == "done" for g in final.generations), [g.error for g in final.generations]
     assert all(g.correct is not None for g in final.generations)  # graded against the gold
     with store.reader() as cur:

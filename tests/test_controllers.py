@@ -20,7 +20,7 @@ from tests.conftest import run
 pytestmark = pytest.mark.engine
 
 QUESTION = "Compute 37 + 48 - 12 + 5."
-CONFIG = ControllerConfig(s1_max_waits=50, answer_max_tokens=64, unconstrained_max_tokens=512)
+CONFIG = ControllerConfig(s1_max_waits=1000, answer_max_tokens=64, unconstrained_max_tokens=512)
 
 
 async def generate(session_factory, controller: str, budget: int, seed: int = 0, config: ControllerConfig = CONFIG) -> LiveGeneration:

@@ -5,7 +5,6 @@ import sys
 
 import pytest
 
-import app
 from backend.settings import REPO_ROOT, AppSettings, SettingError, registry, settings_markdown
 
 

@@ -12,9 +12,12 @@ The same module writes the thinking traces that the tiny base model
 differ a lot, so that thinking longer buys accuracy:
 
 * ``terse``: the result only ("The result is 73."), computed in one shot;
-* ``steps``: one line per operation, then the answer;
-* ``checked``: the steps with re-checks ("Wait, let me check: ...") and
-  sometimes a second pass over the whole chain, tens to a few hundred tokens.
+* ``steps``: "Let me compute step by step.", the expression restated
+  ("We have 37 + 48 - 12 + 5."), one line per operation ("37 + 48 = 85."),
+  then "So the answer is 73.";
+* ``checked``: "Let me compute step by step and check my work.", the same lines
+  with re-checks ("Wait, let me check: 85 - 48 = 37. Yes.") and sometimes a
+  second pass over the whole chain: tens to a few hundred tokens.
 
 Print a few problems with their traces and completions:
 
@@ -28,6 +31,13 @@ import random
 from dataclasses import dataclass
 
 STYLES = ("terse", "steps", "checked")
+# First lines of the thinking: a style is chosen by the first tokens, so a greedy decoder
+# (which would always pick the most likely first token) follows one style to the end, and an
+# eval can force a style by prefilling its opening.
+TERSE_OPENING = "The result is"
+STEPS_OPENING = "Let me compute step by step."
+CHECKED_OPENING = "Let me compute step by step and check my work."
+OPENINGS = {"terse": TERSE_OPENING, "steps": STEPS_OPENING, "checked": CHECKED_OPENING}
 
 
 @dataclass(frozen=True)
@@ -40,7 +50,7 @@ class ArithProblem:
 
 def _operand(rng: random.Random) -> int:
     """One or two digits, 1 to 99 (difficulty varies with the operand size)."""
-    if rng.random() < 0.35:
+    if rng.random() < 0.5:
         return rng.randint(1, 9)
     return rng.randint(10, 99)
 
@@ -116,14 +126,15 @@ def make_trace(problem: ArithProblem, style: str, rng: random.Random) -> str:
     """The thinking (the text inside the think block) in one of ``STYLES``; it ends with the answer."""
     ans = problem.answer
     if style == "terse":
-        return rng.choice(["The result is {}.", "The result is {}.", "So the result is {}."]).format(ans)
+        return f"The result is {ans}."
     steps = _steps(problem)
+    restated = f"We have {problem.question.removeprefix('Compute ')}"
     if style == "steps":
-        lines = [f"{a} {op} {b} = {c}." for a, op, b, c in steps]
+        lines = [STEPS_OPENING, restated] + [f"{a} {op} {b} = {c}." for a, op, b, c in steps]
         return "\n".join(lines + [f"So the answer is {ans}."])
     if style == "checked":
         p_check = rng.choice([0.3, 0.6, 1.0])
-        lines = []
+        lines = [CHECKED_OPENING, restated]
         for a, op, b, c in steps:
             lines.append(f"{a} {op} {b} = {c}.")
             if rng.random() < p_check:

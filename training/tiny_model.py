@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.prompts import THINK_END, THINK_START, base_prompt, chat_messages, l1_exact_prompt, l1_max_prompt
-from training.arith import STYLES, ArithProblem, format_completion, make_problems, make_trace
+from training.arith import OPENINGS, STYLES, ArithProblem, format_completion, make_problems, make_trace
 
 EOS = "<|endoftext|>"
 SPECIAL_TOKENS = [EOS, "<|user|>", "<|assistant|>", "<|end|>"]
@@ -64,10 +64,10 @@ BOXED_RE = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
 
 @dataclass(frozen=True)
 class ModelShape:
-    hidden_size: int = 256
-    intermediate_size: int = 768
+    hidden_size: int = 128
+    intermediate_size: int = 512
     num_hidden_layers: int = 4
-    num_attention_heads: int = 4  # head_dim 64, supported by vLLM's CPU attention
+    num_attention_heads: int = 2  # head_dim 64, supported by vLLM's CPU attention
     num_key_value_heads: int = 2
     max_position_embeddings: int = 2048
 
@@ -271,10 +271,10 @@ def train(
     seed: int,
     steps: int,
     max_minutes: float,
-    lr: float = 2e-3,
-    warmup: int = 60,
-    tokens_per_batch: int = 4096,
-    log_every: int = 25,
+    lr: float = 3e-3,
+    warmup: int = 100,
+    tokens_per_batch: int = 1024,
+    log_every: int = 100,
 ) -> dict:
     """Plain-PyTorch SFT: AdamW, linear warmup then cosine decay, stops at ``steps`` or the time budget."""
     import torch
@@ -361,49 +361,59 @@ def quick_eval(
     n: int = 50,
     do_sample: bool = False,
     temperature: float = 0.6,
+    style: str | None = None,
     max_new_tokens: int = 600,
     batch_size: int = 25,
 ) -> dict:
-    """Greedy (or sampled) generation with transformers on fresh problems from an unused seed."""
+    """Generation with transformers on ``n`` fresh problems (a seed that training never uses).
+
+    Greedy unless ``do_sample``; the base prompt. With ``style``, the think block is prefilled
+    with that style's opening (training/arith.py OPENINGS), to compare the styles on the same
+    problems; thinking lengths count the prefilled tokens.
+    """
     import torch
 
     problems = make_problems(seed + EVAL_SEED_OFFSET, n)
     think_end_id = tokenizer.convert_tokens_to_ids(THINK_END)
+    eos = tokenizer.eos_token_id
+    prefill = OPENINGS[style] + ("" if style == "terse" else "\n") if style else ""
+    n_prefill = len(tokenizer(prefill, add_special_tokens=False)["input_ids"]) if prefill else 0
     tokenizer.padding_side = "left"
     rows = []
     torch.manual_seed(seed)
-    for i in range(0, n, batch_size):
-        chunk = problems[i : i + batch_size]
-        texts = [prompt_text(tokenizer, base_prompt(p.question)) for p in chunk]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
-            out = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=do_sample,
-                temperature=temperature if do_sample else None,
-                top_p=None,
-                top_k=None,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        for p, ids in zip(chunk, out[:, enc["input_ids"].shape[1] :].tolist()):
-            if tokenizer.eos_token_id in ids:
-                ids = ids[: ids.index(tokenizer.eos_token_id)]
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            ok, got = parse_output(text)
-            n_think = ids.index(think_end_id) if think_end_id in ids else len(ids)
-            thinking = text.split(THINK_END, 1)[0]
-            rows.append(
-                {
-                    "n_ops": p.n_ops,
-                    "format_ok": ok,
-                    "correct": ok and got == p.answer,
-                    "think_tokens": n_think,
-                    "style": classify_style(thinking),
-                }
-            )
-    tokenizer.padding_side = "right"
+    try:
+        for i in range(0, n, batch_size):
+            chunk = problems[i : i + batch_size]
+            texts = [prompt_text(tokenizer, base_prompt(p.question)) + prefill for p in chunk]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=do_sample,
+                    temperature=temperature if do_sample else None,
+                    top_p=None,
+                    top_k=None,
+                    pad_token_id=eos,
+                    eos_token_id=eos,
+                )
+            for p, ids in zip(chunk, out[:, enc["input_ids"].shape[1] :].tolist()):
+                if eos in ids:
+                    ids = ids[: ids.index(eos)]
+                text = prefill + tokenizer.decode(ids, skip_special_tokens=True)
+                ok, got = parse_output(text)
+                n_think = n_prefill + (ids.index(think_end_id) if think_end_id in ids else len(ids))
+                rows.append(
+                    {
+                        "n_ops": p.n_ops,
+                        "format_ok": ok,
+                        "correct": ok and got == p.answer,
+                        "think_tokens": n_think,
+                        "style": classify_style(text.split(THINK_END, 1)[0]),
+                    }
+                )
+    finally:
+        tokenizer.padding_side = "right"
 
     def acc(rs):
         return round(sum(r["correct"] for r in rs) / len(rs), 3) if rs else None
@@ -417,10 +427,11 @@ def quick_eval(
                 "accuracy": acc(rs),
                 "mean_think_tokens": round(sum(r["think_tokens"] for r in rs) / len(rs), 1),
             }
+    decoding = f"sampled T={temperature}" if do_sample else "greedy"
     return {
         "problems": n,
         "problem_seed": seed + EVAL_SEED_OFFSET,
-        "decoding": f"sampled T={temperature}" if do_sample else "greedy",
+        "decoding": decoding + (f", {style} opening prefilled" if style else ""),
         "format_rate": round(sum(r["format_ok"] for r in rows) / n, 3),
         "accuracy": acc(rows),
         "accuracy_1_2_ops": acc([r for r in rows if r["n_ops"] <= 2]),
@@ -452,7 +463,7 @@ def check_vllm(model_dir: str | Path, n: int = 6, seed: int = 0) -> dict:
         tok.apply_chat_template(chat_messages(base_prompt(p.question)), add_generation_prompt=True, tokenize=False)
         for p in problems
     ]
-    outs = llm.generate(prompts, SamplingParams(temperature=0.6, max_tokens=1024, seed=seed))
+    outs = llm.generate(prompts, SamplingParams(temperature=0.6, max_tokens=1024))
     rows = []
     for p, o in zip(problems, outs):
         c = o.outputs[0]
@@ -541,6 +552,19 @@ def write_card(out: Path, summary: dict) -> None:
             f"thinking tokens mean {es['mean_think_tokens']} (min {es['min_think_tokens']}, max {es['max_think_tokens']}), "
             f"by style: {es['by_style']}",
         ]
+    if "eval_forced_style" in summary:
+        lines += [
+            "",
+            "Same problems, greedy, with each style's opening prefilled in the think block:",
+            "",
+            "| style | format | accuracy | 1-2 ops | 5-6 ops | mean thinking tokens |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for style, e in summary["eval_forced_style"].items():
+            lines.append(
+                f"| {style} | {e['format_rate']:.0%} | {e['accuracy']:.0%} | {e['accuracy_1_2_ops']} | "
+                f"{e['accuracy_5_6_ops']} | {e['mean_think_tokens']} |"
+            )
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 
@@ -550,6 +574,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1500, help="planned optimizer steps (the LR schedule's length)")
     ap.add_argument("--max-minutes", type=float, default=8.0, help="stop training after this long anyway")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--batch-tokens", type=int, default=1024, help="padded tokens per batch")
     ap.add_argument("--eval-n", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--check-vllm", action="store_true", help="afterwards, load the saved model in vLLM (CPU)")
@@ -569,14 +595,23 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(tokenizer, args.seed, shape)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"model: {n_params:,} parameters", flush=True)
-        train_info = train(model, tokenizer, args.seed, args.steps, args.max_minutes)
+        train_info = train(
+            model, tokenizer, args.seed, args.steps, args.max_minutes, lr=args.lr, tokens_per_batch=args.batch_tokens
+        )
         save(model, tokenizer, out)
         eval_greedy = quick_eval(model, tokenizer, args.seed, n=args.eval_n)
         print("greedy eval:", json.dumps(eval_greedy), flush=True)
         eval_sampled = quick_eval(model, tokenizer, args.seed, n=args.eval_n, do_sample=True)
         print("sampled eval:", json.dumps(eval_sampled), flush=True)
+        eval_forced = {}
+        for style in STYLES:
+            eval_forced[style] = quick_eval(model, tokenizer, args.seed, n=args.eval_n, style=style)
+            print(f"greedy eval, {style} forced:", json.dumps(eval_forced[style]), flush=True)
         weights = sum(f.stat().st_size for f in out.glob("*.safetensors"))
-        cmd = f"python -m training.tiny_model --out {args.out} --seed {args.seed} --steps {args.steps} --max-minutes {args.max_minutes}"
+        cmd = (
+            f"python -m training.tiny_model --out {args.out} --seed {args.seed} --steps {args.steps} "
+            f"--max-minutes {args.max_minutes} --lr {args.lr} --batch-tokens {args.batch_tokens}"
+        )
         summary = {
             "command": cmd,
             "seed": args.seed,
@@ -592,6 +627,7 @@ def main(argv: list[str] | None = None) -> None:
             "train": train_info,
             "eval_greedy": eval_greedy,
             "eval_sampled": eval_sampled,
+            "eval_forced_style": eval_forced,
             "total_seconds": round(time.time() - t0, 1),
             "torch": torch.__version__,
         }
