@@ -48,7 +48,7 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> AppSettin
     return AppSettings.from_sources(env=env, overrides=overrides)
 
 
-def serve(settings: AppSettings) -> int:
+def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
     # Imported here so that `--help` and `settings` stay fast.
     from backend.models import ModelRegistry, UnknownModelError, check_available
     from backend.service import Budgetlab
@@ -63,7 +63,7 @@ def serve(settings: AppSettings) -> int:
         print(f"app.py serve: {exc}", file=sys.stderr)
         return 2
     store = StoreWriter(StoreConfig(settings.resolve_path(settings.db)))
-    service = Budgetlab.from_settings(settings, store)
+    service = Budgetlab.from_settings(settings, store, env=env)
     try:
         spec = service.start_default_engine()
         print(f"budgetlab: serving {spec.name}; engine log in {settings.resolve_path(settings.data_dir) / 'engine.log'}", flush=True)
@@ -86,12 +86,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(settings_markdown())
         return 0
     try:
-        settings = settings_from(args, os.environ if env is None else env)
+        env = os.environ if env is None else env
+        settings = settings_from(args, env)
     except (SettingError, TypeError) as exc:
         print(f"app.py {args.command}: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
-    return serve(settings)
+    return serve(settings, env)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -7,7 +7,7 @@ exit. `RemoteEngine` points at an existing deployment (``--backend-url``) and
 starts nothing. Both expose the same `EngineStatus` and `endpoint()`, so the
 client code (backend/client.py) is the same for both.
 
-    engine = LocalEngine(EngineConfig(...), log_dir=Path("data"))
+    engine = LocalEngine(EngineConfig(...), log_dir=Path("data"), base_env=os.environ)
     engine.start(spec)            # returns at once; readiness is in engine.status()
     endpoint = engine.wait_ready(spec.name, timeout_s=600)
 """
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -122,7 +123,7 @@ def server_command(spec: ModelSpec, config: EngineConfig, port: int, api_key: st
     return cmd + shlex.split(config.extra_args)
 
 
-def server_env(config: EngineConfig, base_env: dict[str, str]) -> dict[str, str]:
+def server_env(config: EngineConfig, base_env: Mapping[str, str]) -> dict[str, str]:
     env = dict(base_env)
     if config.device == "cpu":
         # On CPU the KV cache is plain RAM; the default would take a large share of it.
@@ -141,10 +142,11 @@ def tail(path: Path, lines: int = 20) -> str:
 class LocalEngine:
     """Supervises one vLLM server child process at a time."""
 
-    def __init__(self, config: EngineConfig, log_dir: Path, base_env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: EngineConfig, log_dir: Path, base_env: Mapping[str, str]) -> None:
+        """`base_env` is the environment the child inherits (app.py passes its own)."""
         self.config = config
         self.log_dir = log_dir
-        self._base_env = dict(base_env if base_env is not None else os.environ)
+        self._base_env = dict(base_env)
         self._lock = threading.RLock()
         self._proc: subprocess.Popen | None = None
         self._spec: ModelSpec | None = None

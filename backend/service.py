@@ -4,7 +4,7 @@
 remote), the controllers, the grader and the store. The UI handlers stay thin
 and call it; it holds no UI code and no SQL.
 
-    service = Budgetlab.from_settings(settings, store)
+    service = Budgetlab.from_settings(settings, store, env=os.environ)
     async for snapshot in service.compare_stream(request):
         ...
 """
@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from backend.client import EngineClient, Sampling
@@ -26,6 +26,8 @@ from backend.generation import LiveGeneration, ModelSession
 from backend.grading import grade
 from backend.models import ModelRegistry, ModelSpec, UnknownModelError, check_available
 from backend.settings import AppSettings
+from store.ids import new_gen_id
+from store.schema import utc_now
 
 
 @dataclass
@@ -65,12 +67,13 @@ class Budgetlab:
         self.max_columns = max_columns
 
     @classmethod
-    def from_settings(cls, settings: AppSettings, store) -> Budgetlab:
+    def from_settings(cls, settings: AppSettings, store, env: Mapping[str, str]) -> Budgetlab:
+        """`env` is the environment a local engine child inherits (app.py passes os.environ)."""
         registry = ModelRegistry(settings.resolve_path(settings.models_dir))
         if settings.backend_url:
             engine: LocalEngine | RemoteEngine = RemoteEngine(settings.backend_url, settings.backend_api_key)
         else:
-            engine = LocalEngine(engine_config(settings), log_dir=settings.resolve_path(settings.data_dir))
+            engine = LocalEngine(engine_config(settings), log_dir=settings.resolve_path(settings.data_dir), base_env=env)
         return cls(
             registry=registry,
             engine=engine,
@@ -174,9 +177,9 @@ class Budgetlab:
 
 def generation_row(live: LiveGeneration, run_id: str, model: str, request: CompareRequest, sampling: Sampling) -> dict:
     return {
-        "gen_id": uuid.uuid4().hex,
+        "gen_id": new_gen_id(),
         "run_id": run_id,
-        "created_at": dt.datetime.now(),
+        "created_at": utc_now(),
         "model": model,
         "controller": live.controller,
         "budget": live.budget,

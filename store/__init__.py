@@ -2,12 +2,14 @@
 
 All SQL of the project lives in this package. ``schema`` defines the tables and migrations,
 ``rows`` validates generation rows, ``writer`` is the single writer (one thread, one read-write
-connection) and ``queries`` the read functions, which take a cursor from ``StoreWriter.reader()``::
+connection), ``queries`` the read functions, which take a cursor from ``StoreWriter.reader()``,
+and ``ids.new_gen_id`` makes time-ordered generation keys, which the store indexes fastest::
 
     from store import StoreConfig, StoreWriter, queries
 """
 
 from store import queries
+from store.ids import new_gen_id
 from store.schema import GENERATION_COLUMNS, SCHEMA_VERSION, SchemaVersionError, migrate
 from store.writer import StoreClosedError, StoreConfig, StoreWriter
 
@@ -19,5 +21,6 @@ __all__ = [
     "StoreConfig",
     "StoreWriter",
     "migrate",
+    "new_gen_id",
     "queries",
 ]

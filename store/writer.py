@@ -14,10 +14,12 @@ hands out a fresh cursor (its own connection to the same database) per caller::
             n = queries.count_generations(cur, "r1")
 
 Generations are idempotent on ``gen_id``: re-inserting an existing key inserts nothing, and the
-Future's count says how many rows were actually new. Inserts go in as Arrow tables, one
-transaction per batch; inserts waiting in the queue together are merged into one transaction
-(falling back to one transaction each if the merged one fails). Future done-callbacks run on the
-writer thread: keep them short and never wait on the store from inside one.
+Future's count says how many rows were actually new. Make keys with ``store.ids.new_gen_id()``
+(time-ordered, so much cheaper to index than ``uuid4``), once per generation, reused on retries.
+Inserts go in as Arrow tables, one transaction per batch; inserts waiting in the queue together
+are merged into one transaction (falling back to one transaction each if the merged one fails).
+Future done-callbacks run on the writer thread: keep them short and never wait on the store from
+inside one.
 """
 
 from __future__ import annotations

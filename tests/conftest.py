@@ -43,7 +43,7 @@ def tiny_spec(registry):
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory, tiny_spec):
     config = EngineConfig(device=detect_device(), kv_cache_gib=1, max_model_len=2048, start_timeout_s=300, max_restarts=3)
-    engine = LocalEngine(config, log_dir=tmp_path_factory.mktemp("engine"))
+    engine = LocalEngine(config, log_dir=tmp_path_factory.mktemp("engine"), base_env=os.environ)
     engine.start(tiny_spec)
     engine.wait_ready(tiny_spec.name, timeout_s=300)
     yield engine

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime as dt
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from store import queries
+from store.ids import new_gen_id
 from store.schema import (
     GENERATION_ARROW_SCHEMA,
     GENERATION_COLUMNS,
@@ -393,3 +395,12 @@ def test_queries_are_parameterized_and_ordered(store: StoreWriter) -> None:
         assert queries.count_generations(cur, "other") == 0
         with pytest.raises(ValueError, match="limit"):
             queries.get_generations(cur, tricky, limit=-1)
+
+
+def test_new_gen_id_is_time_ordered_and_unique() -> None:
+    first = new_gen_id()
+    time.sleep(0.002)
+    later = [new_gen_id() for _ in range(1000)]
+    assert len(first) == 32 and int(first, 16) >= 0
+    assert all(first < key for key in later)  # the millisecond prefix orders keys across time
+    assert len(set(later)) == 1000

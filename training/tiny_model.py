@@ -582,6 +582,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--check-only", action="store_true", help="skip training; only the checks on --out")
     args = ap.parse_args(argv)
 
+    # On a shared CPU, OpenMP's default spin-waiting makes 2 threads ~5x slower than 1 when
+    # other processes hold the cores; passive waiting avoids that. Read when torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     torch.set_num_threads(args.threads)
