@@ -7,7 +7,13 @@ import re
 
 import pytest
 
-from training.arith import STYLES, ArithProblem, format_completion, make_problems, make_trace
+from training.arith import (
+    STYLES,
+    ArithProblem,
+    format_completion,
+    make_problems,
+    make_trace,
+)
 
 
 def _independent_value(question: str) -> int:

@@ -1,17 +1,18 @@
-"""The tiny model's tokenizer, chat format and saved layout, on a random-weight model (no vLLM)."""
+"""The tiny model: tokenizer, chat format and saved layout on a random-weight model, and the committed directory (no vLLM)."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from backend.prompts import chat_messages, l1_exact_prompt  # noqa: E402
-from training.arith import format_completion, make_problems, make_trace  # noqa: E402
-from training.tiny_model import (  # noqa: E402
+from backend.prompts import chat_messages, l1_exact_prompt
+from training.arith import format_completion, make_problems, make_trace
+from training.tiny_model import (
     build_untrained,
     encode_example,
     make_example,
@@ -92,3 +93,26 @@ def test_parse_output():
     assert parse_output("no think end \\boxed{3}") == (False, None)
     assert parse_output("x\n</think>\n\nThe answer is 3.") == (False, None)
     assert parse_output("x\n</think>\n\\boxed{-12}") == (True, -12)
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "models" / "tiny-r1-base"
+
+
+@pytest.mark.skipif(not (COMMITTED / "config.json").exists(), reason="models/tiny-r1-base not built")
+def test_committed_model_directory():
+    """The embedded default model: small, loadable, same chat format and single-id think tags."""
+    import json
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(COMMITTED)
+    cfg = AutoConfig.from_pretrained(COMMITTED)
+    assert cfg.model_type == "qwen2" and cfg.tie_word_embeddings
+    assert sum(f.stat().st_size for f in COMMITTED.glob("*.safetensors")) < 15_000_000
+    for text in ("<think>", "</think>"):
+        assert len(tok(text, add_special_tokens=False)["input_ids"]) == 1
+    text = tok.apply_chat_template(chat_messages("Compute 1 + 2."), add_generation_prompt=True, tokenize=False)
+    assert text.endswith("<|assistant|><think>\n")
+    summary = json.loads((COMMITTED / "train_summary.json").read_text())
+    assert summary["eval_greedy"]["format_rate"] >= 0.95
+    assert (COMMITTED / "README.md").exists()

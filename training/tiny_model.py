@@ -9,9 +9,13 @@ under the three prompt forms of ``backend/prompts.py`` (base, L1-Exact and
 L1-Max with a random N), so that later L1/LCPO training and serving are in
 distribution. For this base model the trace style does not depend on N.
 
-Everything runs on CPU in about ten minutes, with two torch threads:
+Everything runs on CPU with two torch threads; the defaults (2400 steps, at most
+8.5 minutes of training) take about ten minutes in all, and the committed
+``models/tiny-r1-base`` was trained longer (its README.md has the exact command),
+because arithmetic only starts to come after copying the operands is learned:
 
-    python -m training.tiny_model --out models/tiny-r1-base --seed 0
+    python -m training.tiny_model --out /tmp/tiny --seed 0                 # ~10 min
+    python -m training.tiny_model --out models/tiny-r1-base --seed 0 --steps 7000 --max-minutes 28 --time-aware-lr
     python -m training.tiny_model --out models/tiny-r1-base --check-only --check-vllm
 
 The first command trains the byte-level BPE tokenizer (digits split one by one;
@@ -35,8 +39,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.prompts import THINK_END, THINK_START, base_prompt, chat_messages, l1_exact_prompt, l1_max_prompt
-from training.arith import OPENINGS, STYLES, ArithProblem, format_completion, make_problems, make_trace
+from backend.prompts import (
+    THINK_END,
+    THINK_START,
+    base_prompt,
+    chat_messages,
+    l1_exact_prompt,
+    l1_max_prompt,
+)
+from training.arith import (
+    OPENINGS,
+    STYLES,
+    ArithProblem,
+    format_completion,
+    make_problems,
+    make_trace,
+)
 
 EOS = "<|endoftext|>"
 SPECIAL_TOKENS = [EOS, "<|user|>", "<|assistant|>", "<|end|>"]
@@ -64,11 +82,14 @@ BOXED_RE = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
 
 @dataclass(frozen=True)
 class ModelShape:
+    # Narrow and deep: on a 2-core CPU, depth (6 layers) and more heads (head_dim 32, a size
+    # vLLM's CPU attention supports) made copying operands and then arithmetic emerge in far
+    # fewer steps than 4 layers of 2 x 64-dim heads, or than 256 wide.
     hidden_size: int = 128
     intermediate_size: int = 512
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 2  # head_dim 64, supported by vLLM's CPU attention
-    num_key_value_heads: int = 2
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 4
     max_position_embeddings: int = 2048
 
 
@@ -115,7 +136,16 @@ def tokenizer_corpus(seed: int, n: int = 3000) -> list[str]:
 
 def build_tokenizer(texts: list[str], vocab_size: int = 768):
     """A byte-level BPE tokenizer (digits one by one) wrapped as a transformers fast tokenizer."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -202,15 +232,13 @@ def generation_config(tokenizer):
     )
 
 
-def save(model, tokenizer, out_dir: Path, dtype: str = "bfloat16") -> None:
-    import torch
-
+def save(model, tokenizer, out_dir: Path) -> None:
+    """Float32 safetensors (a few MB): exact weights for LCPO to start from; vLLM serves them
+    in bf16 unless asked for float32."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    to_save = model.to(getattr(torch, dtype))
-    to_save.generation_config = generation_config(tokenizer)
-    to_save.save_pretrained(out_dir, safe_serialization=True)
+    model.generation_config = generation_config(tokenizer)
+    model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    model.to(torch.float32)
 
 
 def build_untrained(out_dir: str | Path, seed: int = 0) -> Path:
@@ -275,8 +303,9 @@ def train(
     warmup: int = 100,
     tokens_per_batch: int = 1024,
     log_every: int = 100,
+    time_aware_lr: bool = False,
 ) -> dict:
-    """Plain-PyTorch SFT: AdamW, linear warmup then cosine decay, stops at ``steps`` or the time budget."""
+    """Plain-PyTorch SFT: AdamW, warmup then cosine decay over ``steps``; stops early past ``max_minutes``."""
     import torch
 
     torch.manual_seed(seed)
@@ -289,10 +318,19 @@ def train(
         betas=(0.9, 0.98),
     )
 
-    def lr_at(step: int) -> float:
+    budget_s = max_minutes * 60
+
+    def lr_at(step: int, elapsed: float) -> float:
+        """Linear warmup, then cosine to 5% at ``steps``: a function of the step only, so that a run
+        is reproducible; the time budget only stops a run early (then it ends unannealed, and
+        ``stopped_by`` says "time": give fewer --steps on a slower or busier CPU). With
+        ``time_aware_lr`` the progress is the larger of steps and time used, so that a run cut by
+        the time budget still ends annealed, at the cost of bitwise reproducibility."""
         if step < warmup:
             return lr * (step + 1) / warmup
         progress = (step - warmup) / max(1, steps - warmup)
+        if time_aware_lr:
+            progress = max(progress, elapsed / budget_s)
         return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
     t0 = time.time()
@@ -300,12 +338,14 @@ def train(
     losses, n_tokens, step = [], 0, 0
     stopped_by = "steps"
     for step in range(steps):
-        if time.time() - t0 > max_minutes * 60:
+        elapsed = time.time() - t0
+        if elapsed > budget_s:
             stopped_by = "time"
             break
         input_ids, attn, labels = next(data)
+        cur_lr = lr_at(step, elapsed)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = cur_lr
         out = model(input_ids=input_ids, attention_mask=attn, labels=labels)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -316,7 +356,7 @@ def train(
         if step % log_every == 0 or step == steps - 1:
             recent = sum(losses[-log_every:]) / len(losses[-log_every:])
             print(
-                f"step {step:5d}  loss {recent:.4f}  lr {lr_at(step):.2e}  "
+                f"step {step:5d}  loss {recent:.4f}  lr {cur_lr:.2e}  "
                 f"tokens {n_tokens}  {time.time() - t0:6.1f}s",
                 flush=True,
             )
@@ -327,6 +367,7 @@ def train(
         "steps_done": step,
         "steps_planned": steps,
         "stopped_by": stopped_by,
+        "time_aware_lr": time_aware_lr,
         "train_tokens": n_tokens,
         "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
         "train_seconds": round(time.time() - t0, 1),
@@ -447,10 +488,12 @@ def quick_eval(
 # ---------------------------------------------------------------- vLLM check
 
 
-def check_vllm(model_dir: str | Path, n: int = 6, seed: int = 0) -> dict:
-    """Load the model in vLLM (CPU), sample a few answers at T=0.6 and check the format.
+def check_vllm(model_dir: str | Path, n: int = 50, seed: int = 0) -> dict:
+    """Load the model in vLLM (CPU) and check the served format on the quick-eval problems.
 
-    Not a test: the engine takes about a minute to start. Run it with --check-vllm.
+    One answer per problem at temperature 0.6 (format, ``</think>`` as a single id among the
+    output token ids, accuracy) and one greedy (accuracy, comparable with the transformers
+    greedy eval). Not a test: the engine takes about a minute to start. Run it with --check-vllm.
     """
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from vllm import LLM, SamplingParams
@@ -458,16 +501,18 @@ def check_vllm(model_dir: str | Path, n: int = 6, seed: int = 0) -> dict:
     llm = LLM(model=str(model_dir), max_model_len=2048, enforce_eager=True, seed=seed)
     tok = llm.get_tokenizer()
     think_end_id = tok.convert_tokens_to_ids(THINK_END)
-    problems = make_problems(seed + EVAL_SEED_OFFSET + 1, n)
+    problems = make_problems(seed + EVAL_SEED_OFFSET, n)
     prompts = [
         tok.apply_chat_template(chat_messages(base_prompt(p.question)), add_generation_prompt=True, tokenize=False)
         for p in problems
     ]
-    outs = llm.generate(prompts, SamplingParams(temperature=0.6, max_tokens=1024))
+    sampled = llm.generate(prompts, SamplingParams(temperature=0.6, max_tokens=1024))
+    greedy = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=1024))
     rows = []
-    for p, o in zip(problems, outs):
+    for p, o, g in zip(problems, sampled, greedy):
         c = o.outputs[0]
         ok, got = parse_output(c.text)
+        g_ok, g_got = parse_output(g.outputs[0].text)
         ids = list(c.token_ids)
         rows.append(
             {
@@ -477,6 +522,7 @@ def check_vllm(model_dir: str | Path, n: int = 6, seed: int = 0) -> dict:
                 "correct": ok and got == p.answer,
                 "think_end_single_id": think_end_id in ids and THINK_END in c.text,
                 "n_tokens": len(ids),
+                "greedy_correct": g_ok and g_got == p.answer,
                 "text": c.text,
             }
         )
@@ -485,6 +531,7 @@ def check_vllm(model_dir: str | Path, n: int = 6, seed: int = 0) -> dict:
         "format_rate": sum(r["format_ok"] for r in rows) / n,
         "think_end_single_id_rate": sum(r["think_end_single_id"] for r in rows) / n,
         "accuracy": sum(r["correct"] for r in rows) / n,
+        "greedy_accuracy": sum(r["greedy_correct"] for r in rows) / n,
         "rows": rows,
     }
 
@@ -507,16 +554,17 @@ def token_ids(tokenizer) -> dict:
 
 
 def write_card(out: Path, summary: dict) -> None:
-    ev = summary["eval_greedy"]
+    """``--out/README.md``: what the model is, how it was made, the quick eval (and the vLLM check)."""
+    tr, ev = summary["train"], summary["eval_greedy"]
     lines = [
         "# tiny-r1-base",
         "",
-        "A tiny Qwen2 \"reasoning\" model trained from scratch on CPU on budgetlab's built-in",
-        "arithmetic suite (`training/arith.py`, dataset `arith`). It is budgetlab's embedded",
-        "default model until LCPO-trained models exist: it thinks inside `<think> ... </think>`",
-        "(the chat template's generation prompt opens `<think>\\n`, as DeepSeek-R1-Distill's does)",
-        "and answers `The answer is \\boxed{N}.`. Its traces come in three lengths (terse / steps /",
-        "checked); it has not been taught to obey a thinking budget (that is what LCPO adds).",
+        "A tiny Qwen2 \"reasoning\" model trained from scratch on CPU on budgetlab's built-in arithmetic",
+        "suite (`training/arith.py`, dataset `arith`), by `training/tiny_model.py`. It is budgetlab's",
+        "embedded default model until LCPO-trained models exist. It thinks inside `<think> ... </think>`",
+        "(the chat template's generation prompt opens `<think>\\n`, as DeepSeek-R1-Distill's does) and",
+        "answers `The answer is \\boxed{N}.`. Its traces come in three lengths (terse / steps / checked);",
+        "it was not taught to obey a thinking budget (that is what LCPO adds).",
         "",
         "## How it was made",
         "",
@@ -526,31 +574,44 @@ def write_card(out: Path, summary: dict) -> None:
         "",
         f"- seed: {summary['seed']}",
         f"- parameters: {summary['parameters']:,} ({summary['shape']})",
-        f"- vocabulary: {summary['tokenizer_size']} tokens (byte-level BPE, digits split), model vocab {summary['vocab_size']}",
+        (
+            f"- vocabulary: {summary['tokenizer_size']} tokens (byte-level BPE, digits split), "
+            f"model vocab {summary['vocab_size']}"
+        ),
         f"- weights: {summary['weights_dtype']} safetensors, {summary['weights_bytes'] / 1e6:.1f} MB",
-        f"- training: {summary['train']['steps_done']} steps, {summary['train']['train_tokens']:,} tokens, "
-        f"{summary['train']['train_seconds']:.0f} s on {summary['threads']} CPU threads; final loss {summary['train']['final_loss']}",
+        (
+            f"- training: {tr['steps_done']} steps, {tr['train_tokens']:,} tokens, {tr['train_seconds']:.0f} s "
+            f"on {summary['threads']} CPU threads (shared machine), stopped by {tr['stopped_by']}; "
+            f"final loss {tr['final_loss']}"
+        ),
         f"- total time (tokenizer + training + eval): {summary['total_seconds']:.0f} s",
         f"- token ids: {summary['token_ids']}",
         "",
         "## Quick eval",
         "",
-        f"{ev['problems']} fresh problems (seed {ev['problem_seed']}), base prompt, {ev['decoding']} decoding "
-        "with transformers `generate`:",
+        (
+            f"{ev['problems']} fresh problems (seed {ev['problem_seed']}), base prompt, {ev['decoding']} "
+            "decoding with transformers `generate`:"
+        ),
         "",
         f"- format (`</think>` then `\\boxed{{...}}`): {ev['format_rate']:.0%}",
         f"- accuracy: {ev['accuracy']:.0%} (1-2 ops: {ev['accuracy_1_2_ops']}, 5-6 ops: {ev['accuracy_5_6_ops']})",
         f"- accuracy by number of operations: {ev['accuracy_by_ops']}",
-        f"- thinking tokens: mean {ev['mean_think_tokens']}, min {ev['min_think_tokens']}, max {ev['max_think_tokens']}",
+        (
+            f"- thinking tokens: mean {ev['mean_think_tokens']}, min {ev['min_think_tokens']}, "
+            f"max {ev['max_think_tokens']}"
+        ),
         f"- by style: {ev['by_style']}",
     ]
     if "eval_sampled" in summary:
         es = summary["eval_sampled"]
         lines += [
             "",
-            f"Same problems, {es['decoding']}: format {es['format_rate']:.0%}, accuracy {es['accuracy']:.0%}, "
-            f"thinking tokens mean {es['mean_think_tokens']} (min {es['min_think_tokens']}, max {es['max_think_tokens']}), "
-            f"by style: {es['by_style']}",
+            (
+                f"Same problems, {es['decoding']}: format {es['format_rate']:.0%}, accuracy {es['accuracy']:.0%}, "
+                f"thinking tokens mean {es['mean_think_tokens']} (min {es['min_think_tokens']}, "
+                f"max {es['max_think_tokens']}), by style: {es['by_style']}"
+            ),
         ]
     if "eval_forced_style" in summary:
         lines += [
@@ -565,6 +626,25 @@ def write_card(out: Path, summary: dict) -> None:
                 f"| {style} | {e['format_rate']:.0%} | {e['accuracy']:.0%} | {e['accuracy_1_2_ops']} | "
                 f"{e['accuracy_5_6_ops']} | {e['mean_think_tokens']} |"
             )
+    if "vllm_check" in summary:
+        vc = summary["vllm_check"]
+        lines += [
+            "",
+            "## Served by vLLM",
+            "",
+            (
+                f"vLLM {vc['vllm']} on CPU (`LLM(model=..., max_model_len=2048, enforce_eager=True)`, "
+                "`VLLM_CPU_KVCACHE_SPACE=1`, weights cast to bf16 by vLLM), chat template applied, "
+                f"temperature 0.6, {vc['problems']} problems: format {vc['format_rate']:.0%}, "
+                f"`</think>` a single id ({vc['think_end_id']}) in the output token ids "
+                f"{vc['think_end_single_id_rate']:.0%}, accuracy {vc['accuracy']:.0%}; greedy on the same "
+                f"problems (those of the quick eval): accuracy {vc['greedy_accuracy']:.0%}. Example output:"
+            ),
+            "",
+            "```",
+            vc["example"],
+            "```",
+        ]
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 
@@ -572,10 +652,21 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the tiny R1-style base model on the arith suite (CPU).")
     ap.add_argument("--out", default="models/tiny-r1-base")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=1500, help="planned optimizer steps (the LR schedule's length)")
-    ap.add_argument("--max-minutes", type=float, default=8.0, help="stop training after this long anyway")
+    ap.add_argument("--steps", type=int, default=2400, help="planned optimizer steps (the LR schedule's length)")
+    ap.add_argument(
+        "--max-minutes", type=float, default=8.5, help="stop training after this long even if steps remain"
+    )
+    ap.add_argument("--hidden-size", type=int, default=ModelShape.hidden_size, help="a multiple of --head-dim")
+    ap.add_argument("--layers", type=int, default=ModelShape.num_hidden_layers)
+    ap.add_argument("--head-dim", type=int, default=ModelShape.hidden_size // ModelShape.num_attention_heads)
+    ap.add_argument("--intermediate-size", type=int, default=ModelShape.intermediate_size)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch-tokens", type=int, default=1024, help="padded tokens per batch")
+    ap.add_argument(
+        "--time-aware-lr",
+        action="store_true",
+        help="cosine progress = max(steps, time) used: annealed even if cut by time, not bit-reproducible",
+    )
     ap.add_argument("--eval-n", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--check-vllm", action="store_true", help="afterwards, load the saved model in vLLM (CPU)")
@@ -594,12 +685,26 @@ def main(argv: list[str] | None = None) -> None:
         random.seed(args.seed)
         tokenizer = build_tokenizer(tokenizer_corpus(args.seed))
         print(f"tokenizer: {len(tokenizer)} tokens, ids {token_ids(tokenizer)}", flush=True)
-        shape = ModelShape()
+        heads = args.hidden_size // args.head_dim
+        shape = ModelShape(
+            hidden_size=args.hidden_size,
+            intermediate_size=args.intermediate_size,
+            num_hidden_layers=args.layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+        )
         model = build_model(tokenizer, args.seed, shape)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"model: {n_params:,} parameters", flush=True)
         train_info = train(
-            model, tokenizer, args.seed, args.steps, args.max_minutes, lr=args.lr, tokens_per_batch=args.batch_tokens
+            model,
+            tokenizer,
+            args.seed,
+            args.steps,
+            args.max_minutes,
+            lr=args.lr,
+            tokens_per_batch=args.batch_tokens,
+            time_aware_lr=args.time_aware_lr,
         )
         save(model, tokenizer, out)
         eval_greedy = quick_eval(model, tokenizer, args.seed, n=args.eval_n)
@@ -613,7 +718,9 @@ def main(argv: list[str] | None = None) -> None:
         weights = sum(f.stat().st_size for f in out.glob("*.safetensors"))
         cmd = (
             f"python -m training.tiny_model --out {args.out} --seed {args.seed} --steps {args.steps} "
-            f"--max-minutes {args.max_minutes} --lr {args.lr} --batch-tokens {args.batch_tokens}"
+            f"--max-minutes {args.max_minutes} --lr {args.lr} --batch-tokens {args.batch_tokens} "
+            f"--hidden-size {args.hidden_size} --head-dim {args.head_dim} --layers {args.layers} "
+            f"--intermediate-size {args.intermediate_size}" + (" --time-aware-lr" if args.time_aware_lr else "")
         )
         summary = {
             "command": cmd,
@@ -623,7 +730,7 @@ def main(argv: list[str] | None = None) -> None:
             "shape": shape.__dict__,
             "tokenizer_size": len(tokenizer),
             "vocab_size": model.config.vocab_size,
-            "weights_dtype": "bfloat16",
+            "weights_dtype": "float32",
             "weights_bytes": weights,
             "token_ids": token_ids(tokenizer),
             "style_weights": STYLE_WEIGHTS,
@@ -640,11 +747,28 @@ def main(argv: list[str] | None = None) -> None:
     if args.check_vllm:
         res = check_vllm(out, seed=args.seed)
         for r in res["rows"]:
-            print(json.dumps({k: v for k, v in r.items()}))
+            print(json.dumps(r))
         print(
             f"vLLM: format {res['format_rate']:.0%}, </think> as one id ({res['think_end_id']}) "
-            f"{res['think_end_single_id_rate']:.0%}, accuracy {res['accuracy']:.0%}"
+            f"{res['think_end_single_id_rate']:.0%}, accuracy {res['accuracy']:.0%} (T=0.6), "
+            f"{res['greedy_accuracy']:.0%} (greedy)"
         )
+        summary_path = out / "train_summary.json"
+        if summary_path.exists():  # record the check next to the training numbers
+            summary = json.loads(summary_path.read_text())
+            summary["vllm_check"] = {k: v for k, v in res.items() if k != "rows"} | {
+                "vllm": _vllm_version(),
+                "problems": len(res["rows"]),
+                "example": next((r["text"] for r in res["rows"] if r["correct"]), res["rows"][0]["text"]),
+            }
+            summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+            write_card(out, summary)
+
+
+def _vllm_version() -> str:
+    import vllm
+
+    return vllm.__version__
 
 
 if __name__ == "__main__":
