@@ -67,12 +67,13 @@ class Budgetlab:
         self.max_columns = max_columns
 
     @classmethod
-    def from_settings(cls, settings: AppSettings, store, env: Mapping[str, str]) -> Budgetlab:
-        """`env` is the environment a local engine child inherits (app.py passes os.environ)."""
+    def from_settings(cls, settings: AppSettings, store, env: Mapping[str, str], engine: LocalEngine | RemoteEngine | None = None) -> Budgetlab:
+        """`env` is the environment a local engine child inherits (app.py passes os.environ);
+        `engine` reuses one already running (the tests share one per session)."""
         registry = ModelRegistry(settings.resolve_path(settings.models_dir))
-        if settings.backend_url:
-            engine: LocalEngine | RemoteEngine = RemoteEngine(settings.backend_url, settings.backend_api_key)
-        else:
+        if engine is None and settings.backend_url:
+            engine = RemoteEngine(settings.backend_url, settings.backend_api_key)
+        elif engine is None:
             engine = LocalEngine(engine_config(settings), log_dir=settings.resolve_path(settings.data_dir), base_env=env)
         return cls(
             registry=registry,

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from backend.client import EngineClient, Sampling
+from backend.client import EngineClient
 from backend.engine import EngineConfig, LocalEngine, detect_device
 from backend.generation import ModelSession
 from backend.models import ModelRegistry
-from backend.service import Budgetlab, controller_config
+from backend.service import Budgetlab
 from backend.settings import REPO_ROOT, AppSettings
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -80,16 +80,9 @@ def store(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def service(engine, store, registry) -> Budgetlab:
+def service(engine, store) -> Budgetlab:
     settings = AppSettings(model=TINY_MODEL, answer_max_tokens=64, unconstrained_max_tokens=512, s1_max_waits=10_000)
-    return Budgetlab(
-        registry=registry,
-        engine=engine,
-        store=store,
-        controller_config=controller_config(settings),
-        sampling=Sampling(settings.temperature, settings.top_p),
-        default_model=TINY_MODEL,
-    )
+    return Budgetlab.from_settings(settings, store, env=os.environ, engine=engine)
 
 
 def free_port() -> int:
