@@ -3,6 +3,9 @@
     python app.py                      # same as `python app.py serve`
     python app.py serve --model tiny-r1-base --port 7860
     python app.py serve --backend-url http://gpu-box:8000 --backend-api-key KEY --model l3lab/L1-Qwen-1.5B-Exact
+    python app.py sweep --model tiny-r1-base --dataset arith --limit 50 \
+        --controllers l1_exact,l1_max,s1 --budgets 64,128,256 --samples 4 --run demo --json
+    python app.py report --run demo --json   # a run's summary, recomputed from the store
     python app.py settings             # the configuration reference (Markdown)
 
 This is the only module that reads the environment: every setting can come
@@ -13,6 +16,7 @@ from a flag (--name), a BUDGETLAB_NAME variable, or its default, in that order
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -20,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from backend.settings import AppSettings, SettingError, env_name, parse_value, registry, settings_markdown
 
-SUBCOMMANDS = ("serve", "settings")
+SUBCOMMANDS = ("serve", "sweep", "report", "settings")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,12 +32,39 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
     serve = commands.add_parser("serve", help="start the dashboard (the default)", description="Start the dashboard and its engine.")
     add_setting_flags(serve)
+    add_sweep_parser(commands)
+    report = commands.add_parser("report", help="print a run's summary from the store", description="Recompute a run's summary from its stored generations (no engine needed).")
+    report.add_argument("--run", default=None, help="the run's name; without it, list the runs")
+    report.add_argument("--json", action="store_true", help="print JSON (the same list as `sweep --json`)")
+    add_setting_flags(report, only=("db",))
     commands.add_parser("settings", help="print the configuration reference as Markdown")
     return parser
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+def add_sweep_parser(commands) -> None:
+    sweep = commands.add_parser("sweep", help="run an evaluation sweep (datasets x controllers x budgets x samples)", description="Run, or resume, an evaluation sweep; every generation is stored.")
+    sweep.add_argument("--model", dest="models", action="append", default=None, help="model(s) to evaluate: repeat the flag or separate with commas [default: the model setting]")
+    sweep.add_argument("--dataset", required=True, help="built-in name (arith), a JSONL/Parquet/CSV file, or a Hugging Face dataset name")
+    sweep.add_argument("--limit", default=None, help="number of questions: a sample drawn with --seed [default: all]")
+    sweep.add_argument("--controllers", default="l1_exact,l1_max,s1", help="comma-separated controllers [default: %(default)s]")
+    sweep.add_argument("--budgets", default=None, help="comma-separated token budgets [default: the first model's suggested budgets]")
+    sweep.add_argument("--samples", default="1", help="samples per question; the L1 paper uses 16 at temperature 0.6, top_p 0.95 [default: %(default)s]")
+    sweep.add_argument("--seed", default="0", help="seed of the question sample and of every generation [default: %(default)s]")
+    sweep.add_argument("--concurrency", default=None, help="requests in flight at once [default: the sweep_concurrency setting]")
+    sweep.add_argument("--run", default=None, help="run name; running the same name again resumes it [default: sweep-DATASET-TIME]")
+    sweep.add_argument("--json", action="store_true", help="print the summary as one JSON list on stdout")
+    sweep.add_argument("--question-field", default=None, help="the file's question field [default: detected]")
+    sweep.add_argument("--answer-field", default=None, help="the file's gold answer field [default: detected]")
+    sweep.add_argument("--skip-bad", action="store_true", help="skip malformed records (they are counted) instead of refusing the file")
+    sweep.add_argument("--split", default="test", help="split of a Hugging Face dataset [default: %(default)s]")
+    sweep.add_argument("--hub-config", default=None, help="configuration of a Hugging Face dataset (e.g. main for openai/gsm8k)")
+    add_setting_flags(sweep, skip=("model", "host", "port"))
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> None:
     for spec in registry():
+        if spec.name in skip or (only is not None and spec.name not in only):
+            continue
         flag = "--" + spec.name.replace("_", "-")
         help_text = f"{spec.help} [env {env_name(spec.name)}; default {spec.default!r}]"
         parser.add_argument(flag, dest=spec.name, default=None, metavar=spec.type.__name__.upper(), help=help_text)
@@ -92,7 +123,38 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"app.py {args.command}: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.command == "sweep":
+        return sweep(args, settings, env)
+    if args.command == "report":
+        from backend.sweep_cli import report_command
+
+        return report_command(settings, args.run, args.json)
     return serve(settings, env)
+
+
+def sweep(args: argparse.Namespace, settings: AppSettings, env: Mapping[str, str]) -> int:
+    from backend.compare import InputError
+    from backend.models import ModelRegistry, UnknownModelError
+    from backend.sweep import parse_sweep_request
+    from backend.sweep_cli import sweep_command
+
+    models = args.models or [settings.model]
+    try:
+        budgets = args.budgets
+        if budgets is None:
+            first = models[0].split(",")[0].strip()
+            budgets = ModelRegistry(settings.resolve_path(settings.models_dir)).resolve(first).budgets
+        request = parse_sweep_request(
+            models=models, dataset=args.dataset, controllers=args.controllers, budgets=budgets, samples=args.samples,
+            limit=args.limit, seed=args.seed, concurrency=args.concurrency or settings.sweep_concurrency, run=args.run,
+            question_field=args.question_field, answer_field=args.answer_field, skip_bad=args.skip_bad, split=args.split, hub_config=args.hub_config,
+        )
+    except (InputError, UnknownModelError) as exc:
+        print(f"app.py sweep: {exc}", file=sys.stderr)
+        return 2
+    # The engine starts with the first model; a sweep over several switches between them.
+    settings = dataclasses.replace(settings, model=request.models[0])
+    return sweep_command(settings, request, env, args.json)
 
 
 def _interrupt(signum: int, frame: object) -> None:

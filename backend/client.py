@@ -10,6 +10,7 @@ with ``messages``), so the app needs no local copy of the tokenizer.
         ids = await client.chat_prompt_ids([{"role": "user", "content": "2+2?"}])
         async for chunk in client.stream(ids, max_tokens=64, sampling=Sampling()):
             print(chunk.text, chunk.token_ids)
+        whole = await client.complete(ids, max_tokens=64, sampling=Sampling(seed=0))
 """
 
 from __future__ import annotations
@@ -96,19 +97,7 @@ class EngineClient:
         stop: tuple[str, ...] = (),
     ) -> AsyncIterator[Chunk]:
         """Stream one completion; the last chunk carries the finish reason."""
-        body = {
-            "model": self.endpoint.model,
-            "prompt": prompt_ids,
-            "max_tokens": max_tokens,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "stream": True,
-            "return_token_ids": True,
-            "stop_token_ids": list(stop_token_ids),
-            "stop": list(stop),
-        }
-        if sampling.seed is not None:
-            body["seed"] = sampling.seed
+        body = self._completion_body(prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream=True)
         try:
             async with self._http.stream("POST", "/v1/completions", json=body) as response:
                 if response.status_code != 200:
@@ -120,6 +109,37 @@ class EngineClient:
                         yield chunk
         except httpx.TransportError as exc:
             raise EngineUnavailable(f"lost the connection to the engine ({type(exc).__name__}: {exc}); it may be restarting") from exc
+
+    async def complete(
+        self,
+        prompt_ids: list[int],
+        max_tokens: int,
+        sampling: Sampling,
+        stop_token_ids: tuple[int, ...] = (),
+        stop: tuple[str, ...] = (),
+    ) -> Chunk:
+        """One completion in one response: what a sweep uses, since nobody watches it stream
+        (one JSON answer instead of an event per token, for the server and for us)."""
+        body = self._completion_body(prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream=False)
+        data = await self._post_json("/v1/completions", body)
+        choice = (data.get("choices") or [{}])[0]
+        return _chunk(choice)
+
+    def _completion_body(self, prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream: bool) -> dict:
+        body = {
+            "model": self.endpoint.model,
+            "prompt": prompt_ids,
+            "max_tokens": max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "stream": stream,
+            "return_token_ids": True,
+            "stop_token_ids": list(stop_token_ids),
+            "stop": list(stop),
+        }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        return body
 
     async def _get_json(self, path: str) -> dict:
         try:
@@ -152,7 +172,10 @@ def _parse_sse_line(line: str) -> Chunk | None:
     choices = data.get("choices") or []
     if not choices:
         return None  # a usage-only chunk
-    choice = choices[0]
+    return _chunk(choices[0])
+
+
+def _chunk(choice: dict) -> Chunk:
     return Chunk(
         text=choice.get("text") or "",
         token_ids=tuple(choice.get("token_ids") or ()),

@@ -156,7 +156,7 @@ class S1BudgetForcing(Controller):
         while len(thinking_ids) < budget:
             remaining = budget - len(thinking_ids)
             ids, finish = [], None
-            async for chunk in session.client.stream(prompt_ids + thinking_ids, remaining, sampling, stop_ids, stop_text):
+            async for chunk in session.generate(prompt_ids + thinking_ids, remaining, sampling, stop_ids, stop_text):
                 live.mark_first_token()
                 ids.extend(chunk.token_ids)
                 live.thinking_tokens = len(thinking_ids) + len(ids)
@@ -180,7 +180,7 @@ class S1BudgetForcing(Controller):
 
 async def stream_into(session: ModelSession, prompt_ids: list[int], max_tokens: int, sampling: Sampling, live: LiveGeneration, in_thinking: bool) -> None:
     splitter = StreamSplitter(live, session.tokens.think_end_id, in_thinking)
-    async for chunk in session.client.stream(prompt_ids, max_tokens, sampling):
+    async for chunk in session.generate(prompt_ids, max_tokens, sampling):
         splitter.feed(chunk)
         if chunk.finish_reason:
             live.finish_reason = chunk.finish_reason

@@ -15,9 +15,10 @@ Token accounting, the same for every controller:
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 
-from backend.client import Chunk, EngineClient
+from backend.client import Chunk, EngineClient, Sampling
 from backend.prompts import THINK_END, THINK_START
 
 
@@ -98,21 +99,42 @@ class ModelTokens:
 
 @dataclass
 class ModelSession:
-    """One model on one engine, with the token ids the controllers need (cached)."""
+    """One model on one engine, with the token ids the controllers need (cached).
+
+    ``live=True`` streams every completion token by token (the comparison view
+    shows them as they come); ``live=False`` asks for each completion in one
+    response (sweeps: the same tokens with far less work per token).
+    """
 
     client: EngineClient
     tokens: ModelTokens
+    live: bool = True
     _ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @classmethod
-    async def open(cls, client: EngineClient) -> ModelSession:
+    async def open(cls, client: EngineClient, live: bool = True) -> ModelSession:
         info = await client.model_info()
         tokens = ModelTokens(
             max_model_len=info.max_model_len,
             think_start_ids=tuple(await client.token_ids(THINK_START)),
             think_end_ids=tuple(await client.token_ids(THINK_END)),
         )
-        return cls(client, tokens)
+        return cls(client, tokens, live)
+
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        max_tokens: int,
+        sampling: Sampling,
+        stop_token_ids: tuple[int, ...] = (),
+        stop: tuple[str, ...] = (),
+    ) -> AsyncIterator[Chunk]:
+        """One completion as chunks: many when live, else a single one carrying everything."""
+        if self.live:
+            async for chunk in self.client.stream(prompt_ids, max_tokens, sampling, stop_token_ids, stop):
+                yield chunk
+        else:
+            yield await self.client.complete(prompt_ids, max_tokens, sampling, stop_token_ids, stop)
 
     async def ids(self, text: str) -> tuple[int, ...]:
         if text not in self._ids:

@@ -64,6 +64,7 @@ class AppSettings:
     request_timeout_s: float = _setting(600.0, "Seconds one request to the engine may take.")
     # --- comparison and cost
     compare_max_columns: int = _setting(24, "Most (controller, budget) columns one comparison may ask for.")
+    sweep_concurrency: int = _setting(128, "Requests a sweep keeps in flight at once (the engine batches them); --concurrency overrides it per sweep.")
     price_per_m_output_tokens: float = _setting(2.0, "Default price in dollars per 1M output tokens, for cost estimates.")
     price_per_m_input_tokens: float = _setting(0.5, "Default price in dollars per 1M input (prompt) tokens, for cost estimates.")
 
@@ -77,7 +78,7 @@ class AppSettings:
         for name in ("s1_max_waits", "engine_max_restarts", "engine_max_model_len"):
             if getattr(self, name) < 0:
                 raise SettingError(f"{name} {getattr(self, name)}: must be 0 or more")
-        for name in ("answer_max_tokens", "unconstrained_max_tokens", "compare_max_columns"):
+        for name in ("answer_max_tokens", "unconstrained_max_tokens", "compare_max_columns", "sweep_concurrency"):
             if getattr(self, name) < 1:
                 raise SettingError(f"{name} {getattr(self, name)}: must be a positive integer")
         if not 0.0 < self.engine_gpu_memory_utilization <= 1.0:

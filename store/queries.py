@@ -10,6 +10,8 @@ All values travel as parameters, never spliced into SQL::
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -44,6 +46,22 @@ def get_generation(cur: duckdb.DuckDBPyConnection, gen_id: str) -> Row | None:
     return rows[0] if rows else None
 
 
+def get_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> Row | None:
+    """One run with ``config`` decoded from JSON, or None."""
+    runs = _dicts(cur.execute(
+        "SELECT run_id, name, kind, created_at, config, status FROM runs WHERE run_id = ?", [run_id]
+    ))
+    for run in runs:
+        if run["config"] is not None:
+            run["config"] = json.loads(run["config"])
+    return runs[0] if runs else None
+
+
+def stored_gen_ids(cur: duckdb.DuckDBPyConnection, run_id: str) -> set[str]:
+    """The keys a run already has: what a resumed sweep skips."""
+    return {row[0] for row in cur.execute("SELECT gen_id FROM generations WHERE run_id = ?", [run_id]).fetchall()}
+
+
 def list_runs(cur: duckdb.DuckDBPyConnection, limit: int = 100) -> list[Row]:
     """The most recent runs first, with ``config`` decoded from JSON."""
     runs = _dicts(cur.execute(
@@ -63,6 +81,32 @@ def duplicate_gen_ids(cur: duckdb.DuckDBPyConnection) -> int:
         "SELECT count(*) FROM (SELECT gen_id FROM generations GROUP BY gen_id HAVING count(*) > 1)"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection for a process that only reads (``app.py report``).
+
+    DuckDB refuses it while another process has the file open for writing; the error says so.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no store at {path}: run a sweep first, or pass --db with the right file")
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        raise StoreBusyError(f"cannot open {path}: {busy_reason(exc)}") from None
+
+
+class StoreBusyError(RuntimeError):
+    """The DuckDB file is held by another process (DuckDB allows one writer and no other reader)."""
+
+
+def busy_reason(exc: Exception) -> str:
+    """One line for a lock conflict, naming the other process when DuckDB tells it."""
+    text = str(exc)
+    pid = re.search(r"PID (\d+)", text)
+    who = f"process {pid.group(1)}" if pid else "another process"
+    return (f"{who} has it open (a running dashboard or sweep?); stop it, use another --db, "
+            "or run this from the dashboard")
 
 
 def _check_limit(limit: int) -> int:
