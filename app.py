@@ -98,7 +98,7 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
     try:
         spec = service.start_default_engine()
         print(f"budgetlab: serving {spec.name}; engine log in {settings.resolve_path(settings.data_dir) / 'engine.log'}", flush=True)
-        demo = build_app(service)
+        demo = build_app(service, sweep_concurrency=settings.sweep_concurrency)
         demo.queue(default_concurrency_limit=32)
         print(f"budgetlab: dashboard on http://{settings.host}:{settings.port}", flush=True)
         demo.launch(server_name=settings.host, server_port=settings.port, css=CSS, ssr_mode=False, show_error=True, quiet=True)

@@ -15,13 +15,18 @@ with ``messages``), so the app needs no local copy of the tokenizer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from backend.engine import EngineUnavailable, Endpoint
+
+
+# Resends of a request whose kept-alive connection the server had just closed.
+CONNECTION_RETRIES = 2
 
 
 class EngineRequestError(RuntimeError):
@@ -50,13 +55,17 @@ class ModelInfo:
 
 
 class EngineClient:
+    """One connection pool to one served model. Create it inside a running event loop."""
+
     def __init__(self, endpoint: Endpoint, timeout_s: float = 600.0, max_connections: int = 256) -> None:
         self.endpoint = endpoint
-        self._http = httpx.AsyncClient(
+        # aiohttp, not httpx: httpx's pool scans every connection on each request, which cost a
+        # 256-request sweep more CPU than the engine's own work on a 2-core machine.
+        self._http = aiohttp.ClientSession(
             base_url=endpoint.base_url,
             headers={"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {},
-            timeout=httpx.Timeout(timeout_s, connect=10.0),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            timeout=aiohttp.ClientTimeout(total=timeout_s, connect=10.0),
+            connector=aiohttp.TCPConnector(limit=max_connections),
         )
 
     async def __aenter__(self) -> EngineClient:
@@ -66,10 +75,10 @@ class EngineClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def model_info(self) -> ModelInfo:
-        data = await self._get_json("/v1/models")
+        data = await self._request_json("GET", "/v1/models")
         for card in data.get("data", []):
             if card.get("id") == self.endpoint.model:
                 return ModelInfo(card["id"], int(card.get("max_model_len") or 0))
@@ -77,15 +86,15 @@ class EngineClient:
         raise EngineUnavailable(f"the engine serves {served}, not {self.endpoint.model}")
 
     async def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        data = await self._post_json("/tokenize", {"model": self.endpoint.model, "messages": messages, "add_generation_prompt": True})
+        data = await self._request_json("POST", "/tokenize", {"model": self.endpoint.model, "messages": messages, "add_generation_prompt": True})
         return list(data["tokens"])
 
     async def token_ids(self, text: str) -> list[int]:
-        data = await self._post_json("/tokenize", {"model": self.endpoint.model, "prompt": text, "add_special_tokens": False})
+        data = await self._request_json("POST", "/tokenize", {"model": self.endpoint.model, "prompt": text, "add_special_tokens": False})
         return list(data["tokens"])
 
     async def detokenize(self, ids: list[int]) -> str:
-        data = await self._post_json("/detokenize", {"model": self.endpoint.model, "tokens": ids})
+        data = await self._request_json("POST", "/detokenize", {"model": self.endpoint.model, "tokens": ids})
         return data["prompt"]
 
     async def stream(
@@ -99,16 +108,15 @@ class EngineClient:
         """Stream one completion; the last chunk carries the finish reason."""
         body = self._completion_body(prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream=True)
         try:
-            async with self._http.stream("POST", "/v1/completions", json=body) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise EngineRequestError(_error_text(response))
-                async for line in response.aiter_lines():
-                    chunk = _parse_sse_line(line)
+            async with self._http.post("/v1/completions", json=body) as response:
+                if response.status != 200:
+                    raise EngineRequestError(await _error_text(response))
+                async for line in response.content:
+                    chunk = _parse_sse_line(line.decode())
                     if chunk is not None:
                         yield chunk
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(f"lost the connection to the engine ({type(exc).__name__}: {exc}); it may be restarting") from exc
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            raise EngineUnavailable(f"lost the connection to the engine ({_describe(exc)}); it may be restarting") from exc
 
     async def complete(
         self,
@@ -121,7 +129,7 @@ class EngineClient:
         """One completion in one response: what a sweep uses, since nobody watches it stream
         (one JSON answer instead of an event per token, for the server and for us)."""
         body = self._completion_body(prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream=False)
-        data = await self._post_json("/v1/completions", body)
+        data = await self._request_json("POST", "/v1/completions", body)
         choice = (data.get("choices") or [{}])[0]
         return _chunk(choice)
 
@@ -141,23 +149,24 @@ class EngineClient:
             body["seed"] = sampling.seed
         return body
 
-    async def _get_json(self, path: str) -> dict:
-        try:
-            response = await self._http.get(path)
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(f"cannot reach the engine at {self.endpoint.base_url}: {exc}") from exc
-        if response.status_code != 200:
-            raise EngineRequestError(_error_text(response))
-        return response.json()
+    async def _request_json(self, method: str, path: str, body: dict | None = None) -> dict:
+        """One JSON request, retried when a kept-alive connection was closed under it.
 
-    async def _post_json(self, path: str, body: dict) -> dict:
-        try:
-            response = await self._http.post(path, json=body)
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(f"cannot reach the engine at {self.endpoint.base_url}: {exc}") from exc
-        if response.status_code != 200:
-            raise EngineRequestError(_error_text(response))
-        return response.json()
+        The server drops idle connections after a few seconds; a request that raced with that
+        fails before the server saw it, so sending it again is safe (completions carry a seed).
+        """
+        for attempt in range(CONNECTION_RETRIES + 1):
+            try:
+                async with self._http.request(method, path, json=body) as response:
+                    if response.status != 200:
+                        raise EngineRequestError(await _error_text(response))
+                    return await response.json()
+            except aiohttp.ServerDisconnectedError:
+                if attempt == CONNECTION_RETRIES:
+                    raise EngineUnavailable(f"the engine at {self.endpoint.base_url} closed the connection {attempt + 1} times in a row; it may be restarting") from None
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                raise EngineUnavailable(f"cannot reach the engine at {self.endpoint.base_url}: {_describe(exc)}") from exc
+        raise AssertionError("unreachable")
 
 
 def _parse_sse_line(line: str) -> Chunk | None:
@@ -184,10 +193,17 @@ def _chunk(choice: dict) -> Chunk:
     )
 
 
-def _error_text(response: httpx.Response) -> str:
+async def _error_text(response: aiohttp.ClientResponse) -> str:
+    text = await response.text()
     try:
-        data = response.json()
+        data = json.loads(text)
         message = data.get("error", {}).get("message") if isinstance(data.get("error"), dict) else data.get("message") or data.get("detail")
-    except ValueError:
-        message = response.text[:300]
-    return f"engine answered {response.status_code}: {message}"
+    except (ValueError, AttributeError):
+        message = text[:300]
+    return f"engine answered {response.status}: {message}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"

@@ -73,7 +73,7 @@ class Controller:
         return budget
 
     async def prompt_ids(self, session: ModelSession, user_text: str) -> list[int]:
-        return await session.client.chat_prompt_ids(prompts.chat_messages(user_text))
+        return await session.chat_ids(user_text)
 
 
 class L1Exact(Controller):

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 
 from backend.client import Chunk, EngineClient, Sampling
-from backend.prompts import THINK_END, THINK_START
+from backend.prompts import THINK_END, THINK_START, chat_messages
 
 
 class BudgetError(ValueError):
@@ -110,6 +110,7 @@ class ModelSession:
     tokens: ModelTokens
     live: bool = True
     _ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    _chat_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @classmethod
     async def open(cls, client: EngineClient, live: bool = True) -> ModelSession:
@@ -140,6 +141,13 @@ class ModelSession:
         if text not in self._ids:
             self._ids[text] = tuple(await self.client.token_ids(text))
         return self._ids[text]
+
+    async def chat_ids(self, user_text: str) -> list[int]:
+        """The chat-templated prompt for one user message, ready for generation (cached: a
+        sweep's samples, and often its controllers, share prompts)."""
+        if user_text not in self._chat_ids:
+            self._chat_ids[user_text] = tuple(await self.client.chat_prompt_ids(chat_messages(user_text)))
+        return list(self._chat_ids[user_text])
 
     def check_fits(self, prompt_tokens: int, needed_tokens: int, budget: int) -> None:
         """Refuse a request the context cannot hold, before any token is generated."""

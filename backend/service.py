@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from backend.client import EngineClient, Sampling
 from backend.compare import CompareRequest, InputError, check_budgets_fit, estimate_cost, run_columns
 from backend.controllers import ControllerConfig
-from backend.engine import EngineConfig, EngineStatus, LocalEngine, RemoteEngine, detect_device
+from backend.engine import EngineConfig, EngineStatus, LocalEngine, RemoteEngine, cpu_flags, detect_device, resolve_dtype
 from backend.generation import LiveGeneration, ModelSession
 from backend.grading import grade
 from backend.models import ModelRegistry, ModelSpec, UnknownModelError, check_available
@@ -210,8 +210,9 @@ def generation_row(live: LiveGeneration, run_id: str, model: str, request: Compa
 
 
 def engine_config(settings: AppSettings) -> EngineConfig:
+    device = detect_device()
     return EngineConfig(
-        device=detect_device(),
+        device=device,
         kv_cache_gib=settings.engine_kv_cache_gib,
         gpu_memory_utilization=settings.engine_gpu_memory_utilization,
         max_model_len=settings.engine_max_model_len,
@@ -220,6 +221,7 @@ def engine_config(settings: AppSettings) -> EngineConfig:
         max_restarts=settings.engine_max_restarts,
         extra_args=settings.engine_extra_args,
         trust_remote_code=settings.trust_remote_code,
+        dtype=resolve_dtype(settings.engine_dtype, device, cpu_flags()),
     )
 
 

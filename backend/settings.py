@@ -50,6 +50,7 @@ class AppSettings:
     engine_enforce_eager: bool = _setting(True, "Skip torch.compile and CUDA graphs: halves engine start time on CPU, costs throughput on a GPU.")
     engine_start_timeout_s: float = _setting(600.0, "Seconds to wait for the engine to become ready before giving up with its log tail.")
     engine_max_restarts: int = _setting(3, "Automatic restarts of a crashed engine before it is left failed.")
+    engine_dtype: str = _setting("auto", "Weights dtype for vLLM (auto, float32, bfloat16, float16); auto means float32 on a CPU without native bfloat16, where it is ~4x faster.")
     engine_extra_args: str = _setting("", "Extra arguments passed to the vLLM server, e.g. '--tensor-parallel-size 2'.")
     trust_remote_code: bool = _setting(False, "Allow models that ship their own Python code. Off unless asked for.")
     # --- generation
@@ -83,6 +84,8 @@ class AppSettings:
                 raise SettingError(f"{name} {getattr(self, name)}: must be a positive integer")
         if not 0.0 < self.engine_gpu_memory_utilization <= 1.0:
             raise SettingError(f"engine_gpu_memory_utilization {self.engine_gpu_memory_utilization}: must be in (0, 1]")
+        if self.engine_dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise SettingError(f"engine_dtype {self.engine_dtype!r}: choose auto, float32, bfloat16 or float16")
         if self.engine_kv_cache_gib <= 0:
             raise SettingError(f"engine_kv_cache_gib {self.engine_kv_cache_gib}: must be positive")
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from backend.client import EngineClient
-from backend.engine import EngineConfig, LocalEngine, detect_device
+from backend.engine import LocalEngine
 from backend.generation import ModelSession
 from backend.models import ModelRegistry
-from backend.service import Budgetlab
+from backend.service import Budgetlab, engine_config
 from backend.settings import REPO_ROOT, AppSettings
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -42,7 +42,7 @@ def tiny_spec(registry):
 
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory, tiny_spec):
-    config = EngineConfig(device=detect_device(), kv_cache_gib=1, max_model_len=2048, start_timeout_s=300, max_restarts=3)
+    config = engine_config(AppSettings(engine_kv_cache_gib=1, engine_max_model_len=2048, engine_start_timeout_s=300, engine_max_restarts=3))
     engine = LocalEngine(config, log_dir=tmp_path_factory.mktemp("engine"), base_env=os.environ)
     engine.start(tiny_spec)
     engine.wait_ready(tiny_spec.name, timeout_s=300)

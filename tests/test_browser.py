@@ -42,3 +42,32 @@ def test_comparison_renders_in_chromium(app_url, store, tmp_path):
         docs.mkdir(exist_ok=True)
         page.screenshot(path=str(docs / "compare.png"), full_page=False)
         browser.close()
+
+
+def test_sweep_tab_shows_progress_then_results(app_url, store):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url, wait_until="networkidle")
+        page.get_by_role("tab", name="Sweep").click()
+        page.locator("#bl-sweep-limit input").fill("3")
+        page.locator("#bl-sweep-run input, #bl-sweep-run textarea").first.fill("browser-sweep")
+        page.locator("#bl-sweep-start").click()
+        page.wait_for_function("document.querySelector('#bl-sweep-state') && document.querySelector('#bl-sweep-state').dataset.state === 'running'", timeout=60_000)
+        page.wait_for_function("document.querySelector('#bl-sweep-state').dataset.state === 'done'", timeout=300_000)
+        state = page.locator("#bl-sweep-state")
+        assert state.get_attribute("data-complete") == state.get_attribute("data-total") == "27"  # 3 questions x 3 controllers x 3 budgets
+        table = page.locator("#bl-sweep-results").inner_text()
+        for controller in ("l1_exact", "l1_max", "s1"):
+            assert controller in table
+        assert "browser-sweep" in page.locator("#bl-sweep-note").inner_text()
+        docs = REPO_ROOT / "docs"
+        docs.mkdir(exist_ok=True)
+        page.screenshot(path=str(docs / "sweep.png"), full_page=True)
+        browser.close()
+    with store.reader() as cur:
+        from store import queries
+
+        assert queries.count_generations(cur, "browser-sweep") == 27

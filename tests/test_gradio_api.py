@@ -6,6 +6,7 @@ import pytest
 from gradio_client import Client
 
 from store import queries
+from store.summary import run_summary
 
 pytestmark = pytest.mark.engine
 
@@ -47,3 +48,23 @@ def test_bad_input_gets_a_clear_message_and_the_app_keeps_serving(client, store,
         assert queries.count_generations(cur) == before  # nothing half-written
     # Still serving.
     assert client.predict("Compute 1 + 2.", "tiny-r1-base", [16], ["hard_cap"], "3", 1, api_name="/compare")["generations"][0]["phase"] == "done"
+
+
+def test_sweep_endpoint_runs_stores_and_resumes(client, store):
+    args = (["tiny-r1-base"], "arith", ["l1_exact", "s1"], [32, 64], 2, 2, 3, "api-sweep")
+    summary = client.predict(*args, api_name="/sweep")
+    assert [(g["controller"], g["budget"]) for g in summary] == [("l1_exact", 32), ("l1_exact", 64), ("s1", 32), ("s1", 64)]
+    assert all((g["questions"], g["samples"]) == (2, 2) for g in summary)
+    with store.reader() as cur:
+        assert queries.count_generations(cur, "api-sweep") == 16
+        assert run_summary(cur, "api-sweep") == summary
+    assert client.predict(*args, api_name="/sweep") == summary  # resumed: nothing new to generate
+    with store.reader() as cur:
+        assert queries.count_generations(cur, "api-sweep") == 16
+
+
+def test_sweep_endpoint_refuses_bad_input(client):
+    with pytest.raises(Exception, match="no such file"):
+        client.predict(["tiny-r1-base"], "/nowhere/questions.jsonl", ["l1_exact"], [32], 2, 1, 0, "", api_name="/sweep")
+    with pytest.raises(Exception, match="--samples 0"):
+        client.predict(["tiny-r1-base"], "arith", ["l1_exact"], [32], 2, 0, 0, "", api_name="/sweep")

@@ -15,6 +15,7 @@ from backend.engine import State
 from backend.service import Budgetlab
 from ui.compare_tab import build_compare_tab
 from ui.render import CSS
+from ui.sweep_tab import build_sweep_tab
 
 STATE_ICONS = {State.READY: "🟢", State.STARTING: "🟡", State.FAILED: "🔴", State.STOPPED: "⚪"}
 
@@ -28,7 +29,7 @@ def engine_status_markdown(service: Budgetlab) -> str:
     return text
 
 
-def build_app(service: Budgetlab, concurrency_limit: int = 32) -> gr.Blocks:
+def build_app(service: Budgetlab, concurrency_limit: int = 32, sweep_concurrency: int = 128) -> gr.Blocks:
     with gr.Blocks(title="budgetlab", analytics_enabled=False) as demo:
         gr.Markdown("# budgetlab\nMake a reasoning model think for as many tokens as you ask, and see what that buys.")
         engine_status = gr.Markdown(engine_status_markdown(service), elem_id="bl-engine-status")
@@ -36,6 +37,7 @@ def build_app(service: Budgetlab, concurrency_limit: int = 32) -> gr.Blocks:
         timer.tick(lambda: engine_status_markdown(service), outputs=engine_status, api_visibility="private", queue=False)
         with gr.Tabs():
             build_compare_tab(service, concurrency_limit)
+            build_sweep_tab(service, sweep_concurrency)
     return demo
 
 

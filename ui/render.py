@@ -1,8 +1,9 @@
-"""Pure HTML rendering of comparison columns (one card per controller and budget).
+"""Pure rendering: comparison columns (one card per controller and budget) and sweep progress.
 
 Kept free of Gradio so it can be tested on plain data: `render_columns` takes
 the generations as dicts (``LiveGeneration.as_dict()``) and returns HTML with
-every model text escaped.
+every model text escaped; `render_sweep_progress` and `summary_rows` do the
+same for the Sweep tab.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ CSS = """
 .bl-badge {display:inline-block; padding:1px 6px; border-radius:8px; font-size:12px; margin-left:4px;}
 .bl-ok {background:#d8f0d2; color:#1b5e20;} .bl-bad {background:#fbd5d5; color:#8b1a1a;} .bl-na {background:#eee; color:#555;}
 .bl-error {color:#b00020; font-size:13px; white-space:pre-wrap;}
+.bl-progress {font-size:13px;} .bl-progress .bl-meter {height:10px;}
 """
+
+# Columns of the sweep results table, in order (keys of store.summary.run_summary's dicts).
+SUMMARY_COLUMNS = ("model", "controller", "budget", "questions", "samples", "pass_at_1", "pass_at_k", "mean_tokens",
+                   "mean_thinking_tokens", "mean_answer_tokens", "mean_rel_dev", "mean_abs_rel_dev", "violation_rate",
+                   "tokens_per_s", "wall_s")
 
 PHASE_LABELS = {
     "queued": "queued",
@@ -96,3 +103,31 @@ def render_status(message: str, error: str | None = None) -> str:
     if error:
         return f"**Error:** {error}"
     return message
+
+
+def render_sweep_progress(progress, error: str | None = None) -> str:
+    """A bar and a line of counts for a `backend.sweep.SweepProgress` (None: nothing started)."""
+    if progress is None:
+        body = "No sweep running." if error is None else ""
+        return f'<div class="bl-progress" id="bl-sweep-state" data-state="{"error" if error else "idle"}">{body}{_error_line(error)}</div>'
+    share = progress.complete / progress.total if progress.total else 0.0
+    finished = progress.total > 0 and progress.complete + progress.failed >= progress.total
+    state = "error" if error else "done" if finished else "running"
+    rate = progress.output_tokens / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
+    counts = (f"{progress.complete} / {progress.total} generations stored ({share:.0%})"
+              + (f", {progress.stored_before} from before" if progress.stored_before else "")
+              + (f", {progress.failed} failed" if progress.failed else "")
+              + f" &middot; {rate:,.0f} tokens/s &middot; {progress.elapsed_s:,.0f} s")
+    return (f'<div class="bl-progress" id="bl-sweep-state" data-state="{state}" data-complete="{progress.complete}" data-total="{progress.total}">'
+            f'<div><b>{escape(progress.run_id)}</b>: {escape(progress.message)}</div>'
+            f'<div class="bl-meter"><div style="width:{share * 100:.1f}%"></div></div>'
+            f"<div>{counts}</div>{_error_line(error or (progress.last_error and f'last failure: {progress.last_error}'))}</div>")
+
+
+def _error_line(error: str | None) -> str:
+    return f'<div class="bl-error">{escape(error)}</div>' if error else ""
+
+
+def summary_rows(summary: list[dict]) -> list[list]:
+    """The summary as table rows in SUMMARY_COLUMNS order, floats rounded for reading."""
+    return [[round(group[c], 3) if isinstance(group[c], float) else group[c] for c in SUMMARY_COLUMNS] for group in summary]

@@ -1,0 +1,116 @@
+"""The Sweep tab: the paper's evaluation from a form, with a live progress bar and a results table.
+
+`build_sweep_tab(service)` adds the tab to the enclosing Blocks. The handler parses the form with
+backend.sweep, runs `run_sweep` as a task and shows its progress twice a second; Stop cancels it
+(what finished is stored, and the same run name resumes it). The same sweep is the named API
+endpoint ``/sweep`` (form values in, the summary as JSON out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import gradio as gr
+
+from backend.compare import InputError
+from backend.controllers import CONTROLLERS
+from backend.datasets import BUILTIN_DATASETS
+from backend.engine import EngineUnavailable
+from backend.service import Budgetlab
+from backend.sweep import SweepProgress, parse_sweep_request, run_sweep
+from ui.render import SUMMARY_COLUMNS, render_sweep_progress, summary_rows
+
+DEFAULT_CONTROLLERS = ["l1_exact", "l1_max", "s1"]
+REFRESH_S = 0.5
+
+
+def build_sweep_tab(service: Budgetlab, concurrency: int) -> None:
+    budgets_default = _default_budgets(service)
+    with gr.Tab("Sweep", id="sweep"):
+        with gr.Row():
+            with gr.Column(scale=3):
+                models = gr.Dropdown(label="Models", choices=service.model_names(), value=[service.default_model], multiselect=True, allow_custom_value=True, elem_id="bl-sweep-models")
+                dataset = gr.Dropdown(
+                    label="Dataset: a built-in name, a JSONL/Parquet/CSV path on the server, or a hub name",
+                    choices=list(BUILTIN_DATASETS), value=BUILTIN_DATASETS[0], allow_custom_value=True, elem_id="bl-sweep-dataset",
+                )
+                controllers = gr.CheckboxGroup(label="Controllers", choices=list(CONTROLLERS), value=DEFAULT_CONTROLLERS, elem_id="bl-sweep-controllers")
+                budgets = gr.Dropdown(label="Budgets (tokens)", choices=[str(b) for b in budgets_default], value=[str(b) for b in budgets_default[:3]],
+                                      multiselect=True, allow_custom_value=True, elem_id="bl-sweep-budgets")
+            with gr.Column(scale=2):
+                with gr.Row():
+                    limit = gr.Number(label="Questions (empty: all)", value=20, precision=0, minimum=1, elem_id="bl-sweep-limit")
+                    samples = gr.Number(label="Samples per question", value=1, precision=0, minimum=1, elem_id="bl-sweep-samples")
+                with gr.Row():
+                    seed = gr.Number(label="Seed", value=0, precision=0, elem_id="bl-sweep-seed")
+                    parallel = gr.Number(label="Requests at once", value=concurrency, precision=0, minimum=1, elem_id="bl-sweep-concurrency")
+                run_name = gr.Textbox(label="Run name (empty: automatic; an existing name resumes that run)", value="", elem_id="bl-sweep-run")
+                skip_bad = gr.Checkbox(label="Skip malformed records instead of refusing the file", value=False)
+                with gr.Row():
+                    start = gr.Button("Run sweep", variant="primary", elem_id="bl-sweep-start")
+                    stop = gr.Button("Stop", variant="stop", elem_id="bl-sweep-stop")
+        progress_html = gr.HTML(render_sweep_progress(None), elem_id="bl-sweep-progress")
+        results = gr.Dataframe(headers=list(SUMMARY_COLUMNS), label="Results per (model, controller, budget)", interactive=False, elem_id="bl-sweep-results")
+        note = gr.Markdown("", elem_id="bl-sweep-note")
+
+        async def sweep_stream(models, dataset, controllers, budgets, limit, samples, seed, parallel, run_name, skip_bad):
+            try:
+                request = parse_sweep_request(models, dataset, controllers, budgets, samples, limit, seed, parallel, run_name, skip_bad=bool(skip_bad))
+            except InputError as exc:
+                gr.Warning(str(exc))
+                yield render_sweep_progress(None, error=str(exc)), gr.skip(), gr.skip()
+                return
+            latest: list[SweepProgress] = []
+            task = asyncio.create_task(run_sweep(service, request, latest.append))
+            try:
+                while not task.done():
+                    await asyncio.wait({task}, timeout=REFRESH_S)
+                    if latest:
+                        yield render_sweep_progress(latest[-1]), gr.skip(), gr.skip()
+                        del latest[:-1]
+                outcome = task.result()
+            except (InputError, EngineUnavailable) as exc:
+                gr.Warning(str(exc))
+                yield render_sweep_progress(latest[-1] if latest else None, error=str(exc)), gr.skip(), gr.skip()
+                return
+            finally:
+                task.cancel()  # Stop (or a closed page) cancels the sweep; what finished is stored
+            yield render_sweep_progress(outcome.progress, error=outcome.aborted), summary_rows(outcome.summary), _run_note(outcome)
+
+        event = start.click(
+            sweep_stream,
+            inputs=[models, dataset, controllers, budgets, limit, samples, seed, parallel, run_name, skip_bad],
+            outputs=[progress_html, results, note],
+            api_name="sweep_stream",
+        )
+        stop.click(None, cancels=[event], api_visibility="private")
+
+        async def sweep(models: list[str], dataset: str, controllers: list[str], budgets: list[int], limit: int | None = None,
+                        samples: int = 1, seed: int = 0, run: str = "") -> list[dict]:
+            """Run (or resume) a sweep; returns its summary, one object per (model, controller, budget)."""
+            try:
+                request = parse_sweep_request(models, dataset, controllers, budgets, samples, limit, seed, concurrency, run or None)
+                return (await run_sweep(service, request)).summary
+            except (InputError, EngineUnavailable) as exc:
+                raise gr.Error(str(exc)) from None
+
+        gr.api(sweep, api_name="sweep")
+
+
+def _run_note(outcome) -> str:
+    progress = outcome.progress
+    lines = [f"Run **{outcome.run_id}**: {progress.complete} of {progress.total} generations stored "
+             f"({progress.stored_before} from before), dataset {outcome.dataset.name} ({len(outcome.dataset.questions)} questions)."]
+    if outcome.dataset.skipped:
+        lines.append(f"Skipped {len(outcome.dataset.skipped)} malformed records.")
+    if progress.failed:
+        lines.append(f"{progress.failed} generations failed (last: {progress.last_error}); run the same name again to retry them.")
+    lines.append(f"The same numbers from the store: `python app.py report --run {outcome.run_id} --json`.")
+    return "\n\n".join(lines)
+
+
+def _default_budgets(service: Budgetlab) -> tuple[int, ...]:
+    try:
+        return service.resolve_model(service.default_model).budgets
+    except InputError:
+        return (64, 128, 256, 512)
