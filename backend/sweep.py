@@ -226,7 +226,7 @@ async def run_sweep(service, request: SweepRequest, on_progress: ProgressCallbac
                 break
     finally:
         await asyncio.wrap_future(service.store.set_run_status(run_id, _run_status(progress, aborted)))
-    progress.message = f"{run_id}: {progress.complete}/{progress.total} stored" + (f", {progress.failed} failed" if progress.failed else "")
+    progress.message = f"{progress.complete}/{progress.total} stored" + (f", {progress.failed} failed" if progress.failed else "")
     notify(progress)
     await asyncio.to_thread(service.store.flush)
     with service.store.reader() as cur:

@@ -63,12 +63,29 @@ def test_sweep_end_to_end_then_report_gives_the_same_numbers(engine, tiny_spec, 
     assert all(g["mean_thinking_tokens"] == g["budget"] for g in s1)  # budget forcing: thinking is exactly N
     assert "100%" in done.stderr and "36/36" in done.stderr  # the tqdm bar
     assert _rows(db, "e2e") == (36, 36, 36)
+    assert _most_s1_in_flight(db, "e2e") >= 4  # multi-turn s1 generations ran side by side
     assert _report(db, "e2e") == summary
 
     again = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "36 generations stored (36 from before)" in again.stderr
     assert json.loads(again.stdout) == summary and _rows(db, "e2e") == (36, 36, 36)
+
+
+def _most_s1_in_flight(db, run) -> int:
+    """The largest number of s1 generations whose [start, end] spans share one moment."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        spans = con.execute("SELECT epoch(created_at) - latency_s, epoch(created_at) FROM generations WHERE run_id = ? AND controller = 's1'", [run]).fetchall()
+    return max(sum(start <= moment <= end for start, end in spans) for moment, _ in spans)
+
+
+def test_sweep_refuses_a_store_another_process_holds(tmp_path):
+    db = tmp_path / "held.duckdb"
+    with StoreWriter(StoreConfig(db)):
+        done = subprocess.run([sys.executable, "app.py", "sweep", "--backend-url", "http://127.0.0.1:9", "--dataset", "arith", "--budgets", "64", "--db", str(db)],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "has it open" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 class _Progress:
