@@ -6,6 +6,7 @@
     python app.py sweep --model tiny-r1-base --dataset arith --limit 50 \
         --controllers l1_exact,l1_max,s1 --budgets 64,128,256 --samples 4 --run demo --json
     python app.py report --run demo --json   # a run's summary, recomputed from the store
+    python app.py train --config training/configs/tiny-smoke.yaml --output-dir /tmp/smoke   # LCPO
     python app.py settings             # the configuration reference (Markdown)
 
 This is the only module that reads the environment: every setting can come
@@ -24,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from backend.settings import AppSettings, SettingError, env_name, parse_value, registry, settings_markdown
 
-SUBCOMMANDS = ("serve", "sweep", "report", "settings")
+SUBCOMMANDS = ("serve", "sweep", "report", "train", "settings")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--run", default=None, help="the run's name; without it, list the runs")
     report.add_argument("--json", action="store_true", help="print JSON (the same list as `sweep --json`)")
     add_setting_flags(report, only=("db",))
+    train = commands.add_parser("train", help="run an LCPO fine-tune (TRL GRPO) from a job file", description="Run an LCPO job headless; a job started again on the same output folder resumes from its last checkpoint.")
+    train.add_argument("--config", required=True, help="job file (YAML), e.g. training/configs/tiny-smoke.yaml")
+    train.add_argument("--output-dir", default=None, help="where checkpoints, metrics.jsonl and final/ go [default: the job file's output_dir]")
+    add_setting_flags(train, only=("models_dir",))
     commands.add_parser("settings", help="print the configuration reference as Markdown")
     return parser
 
@@ -125,11 +130,32 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     signal.signal(signal.SIGTERM, _interrupt)
     if args.command == "sweep":
         return sweep(args, settings, env)
+    if args.command == "train":
+        return train(args, settings)
     if args.command == "report":
         from backend.sweep_cli import report_command
 
         return report_command(settings, args.run, args.json)
     return serve(settings, env)
+
+
+def train(args: argparse.Namespace, settings: AppSettings) -> int:
+    from backend.models import ModelRegistry, UnknownModelError
+    from training.lcpo import ConfigError, load_config, run_job
+
+    try:
+        config = load_config(args.config, output_dir=args.output_dir)
+        if not config.output_dir:
+            raise ConfigError("no output folder: set output_dir in the job file or pass --output-dir")
+        # A registered name (tiny-r1-base) trains the folder it names; ids and paths pass through.
+        spec = ModelRegistry(settings.resolve_path(settings.models_dir)).resolve(config.base_model)
+        config = dataclasses.replace(config, base_model=spec.source, output_dir=str(settings.resolve_path(config.output_dir)))
+    except (ConfigError, UnknownModelError) as exc:
+        print(f"app.py train: {exc}", file=sys.stderr)
+        return 2
+    final = run_job(config)
+    print(f"app.py train: model saved in {final}; metrics in {final.parent / 'metrics.jsonl'}", file=sys.stderr)
+    return 0
 
 
 def sweep(args: argparse.Namespace, settings: AppSettings, env: Mapping[str, str]) -> int:

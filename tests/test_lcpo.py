@@ -1,0 +1,99 @@
+"""LCPO jobs: config validation, and real TRL GRPO steps on the tiny base model (CPU), with resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from backend.settings import REPO_ROOT
+from training.lcpo import ConfigError, LCPOConfig, config_from_dict, load_config, training_rows
+
+BASE = REPO_ROOT / "models" / "tiny-r1-base"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"num_generations": 1}, "needs at least 2"),
+    ({"num_generations": 4, "per_device_train_batch_size": 6}, "not divisible by num_generations 4"),
+    ({"n_max": 4096, "max_context": 2048, "max_completion_length": 8192}, "n_max 4096: must be below the model's context of 2048"),
+    ({"n_min": 300, "n_max": 200}, "need 1 <= n_min <= n_max"),
+    ({"max_completion_length": 100, "n_max": 256}, "below n_max 256"),
+    ({"mode": "medium"}, "mode 'medium'"),
+    ({"loss_type": "ppo"}, "loss_type 'ppo'"),
+    ({"delta": 1.5}, "delta 1.5"),
+    ({"base_model": ""}, "base_model is empty"),
+])
+def test_bad_configs_are_refused_with_what_to_change(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        LCPOConfig(**{"base_model": "m", **changes})
+
+
+def test_job_files_are_checked_field_by_field(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("base_model: m\nmax_steps: 3\nlearning_rate: 1\n")
+    config = load_config(job, output_dir="/tmp/x")
+    assert (config.max_steps, config.learning_rate, config.output_dir) == (3, 1.0, "/tmp/x")
+    with pytest.raises(ConfigError, match="unknown field 'max_step'"):
+        config_from_dict({"base_model": "m", "max_step": 3})
+    with pytest.raises(ConfigError, match="max_steps = '3' is a str; it must be int"):
+        config_from_dict({"base_model": "m", "max_steps": "3"})
+    job.write_text("base_model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(job)
+
+
+def test_training_rows_use_the_controllers_prompts_and_draw_targets_in_range():
+    config = LCPOConfig(base_model="m", mode="both", num_examples=40, n_min=32, n_max=64)
+    rows = training_rows(config)
+    assert len(rows) == 40 and {r["mode"] for r in rows} == {"exact", "max"}
+    assert sum(r["mode"] == "max" for r in rows) == 20
+    for row in rows:
+        assert 32 <= row["target_tokens"] <= 64
+        text = row["prompt"][-1]["content"]
+        phrase = f"Think for maximum {row['target_tokens']} tokens." if row["mode"] == "max" else f"Think for {row['target_tokens']} tokens."
+        assert phrase in text
+    assert len({r["target_tokens"] for r in rows}) > 10
+    assert training_rows(config) == rows  # seeded
+
+
+def _train(tmp_path, *extra):
+    cmd = [sys.executable, "app.py", "train", "--config", "training/configs/tiny-smoke.yaml", "--output-dir", str(tmp_path / "job"), *extra]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+
+
+def test_grpo_steps_change_the_model_log_metrics_and_resume(tmp_path):
+    job = tmp_path / "job"
+    done = _train(tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    steps = [line for line in lines if "reward" in line]
+    assert [line["step"] for line in steps] == [1, 2, 3, 4]
+    for key in ("reward", "lcpo/correct", "lcpo/mean_abs_rel_dev", "lcpo/mean_length", "completions/clipped_ratio"):
+        assert all(isinstance(line[key], float) for line in steps), key
+    before, after = load_file(BASE / "model.safetensors"), load_file(job / "final" / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not before[k].equal(after[k]) for k in before)
+    assert json.loads((job / "final" / "lcpo_config.json").read_text())["mode"] == "both"
+    assert (job / "final" / "tokenizer.json").is_file() and (job / "checkpoint-4").is_dir()
+
+    # A longer job on the same folder resumes from checkpoint-4 instead of starting over.
+    job_file = tmp_path / "longer.yaml"
+    job_file.write_text((REPO_ROOT / "training/configs/tiny-smoke.yaml").read_text().replace("max_steps: 4", "max_steps: 6"))
+    cmd = [sys.executable, "app.py", "train", "--config", str(job_file), "--output-dir", str(job)]
+    again = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    lines = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "reward" in line] == [1, 2, 3, 4, 5, 6]
+    state = json.loads((job / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+
+
+def test_train_refuses_a_bad_job_with_one_line(tmp_path):
+    job = tmp_path / "bad.yaml"
+    job.write_text("base_model: tiny-r1-base\nnum_generations: 3\nper_device_train_batch_size: 8\noutput_dir: x\n")
+    done = subprocess.run([sys.executable, "app.py", "train", "--config", str(job)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "not divisible by num_generations 3" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -1,0 +1,273 @@
+"""LCPO: GRPO with the L1 paper's length-aware rewards, run through TRL's GRPOTrainer.
+
+One job = one `LCPOConfig` (a YAML file of its fields). The prompts are the ones the
+``l1_exact``/``l1_max`` controllers send ("... Think for N tokens." / "Think for maximum N
+tokens."), in chat form so the model's own template applies, each with a target N drawn
+uniformly from ``[n_min, n_max]``; the reward is `training.rewards`' Exact or Max reward (or
+both, half the examples each). Metrics of every logging step go to ``metrics.jsonl`` in the
+output folder (one JSON object per line, for another process to follow); checkpoints go to
+``checkpoint-*`` and a job started again on the same folder resumes from the last one; the
+finished model is saved in Hugging Face format under ``final/``, servable as it is.
+
+    python app.py train --config training/configs/tiny-smoke.yaml --output-dir /tmp/smoke
+
+    config = load_config("training/configs/tiny-smoke.yaml", output_dir="/tmp/smoke")
+    final_dir = run_job(config)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+MODES = ("exact", "max", "both")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "lcpo_config.json"
+
+
+class ConfigError(ValueError):
+    """A job config that cannot run; the message names the field and what to change."""
+
+
+def _f(default, help: str, **kwargs):  # noqa: A002 - "help" reads best in the field list
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclass(frozen=True)
+class LCPOConfig:
+    base_model: str = _f("", "Model to fine-tune: a local folder (e.g. models/tiny-r1-base) or a Hugging Face id.")
+    output_dir: str = _f("", "Folder for checkpoints, metrics.jsonl and the final model (final/).")
+    dataset: str = _f("arith", "Training questions: 'arith' (generated with dataset_seed) or a JSONL/Parquet/CSV file.")
+    dataset_seed: int = _f(1, "Seed of the arith training problems; evaluations use other seeds.")
+    num_examples: int = _f(2000, "Training examples (arith: generated; a file: a seeded sample).")
+    arith_min_ops: int = _f(1, "arith: fewest operations per problem.")
+    arith_max_ops: int = _f(6, "arith: most operations per problem.")
+    mode: str = _f("exact", "'exact' (Think for N tokens.), 'max' (Think for maximum N tokens.) or 'both' (half each).")
+    alpha_exact: float = _f(0.0003, "Exact reward: penalty per token of |n_gold - n_y|.")
+    alpha_max: float = _f(0.001, "Max reward: slope of the length term alpha * (n_gold - n_y).")
+    delta: float = _f(0.5, "Max reward: offset of the length term before clipping to [0, 1].")
+    n_min: int = _f(32, "Smallest target length N drawn for a prompt.")
+    n_max: int = _f(256, "Largest target length N drawn for a prompt.")
+    num_generations: int = _f(8, "GRPO group size: completions per prompt.")
+    per_device_train_batch_size: int = _f(16, "Completions per device per step (a multiple of num_generations).")
+    gradient_accumulation_steps: int = _f(1, "Steps whose gradients are summed before an update.")
+    learning_rate: float = _f(1e-5, "AdamW learning rate.")
+    max_steps: int = _f(100, "Optimizer steps of the job.")
+    max_completion_length: int = _f(512, "Most tokens generated per completion (thinking and answer).")
+    temperature: float = _f(0.6, "Sampling temperature of the rollouts.")
+    top_p: float = _f(0.95, "Nucleus sampling top_p of the rollouts.")
+    beta: float = _f(0.0, "KL coefficient against the reference model (0: no reference model).")
+    loss_type: str = _f("grpo", f"TRL loss type: one of {', '.join(LOSS_TYPES)}.")
+    logging_steps: int = _f(1, "Steps between metric lines in metrics.jsonl.")
+    save_steps: int = _f(25, "Steps between checkpoints (a killed job resumes from the last one).")
+    save_total_limit: int = _f(2, "Checkpoints kept.")
+    seed: int = _f(0, "Seed of target lengths, sampling and initialization.")
+    grade_timeout_s: float = _f(5.0, "Bound on grading one answer.")
+    use_vllm: bool = _f(False, "Generate rollouts with TRL's vLLM integration (GPU machines; colocated).")
+    max_context: int = _f(0, "The model's context length; 0: read from the base model's config.")
+
+    def __post_init__(self) -> None:
+        problems = list(_problems(self))
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def group_count(self) -> int:
+        return self.per_device_train_batch_size // self.num_generations
+
+
+def _problems(c: LCPOConfig):
+    if not c.base_model:
+        yield "base_model is empty: give a model folder (e.g. models/tiny-r1-base) or a Hugging Face id"
+    if c.mode not in MODES:
+        yield f"mode {c.mode!r}: choose exact, max or both"
+    if c.loss_type not in LOSS_TYPES:
+        yield f"loss_type {c.loss_type!r}: choose one of {', '.join(LOSS_TYPES)}"
+    if c.num_generations < 2:
+        yield f"num_generations {c.num_generations}: GRPO compares completions within a group, so it needs at least 2"
+    elif c.per_device_train_batch_size % c.num_generations:
+        yield (f"per_device_train_batch_size {c.per_device_train_batch_size} is not divisible by num_generations "
+               f"{c.num_generations}: use a multiple, e.g. {c.num_generations * max(1, c.per_device_train_batch_size // c.num_generations)}")
+    if not 1 <= c.n_min <= c.n_max:
+        yield f"n_min {c.n_min}, n_max {c.n_max}: need 1 <= n_min <= n_max"
+    if c.max_context and c.n_max >= c.max_context:
+        yield f"n_max {c.n_max}: must be below the model's context of {c.max_context} tokens"
+    if c.max_completion_length < c.n_max:
+        yield f"max_completion_length {c.max_completion_length}: below n_max {c.n_max}, so no completion could reach its target; raise it (e.g. {2 * c.n_max})"
+    for name in ("num_examples", "max_steps", "logging_steps", "save_steps", "save_total_limit", "gradient_accumulation_steps", "per_device_train_batch_size"):
+        if getattr(c, name) < 1:
+            yield f"{name} {getattr(c, name)}: must be a positive whole number"
+    if c.learning_rate <= 0:
+        yield f"learning_rate {c.learning_rate}: must be positive"
+    if c.alpha_exact < 0 or c.alpha_max < 0:
+        yield "alpha_exact and alpha_max must be 0 or more"
+    if not 0 <= c.delta <= 1:
+        yield f"delta {c.delta}: must be between 0 and 1"
+    if c.temperature <= 0 or not 0 < c.top_p <= 1:
+        yield f"temperature {c.temperature} / top_p {c.top_p}: need temperature > 0 and 0 < top_p <= 1"
+    if c.beta < 0:
+        yield f"beta {c.beta}: must be 0 or more"
+    if not 1 <= c.arith_min_ops <= c.arith_max_ops:
+        yield f"arith_min_ops {c.arith_min_ops}, arith_max_ops {c.arith_max_ops}: need 1 <= min <= max"
+
+
+def config_fields() -> list[dataclasses.Field]:
+    return list(dataclasses.fields(LCPOConfig))
+
+
+def load_config(path: str | Path, **overrides: Any) -> LCPOConfig:
+    """Read a YAML (or JSON) job file; ``overrides`` (e.g. output_dir) win over the file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"no job file at {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of field: value")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_dict(data, where=str(path))
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> LCPOConfig:
+    known = {f.name: f for f in config_fields()}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(known)}")
+    values = {}
+    for name, value in data.items():
+        kind = type(known[name].default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}: {name} = {value!r} is a {type(value).__name__}; it must be {kind.__name__}")
+        values[name] = value
+    return LCPOConfig(**values)
+
+
+# --- data
+
+
+def training_rows(config: LCPOConfig) -> list[dict[str, Any]]:
+    """Prompts with their targets: chat messages, gold answer, target_tokens and mode per row."""
+    from backend import prompts
+
+    rng = random.Random(config.seed)
+    rows = []
+    for i, (question, gold) in enumerate(_questions(config)):
+        mode = config.mode if config.mode != "both" else ("exact" if i % 2 == 0 else "max")
+        target = rng.randint(config.n_min, config.n_max)
+        text = prompts.l1_exact_prompt(question, target) if mode == "exact" else prompts.l1_max_prompt(question, target)
+        rows.append({"prompt": prompts.chat_messages(text), "answer": gold, "target_tokens": target, "mode": mode})
+    return rows
+
+
+def _questions(config: LCPOConfig):
+    if config.dataset == "arith":
+        from training.arith import make_problems
+
+        for problem in make_problems(config.dataset_seed, config.num_examples, config.arith_min_ops, config.arith_max_ops):
+            yield problem.question, str(problem.answer)
+        return
+    from backend.datasets import load_dataset
+
+    for question in load_dataset(config.dataset, seed=config.dataset_seed, limit=config.num_examples).questions:
+        yield question.question, question.gold
+
+
+# --- the job
+
+
+def trl_config(config: LCPOConfig, device: str):
+    from trl import GRPOConfig
+
+    on_cpu = device == "cpu"
+    return GRPOConfig(
+        output_dir=config.output_dir,
+        num_generations=config.num_generations,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        max_steps=config.max_steps,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        beta=config.beta,
+        loss_type=config.loss_type,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        use_cpu=on_cpu,
+        bf16=not on_cpu,
+        use_vllm=config.use_vllm and not on_cpu,
+        vllm_mode="colocate",
+        report_to=[],
+        disable_tqdm=True,
+    )
+
+
+def run_job(config: LCPOConfig, device: str | None = None) -> Path:
+    """Train (resuming from the last checkpoint in output_dir, if any); return the final model's folder."""
+    from transformers import AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import GRPOTrainer
+
+    from datasets import Dataset
+    from training.rewards import make_lcpo_reward
+
+    device = device or _device()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    rewards = [make_lcpo_reward(config.mode, delta=config.delta, grade_timeout_s=config.grade_timeout_s,
+                                alpha_by_mode={"exact": config.alpha_exact, "max": config.alpha_max})]
+    trainer = GRPOTrainer(
+        model=config.base_model,
+        reward_funcs=rewards,
+        args=trl_config(config, device),
+        train_dataset=Dataset.from_list(training_rows(config)),
+        processing_class=tokenizer,
+        callbacks=[MetricsFile(out / METRICS_FILE)],
+    )
+    checkpoint = get_last_checkpoint(str(out)) if any(out.glob("checkpoint-*")) else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    final = out / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    (final / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    return final
+
+
+def _device() -> str:
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+class MetricsFile(TrainerCallback):
+    """Appends each logging step's metrics to a JSONL file, flushed at once (others tail it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.started = time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs:
+            return
+        record = {"step": state.global_step, "max_steps": state.max_steps, "time": time.time(), "elapsed_s": round(time.time() - self.started, 3)}
+        record.update({k: v for k, v in logs.items() if isinstance(v, (int, float, str))})
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
