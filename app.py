@@ -1,9 +1,9 @@
 """budgetlab: the single entry point.
 
     python app.py                      # same as `python app.py serve`
-    python app.py serve --model tiny-r1-base --port 7860
+    python app.py serve --model l1-tiny --port 7860
     python app.py serve --backend-url http://gpu-box:8000 --backend-api-key KEY --model l3lab/L1-Qwen-1.5B-Exact
-    python app.py sweep --model tiny-r1-base --dataset arith --limit 50 \
+    python app.py sweep --model l1-tiny --dataset arith --limit 50 \
         --controllers l1_exact,l1_max,s1 --budgets 64,128,256 --samples 4 --run demo --json
     python app.py report --run demo --json   # a run's summary, recomputed from the store
     python app.py train --config training/configs/tiny-smoke.yaml --output-dir /tmp/smoke   # LCPO
@@ -21,6 +21,7 @@ import dataclasses
 import os
 import signal
 import sys
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 
 from backend.settings import AppSettings, SettingError, env_name, parse_value, registry, settings_markdown
@@ -141,20 +142,34 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 def train(args: argparse.Namespace, settings: AppSettings) -> int:
     from backend.models import ModelRegistry, UnknownModelError
-    from training.lcpo import ConfigError, load_config, run_job
+    from training.lcpo import ConfigError, LCPOConfig, TrainingDiverged, load_job, run_job
+    from training.tiny_model import run_base_job
 
     try:
-        config = load_config(args.config, output_dir=args.output_dir)
-        if not config.output_dir:
-            raise ConfigError("no output folder: set output_dir in the job file or pass --output-dir")
-        # A registered name (tiny-r1-base) trains the folder it names; ids and paths pass through.
-        spec = ModelRegistry(settings.resolve_path(settings.models_dir)).resolve(config.base_model)
-        config = dataclasses.replace(config, base_model=spec.source, output_dir=str(settings.resolve_path(config.output_dir)))
+        job = load_job(args.config, output_dir=args.output_dir)
+        if not isinstance(job, LCPOConfig):  # job: tiny_base, the base model from scratch
+            job = dataclasses.replace(job, out=str(settings.resolve_path(job.out)))
+        else:
+            if not job.output_dir:
+                raise ConfigError("no output folder: set output_dir in the job file or pass --output-dir")
+            # A registered name (tiny-r1-base) trains the folder it names; ids and paths pass through.
+            spec = ModelRegistry(settings.resolve_path(settings.models_dir)).resolve(job.base_model)
+            export = str(settings.resolve_path(job.export_dir)) if job.export_dir else ""
+            job = dataclasses.replace(job, base_model=spec.source, output_dir=str(settings.resolve_path(job.output_dir)), export_dir=export)
     except (ConfigError, UnknownModelError) as exc:
         print(f"app.py train: {exc}", file=sys.stderr)
         return 2
-    final = run_job(config)
-    print(f"app.py train: model saved in {final}; metrics in {final.parent / 'metrics.jsonl'}", file=sys.stderr)
+    command = "python app.py train --config " + str(args.config) + (f" --output-dir {args.output_dir}" if args.output_dir else "")
+    if not isinstance(job, LCPOConfig):
+        out = run_base_job(job, command=command)
+        print(f"app.py train: base model saved in {out}", file=sys.stderr)
+        return 0
+    try:
+        final = run_job(job, command=command)
+    except TrainingDiverged as exc:
+        print(f"app.py train: {exc}", file=sys.stderr)
+        return 1
+    print(f"app.py train: model saved in {final}; metrics in {Path(job.output_dir) / 'metrics.jsonl'}", file=sys.stderr)
     return 0
 
 

@@ -7,7 +7,7 @@ budget, sampling, live)``, that fills in a `LiveGeneration` as tokens stream:
 - ``l1_max``: the L1 prompt "... Think for maximum N tokens.";
 - ``s1``: S1 budget forcing: thinking capped at N tokens; an early end of thinking
   is replaced by "Wait" (up to ``s1_max_waits`` times) until N is reached; then
-  the thinking is closed and the answer forced ("Final Answer: ");
+  the thinking is closed and the answer forced ("Final Answer:");
 - ``hard_cap``: the plain prompt, generation truncated at N tokens;
 - ``no_thinking``: a closed, empty thinking block prefilled; the answer gets N tokens;
 - ``unconstrained``: the model as it is, with a generous cap.
@@ -32,7 +32,7 @@ from backend.generation import LiveGeneration, ModelSession, StreamSplitter
 class ControllerConfig:
     s1_max_waits: int = 8
     s1_wait_text: str = "Wait"
-    s1_answer_prefix: str = "Final Answer: "
+    s1_answer_prefix: str = "Final Answer:"  # no trailing space: BPE attaches spaces to the next word
     answer_max_tokens: int = 256
     unconstrained_max_tokens: int = 8192
 

@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-TINY_BUDGETS = (32, 64, 128, 256, 512)
+# The tiny models think for tens to hundreds of tokens; l1-tiny was trained on N in [64, 512].
+TINY_BUDGETS = (64, 128, 256, 384, 512)
 REAL_BUDGETS = (512, 1024, 2048, 4096)
 
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -48,9 +49,10 @@ PRESETS: tuple[ModelSpec, ...] = (
 # Descriptions of the models this project builds and ships under models/.
 LOCAL_DESCRIPTIONS = {
     "tiny-r1-base": "Tiny reasoning model trained from scratch on the built-in arithmetic suite (CPU-friendly).",
-    "l1-tiny-exact": "Tiny model after LCPO for 'Think for N tokens.'",
-    "l1-tiny-max": "Tiny model after LCPO for 'Think for maximum N tokens.'",
+    "l1-tiny": "Tiny L1 model: tiny-r1-base after LCPO on both prompts ('Think for N tokens.', 'Think for maximum N tokens.').",
 }
+# Names that address another shipped model: one LCPO model trained on both prompts serves both.
+LOCAL_ALIASES = {"l1-tiny-exact": "l1-tiny", "l1-tiny-max": "l1-tiny"}
 
 
 def check_available(spec: ModelSpec, timeout_s: float = 5.0) -> None:
@@ -101,6 +103,7 @@ class ModelRegistry:
         name = (name_or_path or "").strip()
         if not name:
             raise UnknownModelError("no model given: pick a registered name, a Hugging Face id or a local path")
+        name = LOCAL_ALIASES.get(name, name)
         for spec in self.all():
             if name == spec.name:
                 return spec

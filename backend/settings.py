@@ -37,7 +37,7 @@ class AppSettings:
     # --- dashboard
     host: str = _setting("127.0.0.1", "Address the dashboard binds to. Loopback by default.")
     port: int = _setting(7860, "Port of the dashboard.")
-    model: str = _setting("tiny-r1-base", "Model served at start: a registered name, a Hugging Face id or a local path.")
+    model: str = _setting("l1-tiny", "Model served at start: a registered name, a Hugging Face id or a local path.")
     db: str = _setting("data/budgetlab.duckdb", "DuckDB file where every run and generation is stored.")
     data_dir: str = _setting("data", "Folder for engine logs and other run-time files.")
     models_dir: str = _setting("models", "Folder scanned for local models; each subfolder with a config.json is registered under its folder name.")
@@ -58,7 +58,7 @@ class AppSettings:
     top_p: float = _setting(0.95, "Nucleus sampling top_p (the L1 paper evaluates at 0.95).")
     s1_max_waits: int = _setting(8, "s1 budget forcing: how many times an early end of thinking is replaced by the wait text.")
     s1_wait_text: str = _setting("Wait", "s1 budget forcing: text appended to make the model think longer.")
-    s1_answer_prefix: str = _setting("Final Answer: ", "s1 budget forcing: text that forces the answer after the thinking is closed.")
+    s1_answer_prefix: str = _setting("Final Answer:", "s1 budget forcing: text that forces the answer after the thinking is closed (no trailing space: BPE tokenizers attach a space to the word after it).")
     answer_max_tokens: int = _setting(256, "Tokens allowed for the answer after a forced end of thinking (s1).")
     unconstrained_max_tokens: int = _setting(8192, "Generation cap of the unconstrained controller (also capped by the context).")
     grade_timeout_s: float = _setting(5.0, "Wall-clock bound for grading one answer with math-verify.")

@@ -6,7 +6,7 @@ or was interrupted resumes where it stopped and never stores a generation twice.
 go to the engine at once, bounded by ``concurrency``, so that vLLM's continuous batching and
 prefix caching do the work; a multi-turn s1 generation holds one slot, never the whole sweep.
 
-    request = parse_sweep_request(models="tiny-r1-base", dataset="arith", controllers="l1_exact,s1",
+    request = parse_sweep_request(models="l1-tiny", dataset="arith", controllers="l1_exact,s1",
                                   budgets="64,128", samples=4, limit=20)
     outcome = await run_sweep(service, request, on_progress=print)
     outcome.summary   # one dict per (model, controller, budget): see store/summary.py

@@ -1,6 +1,6 @@
 """The `sweep` and `report` commands of app.py: a sweep from the shell, and its summary read back.
 
-    python app.py sweep --model tiny-r1-base --dataset arith --limit 50 \\
+    python app.py sweep --model l1-tiny --dataset arith --limit 50 \\
         --controllers l1_exact,l1_max,s1 --budgets 64,128,256 --samples 4 --run demo --json
     python app.py report --run demo --json
 

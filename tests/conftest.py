@@ -1,6 +1,6 @@
 """Shared, expensive fixtures: one real vLLM engine (CPU) and one Gradio app per test session.
 
-The engine serves the shipped tiny reasoning model (models/tiny-r1-base) through
+The engine serves the shipped tiny L1 model (models/l1-tiny, the default) through
 the app's own supervisor (backend.engine.LocalEngine); it takes 30-70 s to
 start here, so every test that needs it shares it. Tests always go through
 `engine.ensure(...)`, never a cached endpoint, because a test may kill and
@@ -25,7 +25,7 @@ from backend.service import Budgetlab, engine_config
 from backend.settings import REPO_ROOT, AppSettings
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-TINY_MODEL = "tiny-r1-base"
+TINY_MODEL = "l1-tiny"
 
 
 @pytest.fixture(scope="session")

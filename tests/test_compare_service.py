@@ -22,7 +22,7 @@ async def collect(service, request, watch=None):
 
 def test_compare_streams_and_stores_every_generation(service, store):
     # s1 at 1024 is forced to think 1024 tokens, long enough (seconds) to be seen streaming.
-    request = parse_compare_request("Compute 12 + 7 - 3.", "tiny-r1-base", "32 128 1024", ["l1_exact", "s1", "hard_cap"], gold="16", seed=11)
+    request = parse_compare_request("Compute 12 + 7 - 3.", "l1-tiny", "32 128 1024", ["l1_exact", "s1", "hard_cap"], gold="16", seed=11)
     snapshots, s1_counts = run(collect(service, request, watch=("s1", 1024)))
     final = snapshots[-1]
     assert final.done and len(final.generations) == 9
@@ -41,13 +41,13 @@ def test_compare_streams_and_stores_every_generation(service, store):
         assert row["thinking_text"] == live.thinking_text
         assert row["correct"] == live.correct
         assert row["seed"] == 11 and row["gold"] == "16"
-        assert row["model"] == "tiny-r1-base"
+        assert row["model"] == "l1-tiny"
 
 
 def test_budget_over_the_context_writes_nothing(service, store):
     with store.reader() as cur:
         before = queries.count_generations(cur)
-    request = parse_compare_request("Compute 1 + 1.", "tiny-r1-base", "64 5000", ["hard_cap"])
+    request = parse_compare_request("Compute 1 + 1.", "l1-tiny", "64 5000", ["hard_cap"])
     with pytest.raises(InputError, match="budget 5000: larger than the model's context"):
         run(collect(service, request))
     with store.reader() as cur:

@@ -17,7 +17,7 @@ def client(app_url):
 
 
 def test_compare_endpoint_returns_generations_as_json(client, store):
-    result = client.predict("Compute 20 + 22.", "tiny-r1-base", [32, 96], ["l1_max", "no_thinking"], "42", 5, api_name="/compare")
+    result = client.predict("Compute 20 + 22.", "l1-tiny", [32, 96], ["l1_max", "no_thinking"], "42", 5, api_name="/compare")
     generations = result["generations"]
     assert {(g["controller"], g["budget"]) for g in generations} == {("l1_max", 32), ("l1_max", 96), ("no_thinking", 32), ("no_thinking", 96)}
     for g in generations:
@@ -31,12 +31,12 @@ def test_compare_endpoint_returns_generations_as_json(client, store):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("", "tiny-r1-base", [64], ["s1"]), "the question is empty"),
-        (("Q?", "tiny-r1-base", [0], ["s1"]), "budget 0: must be a positive whole number of tokens"),
-        (("Q?", "tiny-r1-base", [9999], ["s1"]), "budget 9999: larger than the model's context of 2048 tokens"),
+        (("", "l1-tiny", [64], ["s1"]), "the question is empty"),
+        (("Q?", "l1-tiny", [0], ["s1"]), "budget 0: must be a positive whole number of tokens"),
+        (("Q?", "l1-tiny", [9999], ["s1"]), "budget 9999: larger than the model's context of 2048 tokens"),
         (("Q?", "ghost/model-that-is-not-here", [64], ["s1"]), "ghost/model-that-is-not-here"),
         (("Q?", "not a model", [64], ["s1"]), "unknown model 'not a model'"),
-        (("Q?", "tiny-r1-base", [64], ["telepathy"]), "unknown controller 'telepathy'"),
+        (("Q?", "l1-tiny", [64], ["telepathy"]), "unknown controller 'telepathy'"),
     ],
 )
 def test_bad_input_gets_a_clear_message_and_the_app_keeps_serving(client, store, args, message):
@@ -47,11 +47,11 @@ def test_bad_input_gets_a_clear_message_and_the_app_keeps_serving(client, store,
     with store.reader() as cur:
         assert queries.count_generations(cur) == before  # nothing half-written
     # Still serving.
-    assert client.predict("Compute 1 + 2.", "tiny-r1-base", [16], ["hard_cap"], "3", 1, api_name="/compare")["generations"][0]["phase"] == "done"
+    assert client.predict("Compute 1 + 2.", "l1-tiny", [16], ["hard_cap"], "3", 1, api_name="/compare")["generations"][0]["phase"] == "done"
 
 
 def test_sweep_endpoint_runs_stores_and_resumes(client, store):
-    args = (["tiny-r1-base"], "arith", ["l1_exact", "s1"], [32, 64], 2, 2, 3, "api-sweep")
+    args = (["l1-tiny"], "arith", ["l1_exact", "s1"], [32, 64], 2, 2, 3, "api-sweep")
     summary = client.predict(*args, api_name="/sweep")
     assert [(g["controller"], g["budget"]) for g in summary] == [("l1_exact", 32), ("l1_exact", 64), ("s1", 32), ("s1", 64)]
     assert all((g["questions"], g["samples"]) == (2, 2) for g in summary)
@@ -65,6 +65,6 @@ def test_sweep_endpoint_runs_stores_and_resumes(client, store):
 
 def test_sweep_endpoint_refuses_bad_input(client):
     with pytest.raises(Exception, match="no such file"):
-        client.predict(["tiny-r1-base"], "/nowhere/questions.jsonl", ["l1_exact"], [32], 2, 1, 0, "", api_name="/sweep")
+        client.predict(["l1-tiny"], "/nowhere/questions.jsonl", ["l1_exact"], [32], 2, 1, 0, "", api_name="/sweep")
     with pytest.raises(Exception, match="--samples 0"):
-        client.predict(["tiny-r1-base"], "arith", ["l1_exact"], [32], 2, 0, 0, "", api_name="/sweep")
+        client.predict(["l1-tiny"], "arith", ["l1_exact"], [32], 2, 0, 0, "", api_name="/sweep")

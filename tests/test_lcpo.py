@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file
 
 from backend.settings import REPO_ROOT
-from training.lcpo import ConfigError, LCPOConfig, config_from_dict, load_config, training_rows
+from training.lcpo import ConfigError, LCPOConfig, config_from_dict, load_config, load_job, training_rows
 
 BASE = REPO_ROOT / "models" / "tiny-r1-base"
 
@@ -97,3 +97,71 @@ def test_train_refuses_a_bad_job_with_one_line(tmp_path):
     done = subprocess.run([sys.executable, "app.py", "train", "--config", str(job)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "not divisible by num_generations 3" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_base_model_jobs_are_typed_and_checked(tmp_path):
+    from training.tiny_model import TinyBaseConfig
+
+    job = tmp_path / "base.yaml"
+    job.write_text("job: tiny_base\nsteps: 10\nmax_minutes: 1\n")
+    config = load_job(job, output_dir=str(tmp_path / "out"))
+    assert isinstance(config, TinyBaseConfig) and (config.steps, config.out) == (10, str(tmp_path / "out"))
+    job.write_text("job: tiny_base\nhidden_size: 100\nhead_dim: 32\n")
+    with pytest.raises(ConfigError, match="hidden_size 100 is not a multiple of head_dim 32"):
+        load_job(job)
+    job.write_text("job: distill\n")
+    with pytest.raises(ConfigError, match="job 'distill': choose lcpo or tiny_base"):
+        load_job(job)
+    with pytest.raises(ConfigError, match="warm_start_epochs 0: must be a positive whole number"):
+        LCPOConfig(base_model="m", warm_start_problems=10, warm_start_epochs=0)
+
+
+def test_warm_start_relabels_samples_with_their_own_length():
+    """Exact: every well-formed sample in range, right or wrong, with its own length as N; Max:
+    correct ones only, under a maximum a little above their length."""
+    import random
+
+    from training.warm_start import relabel
+
+    def sample(answer, n, closed=True):
+        text = f"x\n</think>\n\nThe answer is \\boxed{{{answer}}}." if closed else "x = 5, so"
+        return {"question": "Compute 2 + 3.", "gold": "5", "text": text, "token_ids": list(range(n))}
+
+    samples = [sample(5, 40), sample(6, 40), sample(5, 10), sample(5, 300), sample(5, 100), sample(5, 80, closed=False)]
+    examples, counts = relabel(samples, "both", 32, 256, random.Random(0))
+    assert counts == {"samples": 6, "well_formed": 5, "correct": 4, "examples": 6, "exact_examples": 3, "max_examples": 3}
+    exact = [e for e in examples if e["mode"] == "exact"]
+    assert [e["target"] for e in exact] == [40, 40, 100]  # 10 and 300 tokens are outside [32, 256]
+    assert exact[0]["user"].endswith("Think for 40 tokens.")
+    maxes = [e for e in examples if e["mode"] == "max"]
+    assert [len(e["completion_ids"]) for e in maxes] == [40, 10, 100]  # the wrong one and the 300 are not kept
+    assert maxes[1]["target"] == 32  # a 10-token answer obeys the smallest maximum
+    for e in maxes:
+        n = len(e["completion_ids"])
+        assert n <= e["target"] <= max(32, 1.2 * n + 1)
+        assert e["user"].endswith(f"Think for maximum {e['target']} tokens.")
+    assert relabel(samples, "exact", 32, 256, random.Random(0))[1]["max_examples"] == 0
+
+
+def test_warm_start_then_grpo_runs_end_to_end(tmp_path):
+    """The tiny L1 recipe's path in small: vLLM samples the base model (a child process), the
+    samples are relabeled and fine-tuned on with entropy weights, then one GRPO step."""
+    job = tmp_path / "warm.yaml"
+    job.write_text((REPO_ROOT / "training/configs/tiny-smoke.yaml").read_text().replace("max_steps: 4", "max_steps: 1")
+                   + "warm_start_problems: 6\nwarm_start_per_problem: 2\nwarm_start_epochs: 1\nwarm_start_decision_weight: 10.0\n"
+                   + f"export_dir: {tmp_path / 'exported'}\n")
+    out = tmp_path / "job"
+    done = subprocess.run([sys.executable, "app.py", "train", "--config", str(job), "--output-dir", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "warm_start" / "warm_start.json").read_text())
+    assert summary["samples"] == 12 and summary["well_formed"] >= 6
+    assert summary["exact_examples"] + summary["max_examples"] == summary["examples"] > 0
+    samples = [json.loads(line) for line in (out / "warm_start_samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 12 and all(s["token_ids"] for s in samples)
+    base, warm = load_file(BASE / "model.safetensors"), load_file(out / "warm_start" / "model.safetensors")
+    assert any(not base[k].equal(warm[k]) for k in base)
+    exported = tmp_path / "exported"
+    assert (exported / "model.safetensors").is_file() and json.loads((exported / "lcpo_config.json").read_text())["warm_start_problems"] == 6
+    card = (exported / "README.md").read_text()
+    assert f"--config {job}" in card and "warm start" in card and "quality:start" in card

@@ -2,22 +2,28 @@
 
 Problems are seeded chains of additions and subtractions read left to right,
 such as "Compute 37 + 48 - 12 + 5.", with 1 to 6 operations and operands of one
-or two digits; answers are integers and may be negative. Everything depends
+or two digits; running totals never go below zero (a subtraction that would is
+turned into an addition), so answers are whole numbers. Everything depends
 only on the arguments (``random.Random(seed)``), so a suite is fully described
 by ``(seed, n, min_ops, max_ops)`` and problem ids (``arith-{seed}-{i}``) are
 stable.
 
 The same module writes the thinking traces that the tiny base model
-(``training/tiny_model.py``) is fine-tuned on, in three styles whose lengths
-differ a lot, so that thinking longer buys accuracy:
+(``training/tiny_model.py``) is fine-tuned on, in four styles whose lengths
+differ a lot, so that thinking longer buys accuracy. The working is a chain that
+rewrites the expression, folding one operation per line ("37 + 48 - 12 + 5",
+"= 85 - 12 + 5", "= 73 + 5", "= 78"): each line copies the previous one and
+adds two numbers, which a model of a few million parameters learns quickly.
 
-* ``terse``: the result only ("The result is 73."), computed in one shot;
-* ``steps``: "Let me compute step by step.", the expression restated
-  ("We have 37 + 48 - 12 + 5."), one line per operation ("37 + 48 = 85."),
-  then "So the answer is 73.";
-* ``checked``: "Let me compute step by step and check my work.", the same lines
-  with re-checks ("Wait, let me check: 85 - 48 = 37. Yes.") and sometimes a
-  second pass over the whole chain: tens to a few hundred tokens.
+* ``terse``: the result only ("The result is 78."), computed in one shot;
+* ``brief``: the chain with no preamble, often folding two or three operations
+  in one line (shorter, less reliable), then "So it is 78.";
+* ``steps``: "Let me compute step by step.", the whole chain with each operation
+  worked digit by digit ("37 + 48: 7 + 8 = 15, 3 + 4 + 1 = 8, so 85."), then
+  "So the answer is 78.";
+* ``checked``: "Let me compute step by step and check my work.", the worked chain with
+  re-checks ("Wait, let me check: 85 - 48 = 37. Yes.") and sometimes a second
+  pass over the whole chain: tens to a few hundred tokens.
 
 Print a few problems with their traces and completions:
 
@@ -30,14 +36,14 @@ import argparse
 import random
 from dataclasses import dataclass
 
-STYLES = ("terse", "steps", "checked")
+STYLES = ("terse", "brief", "steps", "checked")
 # First lines of the thinking: a style is chosen by the first tokens, so a greedy decoder
 # (which would always pick the most likely first token) follows one style to the end, and an
 # eval can force a style by prefilling its opening.
 TERSE_OPENING = "The result is"
 STEPS_OPENING = "Let me compute step by step."
 CHECKED_OPENING = "Let me compute step by step and check my work."
-OPENINGS = {"terse": TERSE_OPENING, "steps": STEPS_OPENING, "checked": CHECKED_OPENING}
+OPENINGS = {"terse": TERSE_OPENING, "steps": STEPS_OPENING, "checked": CHECKED_OPENING}  # brief has none
 
 
 @dataclass(frozen=True)
@@ -89,13 +95,61 @@ def make_problems(seed: int, n: int, min_ops: int = 1, max_ops: int = 6) -> list
         for _ in range(n_ops):
             op = rng.choice("+-")
             b = _operand(rng)
-            if op == "-" and acc - b < 0 and rng.random() < 0.6:
-                op = "+"  # keep negative results, but fewer of them
+            if op == "-" and acc - b < 0:
+                op = "+"  # column subtraction below needs a >= b
             acc = _apply(acc, op, b)
             parts += [op, str(b)]
         question = f"Compute {' '.join(parts)}."
         problems.append(ArithProblem(id=f"arith-{seed}-{i}", question=question, answer=acc, n_ops=n_ops))
     return problems
+
+
+def _chain(problem: ArithProblem, jump_p: float, rng: random.Random, work: bool = False) -> list[str]:
+    """The expression rewritten line by line: each line folds the first operation into its
+    result ("37 + 48 - 12 + 5", "= 85 - 12 + 5", "= 73 + 5", "= 78"). With ``jump_p``, a line
+    sometimes folds two or three operations at once (shorter, and harder to get right in one
+    shot); ``work`` puts each operation's column working (`column_work`) before its line."""
+    acc, ops = parse_question(problem.question)
+    lines = [problem.question.removeprefix("Compute ").removesuffix(".")]
+    i = 0
+    while i < len(ops):
+        fold = 1
+        while fold < 3 and i + fold < len(ops) and rng.random() < jump_p:
+            fold += 1
+        for op, b in ops[i : i + fold]:
+            if work:
+                lines.append(column_work(acc, op, b))
+            acc = _apply(acc, op, b)
+        i += fold
+        rest = "".join(f" {op} {b}" for op, b in ops[i:])
+        lines.append(f"= {acc}{rest}")
+    return lines
+
+
+def column_work(a: int, op: str, b: int) -> str:
+    """Schoolbook working of ``a op b`` (``a >= 0``, and ``a >= b`` for "-"), units first:
+    "37 + 48: 7 + 8 = 15, 3 + 4 + 1 = 8, so 85." and "73 - 18: 13 - 8 = 5, 7 - 1 - 1 = 5, so 55."
+    Each step is one-digit arithmetic with a carry or borrow, which a tiny model gets right
+    far more often than a whole two-digit sum in one shot."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    steps, carry, i = [], 0, 0
+    while i < len(db) or (carry and i < len(da)):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else None
+        if op == "+":
+            parts = [str(x)] + ([str(y)] if y is not None else []) + (["1"] if carry else [])
+            total = x + (y or 0) + carry
+            steps.append(f"{' + '.join(parts)} = {total}")
+            carry = total // 10
+        else:
+            need = x - (y or 0) - carry < 0
+            top = f"1{x}" if need else str(x)
+            parts = [top] + ([str(y)] if y is not None else []) + (["1"] if carry else [])
+            steps.append(f"{' - '.join(parts)} = {x + 10 * need - (y or 0) - carry}")
+            carry = int(need)
+        i += 1
+    result = a + b if op == "+" else a - b
+    return f"{a} {op} {b}: {', '.join(steps)}, so {result}."
 
 
 def _steps(problem: ArithProblem) -> list[tuple[int, str, int, int]]:
@@ -127,30 +181,35 @@ def make_trace(problem: ArithProblem, style: str, rng: random.Random) -> str:
     ans = problem.answer
     if style == "terse":
         return f"The result is {ans}."
-    steps = _steps(problem)
-    restated = f"We have {problem.question.removeprefix('Compute ')}"
+    if style == "brief":
+        return "\n".join(_chain(problem, 0.4, rng) + [f"So it is {ans}."])
     if style == "steps":
-        lines = [STEPS_OPENING, restated] + [f"{a} {op} {b} = {c}." for a, op, b, c in steps]
-        return "\n".join(lines + [f"So the answer is {ans}."])
+        return "\n".join([STEPS_OPENING] + _chain(problem, 0.0, rng, work=True) + [f"So the answer is {ans}."])
     if style == "checked":
         p_check = rng.choice([0.3, 0.6, 1.0])
-        lines = [CHECKED_OPENING, restated]
-        for a, op, b, c in steps:
-            lines.append(f"{a} {op} {b} = {c}.")
+        chain = _chain(problem, 0.0, rng)
+        lines = [CHECKED_OPENING, chain[0]]
+        for line, (a, op, b, c) in zip(chain[1:], _steps(problem)):
+            lines += [column_work(a, op, b), line]
             if rng.random() < p_check:
                 lines.append(_check_line(a, op, b, c, rng))
         lines.append(f"So the result is {ans}.")
         if rng.random() < 0.5:
             lines.append("Wait, let me check the whole computation again.")
-            lines += [f"{a} {op} {b} = {c}." for a, op, b, c in steps]
+            lines += chain
             lines.append(f"Yes, so it is {ans}.")
         lines.append(f"Therefore the answer is {ans}.")
         return "\n".join(lines)
     raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
 
 
-def format_completion(thinking: str, answer: int) -> str:
-    """The assistant text after the generation prompt (which already opened ``<think>\\n``)."""
+def format_completion(thinking: str, answer: int, final_answer_form: bool = False) -> str:
+    """The assistant text after the generation prompt (which already opened ``<think>\\n``).
+
+    ``final_answer_form`` answers "Final Answer: \\boxed{N}", the text that s1 budget forcing
+    (backend/controllers.py) inserts after closing the thinking, so that s1 is in distribution."""
+    if final_answer_form:
+        return f"{thinking}\n</think>\n\nFinal Answer: \\boxed{{{answer}}}"
     return f"{thinking}\n</think>\n\nThe answer is \\boxed{{{answer}}}."
 
 
@@ -164,7 +223,7 @@ def _main() -> None:
         print(f"== {p.id} ({p.n_ops} ops): {p.question} -> {p.answer}")
         for style in STYLES:
             print(f"-- {style}:")
-            print(format_completion(make_trace(p, style, rng), p.answer))
+            print(format_completion(make_trace(p, style, rng), p.answer, final_answer_form=style == "brief"))
 
 
 if __name__ == "__main__":

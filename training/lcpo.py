@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ MODES = ("exact", "max", "both")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "lcpo_config.json"
+WARM_START_SEED_OFFSET = 500
+JOB_LCPO, JOB_TINY_BASE = "lcpo", "tiny_base"
 
 
 class ConfigError(ValueError):
@@ -71,7 +74,16 @@ class LCPOConfig:
     save_total_limit: int = _f(2, "Checkpoints kept.")
     seed: int = _f(0, "Seed of target lengths, sampling and initialization.")
     grade_timeout_s: float = _f(5.0, "Bound on grading one answer.")
+    warm_start_problems: int = _f(0, "Warm start before GRPO (training/warm_start.py): problems to sample the base model on; 0 skips it.")
+    warm_start_per_problem: int = _f(4, "Warm start: completions sampled per problem.")
+    warm_start_temperature: float = _f(1.0, "Warm start: sampling temperature (higher: more varied lengths).")
+    warm_start_epochs: int = _f(2, "Warm start: passes of SFT over the relabeled correct samples.")
+    warm_start_learning_rate: float = _f(0.001, "Warm start: peak SFT learning rate (warmup, then cosine).")
+    warm_start_batch_tokens: int = _f(2048, "Warm start: padded tokens per SFT batch.")
+    warm_start_decision_weight: float = _f(0.0, "Warm start: extra loss weight per nat of the base model's entropy at a token (the length-setting choices); 0: plain SFT.")
+    precision: str = _f("auto", "Training precision: 'auto' (bf16 on a GPU, fp32 on a CPU), 'bf16' or 'fp32'.")
     use_vllm: bool = _f(False, "Generate rollouts with TRL's vLLM integration (GPU machines; colocated).")
+    export_dir: str = _f("", "Also copy the finished model here (e.g. models/l1-tiny), replacing what is there.")
     max_context: int = _f(0, "The model's context length; 0: read from the base model's config.")
 
     def __post_init__(self) -> None:
@@ -89,6 +101,8 @@ def _problems(c: LCPOConfig):
         yield "base_model is empty: give a model folder (e.g. models/tiny-r1-base) or a Hugging Face id"
     if c.mode not in MODES:
         yield f"mode {c.mode!r}: choose exact, max or both"
+    if c.precision not in ("auto", "bf16", "fp32"):
+        yield f"precision {c.precision!r}: choose auto, bf16 or fp32"
     if c.loss_type not in LOSS_TYPES:
         yield f"loss_type {c.loss_type!r}: choose one of {', '.join(LOSS_TYPES)}"
     if c.num_generations < 2:
@@ -115,6 +129,16 @@ def _problems(c: LCPOConfig):
         yield f"temperature {c.temperature} / top_p {c.top_p}: need temperature > 0 and 0 < top_p <= 1"
     if c.beta < 0:
         yield f"beta {c.beta}: must be 0 or more"
+    if c.warm_start_problems < 0:
+        yield f"warm_start_problems {c.warm_start_problems}: must be 0 (no warm start) or more"
+    elif c.warm_start_problems:
+        for name in ("warm_start_per_problem", "warm_start_epochs", "warm_start_batch_tokens"):
+            if getattr(c, name) < 1:
+                yield f"{name} {getattr(c, name)}: must be a positive whole number"
+        if c.warm_start_decision_weight < 0:
+            yield f"warm_start_decision_weight {c.warm_start_decision_weight}: must be 0 or more"
+        if c.warm_start_temperature <= 0 or c.warm_start_learning_rate <= 0:
+            yield "warm_start_temperature and warm_start_learning_rate must be positive"
     if not 1 <= c.arith_min_ops <= c.arith_max_ops:
         yield f"arith_min_ops {c.arith_min_ops}, arith_max_ops {c.arith_max_ops}: need 1 <= min <= max"
 
@@ -124,10 +148,34 @@ def config_fields() -> list[dataclasses.Field]:
 
 
 def load_config(path: str | Path, **overrides: Any) -> LCPOConfig:
-    """Read a YAML (or JSON) job file; ``overrides`` (e.g. output_dir) win over the file."""
+    """Read an LCPO job file (YAML or JSON); ``overrides`` (e.g. output_dir) win over the file."""
+    job = load_job(path, **overrides)
+    if not isinstance(job, LCPOConfig):
+        raise ConfigError(f"{path}: a {JOB_TINY_BASE} job, not an LCPO job")
+    return job
+
+
+def load_job(path: str | Path, **overrides: Any):
+    """An `LCPOConfig`, or with ``job: tiny_base`` in the file the base model's
+    `training.tiny_model.TinyBaseConfig` (``output_dir`` is its ``out``)."""
+    data = _read_job_file(Path(path))
+    kind = data.pop("job", JOB_LCPO)
+    if kind == JOB_TINY_BASE:
+        from training.tiny_model import TinyBaseConfig
+
+        if overrides.get("output_dir") is not None:
+            data["out"] = overrides.pop("output_dir")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return config_from_dict(data, where=str(path), cls=TinyBaseConfig)
+    if kind != JOB_LCPO:
+        raise ConfigError(f"{path}: job {kind!r}: choose {JOB_LCPO} or {JOB_TINY_BASE}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_dict(data, where=str(path))
+
+
+def _read_job_file(path: Path) -> dict[str, Any]:
     import yaml
 
-    path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -136,12 +184,13 @@ def load_config(path: str | Path, **overrides: Any) -> LCPOConfig:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of field: value")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return config_from_dict(data, where=str(path))
+    return data
 
 
-def config_from_dict(data: dict[str, Any], where: str = "config") -> LCPOConfig:
-    known = {f.name: f for f in config_fields()}
+def config_from_dict(data: dict[str, Any], where: str = "config", cls: type = None):
+    """A ``cls`` (default `LCPOConfig`) from plain values, type-checked field by field."""
+    cls = cls or LCPOConfig
+    known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(known)}")
@@ -153,7 +202,12 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> LCPOConfig:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ConfigError(f"{where}: {name} = {value!r} is a {type(value).__name__}; it must be {kind.__name__}")
         values[name] = value
-    return LCPOConfig(**values)
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 # --- data
@@ -165,7 +219,7 @@ def training_rows(config: LCPOConfig) -> list[dict[str, Any]]:
 
     rng = random.Random(config.seed)
     rows = []
-    for i, (question, gold) in enumerate(_questions(config)):
+    for i, (question, gold) in enumerate(_questions(config, config.dataset_seed, config.num_examples)):
         mode = config.mode if config.mode != "both" else ("exact" if i % 2 == 0 else "max")
         target = rng.randint(config.n_min, config.n_max)
         text = prompts.l1_exact_prompt(question, target) if mode == "exact" else prompts.l1_max_prompt(question, target)
@@ -173,16 +227,21 @@ def training_rows(config: LCPOConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def _questions(config: LCPOConfig):
+def warm_start_questions(config: LCPOConfig) -> list[dict[str, str]]:
+    """The warm start's problems: another seed than the GRPO prompts' (and than any eval's)."""
+    return [{"question": q, "gold": g} for q, g in _questions(config, config.dataset_seed + WARM_START_SEED_OFFSET, config.warm_start_problems)]
+
+
+def _questions(config: LCPOConfig, seed: int, n: int):
     if config.dataset == "arith":
         from training.arith import make_problems
 
-        for problem in make_problems(config.dataset_seed, config.num_examples, config.arith_min_ops, config.arith_max_ops):
+        for problem in make_problems(seed, n, config.arith_min_ops, config.arith_max_ops):
             yield problem.question, str(problem.answer)
         return
     from backend.datasets import load_dataset
 
-    for question in load_dataset(config.dataset, seed=config.dataset_seed, limit=config.num_examples).questions:
+    for question in load_dataset(config.dataset, seed=seed, limit=n).questions:
         yield question.question, question.gold
 
 
@@ -210,7 +269,7 @@ def trl_config(config: LCPOConfig, device: str):
         save_total_limit=config.save_total_limit,
         seed=config.seed,
         use_cpu=on_cpu,
-        bf16=not on_cpu,
+        bf16=config.precision == "bf16" or (config.precision == "auto" and not on_cpu),
         use_vllm=config.use_vllm and not on_cpu,
         vllm_mode="colocate",
         report_to=[],
@@ -218,36 +277,60 @@ def trl_config(config: LCPOConfig, device: str):
     )
 
 
-def run_job(config: LCPOConfig, device: str | None = None) -> Path:
-    """Train (resuming from the last checkpoint in output_dir, if any); return the final model's folder."""
+def run_job(config: LCPOConfig, device: str | None = None, command: str = "") -> Path:
+    """Train (resuming from the last checkpoint in output_dir, if any); return the final model's
+    folder (``export_dir`` when set). ``command`` is how the job was started, for the model card."""
     from transformers import AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOTrainer
 
     from datasets import Dataset
+    from training.model_card import write_lcpo_card
     from training.rewards import make_lcpo_reward
 
     device = device or _device()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    policy = config.base_model
+    if config.warm_start_problems:
+        from training.warm_start import warm_start
+
+        policy = str(warm_start(config, warm_start_questions(config)))
+    tokenizer = AutoTokenizer.from_pretrained(policy)
     rewards = [make_lcpo_reward(config.mode, delta=config.delta, grade_timeout_s=config.grade_timeout_s,
                                 alpha_by_mode={"exact": config.alpha_exact, "max": config.alpha_max})]
     trainer = GRPOTrainer(
-        model=config.base_model,
+        model=policy,
         reward_funcs=rewards,
         args=trl_config(config, device),
         train_dataset=Dataset.from_list(training_rows(config)),
         processing_class=tokenizer,
-        callbacks=[MetricsFile(out / METRICS_FILE)],
+        callbacks=[metrics := MetricsFile(out / METRICS_FILE)],
     )
     checkpoint = get_last_checkpoint(str(out)) if any(out.glob("checkpoint-*")) else None
     trainer.train(resume_from_checkpoint=checkpoint)
+    if metrics.diverged_at is not None:
+        precision = "bf16" if trainer.args.bf16 else "fp32"
+        raise TrainingDiverged(
+            f"training diverged at step {metrics.diverged_at} (gradient norm not finite, {precision}); nothing was saved "
+            f"after it. Lower learning_rate (now {config.learning_rate})" + (", or set precision: fp32 (a model of a few "
+            "million parameters overflows in bf16)" if precision == "bf16" else "") + f"; the last checkpoint in {out} is intact.")
     final = out / "final"
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
     (final / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    export = Path(config.export_dir) if config.export_dir else None
+    existing_card = export / "README.md" if export and (export / "README.md").exists() else final / "README.md"
+    write_lcpo_card(final, out, dataclasses.asdict(config), command or "run_job(config)",
+                    existing_card.read_text() if existing_card.exists() else "", name=export.name if export else "")
+    if export:
+        import shutil
+
+        if export.exists():
+            shutil.rmtree(export)
+        shutil.copytree(final, export, ignore=shutil.ignore_patterns("training_args.bin"))
+        return export
     return final
 
 
@@ -257,16 +340,28 @@ def _device() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+class TrainingDiverged(RuntimeError):
+    """The gradients became NaN or infinite; the message says what to change."""
+
+
 class MetricsFile(TrainerCallback):
-    """Appends each logging step's metrics to a JSONL file, flushed at once (others tail it)."""
+    """Appends each logging step's metrics to a JSONL file, flushed at once (others tail it),
+    and stops the job at the first non-finite gradient norm (the next rollout would sample from
+    NaN probabilities: on a GPU that is a device-side assert, not an error message)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.started = time.time()
+        self.diverged_at: int | None = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs:
             return
+        grad_norm = logs.get("grad_norm")
+        if isinstance(grad_norm, float) and not math.isfinite(grad_norm) and self.diverged_at is None:
+            self.diverged_at = state.global_step
+            control.should_training_stop = True
+            control.should_save = False
         record = {"step": state.global_step, "max_steps": state.max_steps, "time": time.time(), "elapsed_s": round(time.time() - self.started, 3)}
         record.update({k: v for k, v in logs.items() if isinstance(v, (int, float, str))})
         with self.path.open("a") as fh:

@@ -1,29 +1,29 @@
 """A tiny "reasoning" base model trained from scratch on the arith suite.
 
-This is the app's embedded default model until LCPO models exist: a Qwen2
-causal LM of a few million parameters with an R1-style chat format (the
-generation prompt opens ``<think>\\n``; the model thinks, closes ``</think>``
-and answers ``The answer is \\boxed{N}.``). It is fine-tuned (SFT) on thinking
-traces of three lengths from ``training/arith.py`` (terse / steps / checked),
-under the three prompt forms of ``backend/prompts.py`` (base, L1-Exact and
-L1-Max with a random N), so that later L1/LCPO training and serving are in
-distribution. For this base model the trace style does not depend on N.
+The base of the LCPO model ``l1-tiny`` (and the model the s1 baseline runs on): a
+Qwen2 causal LM of a few million parameters with an R1-style chat format (the
+generation prompt opens ``<think>\\n``; the model thinks, closes ``</think>`` and
+answers ``The answer is \\boxed{N}.``, or ``Final Answer: \\boxed{N}``, the
+opening s1 forces). It is fine-tuned (SFT) on thinking traces of four styles from
+``training/arith.py`` (terse / brief / steps / checked: tens to hundreds of
+tokens, and only the worked ones reliable), under the three prompt forms of
+``backend/prompts.py`` (base, L1-Exact and L1-Max with a random N), so that
+LCPO and serving are in distribution. For this base model the trace style does
+not depend on N.
 
-Everything runs on CPU with two torch threads; the defaults (2400 steps, at most
-8.5 minutes of training) take about ten minutes in all, and the committed
-``models/tiny-r1-base`` was trained longer (its README.md has the exact command),
-because arithmetic only starts to come after copying the operands is learned:
+Everything runs on CPU with two torch threads. The shipped model is made by the
+job file ``training/configs/tiny-r1-base.yaml`` (6000 steps, about 12 minutes):
 
-    python -m training.tiny_model --out /tmp/tiny --seed 0                 # ~10 min
-    python -m training.tiny_model --out models/tiny-r1-base --seed 0 --steps 7000 --max-minutes 28 --time-aware-lr
+    python app.py train --config training/configs/tiny-r1-base.yaml
+    python -m training.tiny_model --out /tmp/tiny --seed 0 --steps 2400   # the same, by flags
     python -m training.tiny_model --out models/tiny-r1-base --check-only --check-vllm
 
-The first command trains the byte-level BPE tokenizer (digits split one by one;
-``<think>`` and ``</think>`` are added, non-special tokens, so vLLM keeps them in
-the text and each is one id), trains the model, runs a quick greedy eval on
-fresh problems and saves model, tokenizer, generation config, ``README.md`` and
-``train_summary.json`` into ``--out``. The second loads the saved model in
-vLLM (CPU) and checks the output format. ``build_untrained`` makes a
+Training fits a byte-level BPE tokenizer (digits split one by one; ``<think>``
+and ``</think>`` are added, non-special tokens, so vLLM keeps them in the text
+and each is one id), trains the model, runs a quick greedy eval on fresh
+problems and saves model, tokenizer, generation config, ``README.md`` and
+``train_summary.json`` into the output folder. ``--check-vllm`` loads the saved
+model in vLLM (CPU) and checks the output format. ``build_untrained`` makes a
 random-weight model directory in seconds for fast tests.
 """
 
@@ -62,7 +62,9 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}"
 )
-STYLE_WEIGHTS = {"terse": 0.3, "steps": 0.4, "checked": 0.3}
+STYLE_WEIGHTS = {"terse": 0.2, "brief": 0.2, "steps": 0.3, "checked": 0.3}
+# Share of completions answered "Final Answer: \\boxed{N}" (the s1 controller's answer opening).
+FINAL_ANSWER_FORM_SHARE = 0.2
 PROMPT_FORMS = ("base", "l1_exact", "l1_max")
 BUDGET_RANGE = (16, 512)
 
@@ -115,7 +117,8 @@ def make_example(problem: ArithProblem, rng: random.Random) -> tuple[str, str, s
     """(user text, assistant completion without EOS, style) for one problem."""
     style = pick_style(rng)
     thinking = make_trace(problem, style, rng)
-    return user_text(problem, rng), format_completion(thinking, problem.answer), style
+    final_form = rng.random() < FINAL_ANSWER_FORM_SHARE
+    return user_text(problem, rng), format_completion(thinking, problem.answer, final_form), style
 
 
 def tokenizer_corpus(seed: int, n: int = 3000) -> list[str]:
@@ -254,43 +257,61 @@ def build_untrained(out_dir: str | Path, seed: int = 0) -> Path:
 
 
 def batches(tokenizer, seed: int, tokens_per_batch: int, pool_size: int = 512):
-    """Endless padded batches (input_ids, attention_mask, labels), length-bucketed, seeded.
+    """Endless padded batches of arith SFT examples (see `padded_batches`), seeded."""
+    rng = random.Random(seed + TRAIN_SEED_OFFSET)
+    chunk = 0
+    while True:
+        problems = make_problems(seed + TRAIN_SEED_OFFSET + 7919 * chunk, pool_size)
+        chunk += 1
+        pool = [encode_example(tokenizer, *make_example(p, rng)[:2]) for p in problems]
+        yield from padded_batches(pool, tokenizer.pad_token_id, tokens_per_batch, rng)
+
+
+def padded_batches(pool: list[tuple], pad: int, tokens_per_batch: int, rng: random.Random):
+    """One pass over ``pool`` (token ids, prompt length[, per-token loss weights]) as padded,
+    length-bucketed batches (input_ids, attention_mask, labels[, weights]) in a shuffled order.
 
     Labels are -100 on the prompt and on padding: the loss is on thinking + answer + EOS.
     """
     import torch
 
-    rng = random.Random(seed + TRAIN_SEED_OFFSET)
-    chunk = 0
-    pad = tokenizer.pad_token_id
-    while True:
-        problems = make_problems(seed + TRAIN_SEED_OFFSET + 7919 * chunk, pool_size)
-        chunk += 1
-        pool = []
-        for p in problems:
-            user, completion, _ = make_example(p, rng)
-            pool.append(encode_example(tokenizer, user, completion))
-        pool.sort(key=lambda x: len(x[0]))
-        groups, cur = [], []
-        for ex in pool:
-            if cur and (len(cur) + 1) * len(ex[0]) > tokens_per_batch:
-                groups.append(cur)
-                cur = []
-            cur.append(ex)
-        if cur:
+    pool = sorted(pool, key=lambda x: len(x[0]))
+    groups, cur = [], []
+    for ex in pool:
+        if cur and (len(cur) + 1) * len(ex[0]) > tokens_per_batch:
             groups.append(cur)
-        rng.shuffle(groups)
-        for group in groups:
-            width = max(len(ids) for ids, _ in group)
-            input_ids = torch.full((len(group), width), pad, dtype=torch.long)
-            attn = torch.zeros((len(group), width), dtype=torch.long)
-            labels = torch.full((len(group), width), -100, dtype=torch.long)
-            for i, (ids, n_prompt) in enumerate(group):
-                t = torch.tensor(ids, dtype=torch.long)
-                input_ids[i, : len(ids)] = t
-                attn[i, : len(ids)] = 1
-                labels[i, n_prompt : len(ids)] = t[n_prompt:]
-            yield input_ids, attn, labels
+            cur = []
+        cur.append(ex)
+    if cur:
+        groups.append(cur)
+    rng.shuffle(groups)
+    weighted = len(pool[0]) > 2 if pool else False
+    for group in groups:
+        width = max(len(ex[0]) for ex in group)
+        input_ids = torch.full((len(group), width), pad, dtype=torch.long)
+        attn = torch.zeros((len(group), width), dtype=torch.long)
+        labels = torch.full((len(group), width), -100, dtype=torch.long)
+        weights = torch.zeros((len(group), width), dtype=torch.float32)
+        for i, ex in enumerate(group):
+            ids, n_prompt = ex[0], ex[1]
+            t = torch.tensor(ids, dtype=torch.long)
+            input_ids[i, : len(ids)] = t
+            attn[i, : len(ids)] = 1
+            labels[i, n_prompt : len(ids)] = t[n_prompt:]
+            if weighted:
+                weights[i, n_prompt : len(ids)] = torch.tensor(ex[2][n_prompt:], dtype=torch.float32)
+        yield (input_ids, attn, labels, weights) if weighted else (input_ids, attn, labels)
+
+
+def weighted_loss(model, input_ids, attn, labels, weights):
+    """Token cross-entropy weighted per token (labels and weights aligned with input_ids, as
+    transformers' own loss takes labels): sum(w * ce) / sum(w)."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=input_ids, attention_mask=attn).logits[:, :-1]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="none")
+    w = weights[:, 1:].reshape(-1)
+    return (ce * w).sum() / w.sum().clamp_min(1e-6)
 
 
 def train(
@@ -304,8 +325,12 @@ def train(
     tokens_per_batch: int = 1024,
     log_every: int = 100,
     time_aware_lr: bool = False,
+    data=None,
 ) -> dict:
-    """Plain-PyTorch SFT: AdamW, warmup then cosine decay over ``steps``; stops early past ``max_minutes``."""
+    """Plain-PyTorch SFT: AdamW, warmup then cosine decay over ``steps``; stops early past ``max_minutes``.
+
+    ``data`` yields (input_ids, attention_mask, labels[, weights]) batches (see `padded_batches`);
+    by default the endless arith stream."""
     import torch
 
     torch.manual_seed(seed)
@@ -334,7 +359,7 @@ def train(
         return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
     t0 = time.time()
-    data = batches(tokenizer, seed, tokens_per_batch)
+    data = data if data is not None else batches(tokenizer, seed, tokens_per_batch)
     losses, n_tokens, step = [], 0, 0
     stopped_by = "steps"
     for step in range(steps):
@@ -342,16 +367,24 @@ def train(
         if elapsed > budget_s:
             stopped_by = "time"
             break
-        input_ids, attn, labels = next(data)
+        try:
+            batch = next(data)
+        except StopIteration:
+            stopped_by = "data"
+            break
+        input_ids, attn, labels = batch[:3]
         cur_lr = lr_at(step, elapsed)
         for g in opt.param_groups:
             g["lr"] = cur_lr
-        out = model(input_ids=input_ids, attention_mask=attn, labels=labels)
-        out.loss.backward()
+        if len(batch) > 3:
+            loss = weighted_loss(model, *batch)
+        else:
+            loss = model(input_ids=input_ids, attention_mask=attn, labels=labels).loss
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(out.loss.item())
+        losses.append(loss.item())
         n_tokens += int(attn.sum())
         if step % log_every == 0 or step == steps - 1:
             recent = sum(losses[-log_every:]) / len(losses[-log_every:])
@@ -392,7 +425,7 @@ def classify_style(thinking: str) -> str:
         return "terse"
     if "check" in thinking.lower() or "Wait" in thinking:
         return "checked"
-    return "steps"
+    return "steps" if thinking.lstrip().startswith("Let me") else "brief"
 
 
 def quick_eval(
@@ -560,11 +593,13 @@ def write_card(out: Path, summary: dict) -> None:
         "# tiny-r1-base",
         "",
         "A tiny Qwen2 \"reasoning\" model trained from scratch on CPU on budgetlab's built-in arithmetic",
-        "suite (`training/arith.py`, dataset `arith`), by `training/tiny_model.py`. It is budgetlab's",
-        "embedded default model until LCPO-trained models exist. It thinks inside `<think> ... </think>`",
-        "(the chat template's generation prompt opens `<think>\\n`, as DeepSeek-R1-Distill's does) and",
-        "answers `The answer is \\boxed{N}.`. Its traces come in three lengths (terse / steps / checked);",
-        "it was not taught to obey a thinking budget (that is what LCPO adds).",
+        "suite (`training/arith.py`, dataset `arith`), by `training/tiny_model.py`: the base that the",
+        "LCPO model `l1-tiny` is trained from, and the model the `s1` baseline runs on. It thinks inside",
+        "`<think> ... </think>` (the chat template's generation prompt opens `<think>\\n`, as",
+        "DeepSeek-R1-Distill's does) and answers `The answer is \\boxed{N}.` (or `Final Answer: \\boxed{N}`,",
+        "the opening s1 forces). Its traces come in four styles of very different lengths (terse / brief /",
+        "steps / checked, see `training/arith.py`), and only the worked ones are reliable; it was not taught",
+        "to obey a thinking budget (that is what LCPO adds).",
         "",
         "## How it was made",
         "",
@@ -648,6 +683,37 @@ def write_card(out: Path, summary: dict) -> None:
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 
+@dataclass(frozen=True)
+class TinyBaseConfig:
+    """The base model's training job (``job: tiny_base`` in a job file for ``app.py train``)."""
+
+    out: str = "models/tiny-r1-base"
+    seed: int = 0
+    steps: int = 2400
+    max_minutes: float = 8.5
+    hidden_size: int = ModelShape.hidden_size
+    layers: int = ModelShape.num_hidden_layers
+    head_dim: int = ModelShape.hidden_size // ModelShape.num_attention_heads
+    intermediate_size: int = ModelShape.intermediate_size
+    lr: float = 3e-3
+    batch_tokens: int = 1024
+    time_aware_lr: bool = False
+    eval_n: int = 50
+    threads: int = 2
+    check_vllm: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            raise ValueError("out is empty: give the folder the model is saved to")
+        if self.hidden_size % self.head_dim:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of head_dim {self.head_dim}")
+        for name in ("steps", "layers", "intermediate_size", "batch_tokens", "eval_n", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} {getattr(self, name)}: must be a positive whole number")
+        if self.lr <= 0 or self.max_minutes <= 0:
+            raise ValueError("lr and max_minutes must be positive")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the tiny R1-style base model on the arith suite (CPU).")
     ap.add_argument("--out", default="models/tiny-r1-base")
@@ -672,60 +738,67 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--check-vllm", action="store_true", help="afterwards, load the saved model in vLLM (CPU)")
     ap.add_argument("--check-only", action="store_true", help="skip training; only the checks on --out")
     args = ap.parse_args(argv)
+    fields = {f for f in TinyBaseConfig.__dataclass_fields__}
+    run_base_job(TinyBaseConfig(**{k: v for k, v in vars(args).items() if k in fields}), check_only=args.check_only)
+
+
+def run_base_job(cfg: TinyBaseConfig, check_only: bool = False, command: str = "") -> Path:
+    """Train (unless ``check_only``), evaluate and save the base model into ``cfg.out``;
+    ``command`` is how the job was started, for the model card."""
 
     # On a shared CPU, OpenMP's default spin-waiting makes 2 threads ~5x slower than 1 when
     # other processes hold the cores; passive waiting avoids that. Read when torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    if not args.check_only:
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    if not check_only:
         t0 = time.time()
-        random.seed(args.seed)
-        tokenizer = build_tokenizer(tokenizer_corpus(args.seed))
+        random.seed(cfg.seed)
+        tokenizer = build_tokenizer(tokenizer_corpus(cfg.seed))
         print(f"tokenizer: {len(tokenizer)} tokens, ids {token_ids(tokenizer)}", flush=True)
-        heads = args.hidden_size // args.head_dim
+        heads = cfg.hidden_size // cfg.head_dim
         shape = ModelShape(
-            hidden_size=args.hidden_size,
-            intermediate_size=args.intermediate_size,
-            num_hidden_layers=args.layers,
+            hidden_size=cfg.hidden_size,
+            intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.layers,
             num_attention_heads=heads,
             num_key_value_heads=heads,
         )
-        model = build_model(tokenizer, args.seed, shape)
+        model = build_model(tokenizer, cfg.seed, shape)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"model: {n_params:,} parameters", flush=True)
         train_info = train(
             model,
             tokenizer,
-            args.seed,
-            args.steps,
-            args.max_minutes,
-            lr=args.lr,
-            tokens_per_batch=args.batch_tokens,
-            time_aware_lr=args.time_aware_lr,
+            cfg.seed,
+            cfg.steps,
+            cfg.max_minutes,
+            lr=cfg.lr,
+            tokens_per_batch=cfg.batch_tokens,
+            time_aware_lr=cfg.time_aware_lr,
         )
         save(model, tokenizer, out)
-        eval_greedy = quick_eval(model, tokenizer, args.seed, n=args.eval_n)
+        eval_greedy = quick_eval(model, tokenizer, cfg.seed, n=cfg.eval_n)
         print("greedy eval:", json.dumps(eval_greedy), flush=True)
-        eval_sampled = quick_eval(model, tokenizer, args.seed, n=args.eval_n, do_sample=True)
+        eval_sampled = quick_eval(model, tokenizer, cfg.seed, n=cfg.eval_n, do_sample=True)
         print("sampled eval:", json.dumps(eval_sampled), flush=True)
         eval_forced = {}
-        for style in STYLES:
-            eval_forced[style] = quick_eval(model, tokenizer, args.seed, n=args.eval_n, style=style)
+        for style in OPENINGS:
+            eval_forced[style] = quick_eval(model, tokenizer, cfg.seed, n=cfg.eval_n, style=style)
             print(f"greedy eval, {style} forced:", json.dumps(eval_forced[style]), flush=True)
         weights = sum(f.stat().st_size for f in out.glob("*.safetensors"))
-        cmd = (
-            f"python -m training.tiny_model --out {args.out} --seed {args.seed} --steps {args.steps} "
-            f"--max-minutes {args.max_minutes} --lr {args.lr} --batch-tokens {args.batch_tokens} "
-            f"--hidden-size {args.hidden_size} --head-dim {args.head_dim} --layers {args.layers} "
-            f"--intermediate-size {args.intermediate_size}" + (" --time-aware-lr" if args.time_aware_lr else "")
+        cmd = command or (
+            f"python -m training.tiny_model --out {cfg.out} --seed {cfg.seed} --steps {cfg.steps} "
+            f"--max-minutes {cfg.max_minutes} --lr {cfg.lr} --batch-tokens {cfg.batch_tokens} "
+            f"--hidden-size {cfg.hidden_size} --head-dim {cfg.head_dim} --layers {cfg.layers} "
+            f"--intermediate-size {cfg.intermediate_size}" + (" --time-aware-lr" if cfg.time_aware_lr else "")
         )
         summary = {
             "command": cmd,
-            "seed": args.seed,
-            "threads": args.threads,
+            "seed": cfg.seed,
+            "threads": cfg.threads,
             "parameters": n_params,
             "shape": shape.__dict__,
             "tokenizer_size": len(tokenizer),
@@ -744,8 +817,8 @@ def main(argv: list[str] | None = None) -> None:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         write_card(out, summary)
         print(f"saved to {out} ({weights / 1e6:.1f} MB weights) in {summary['total_seconds']:.0f} s")
-    if args.check_vllm:
-        res = check_vllm(out, seed=args.seed)
+    if cfg.check_vllm:
+        res = check_vllm(out, seed=cfg.seed)
         for r in res["rows"]:
             print(json.dumps(r))
         print(
@@ -763,6 +836,7 @@ def main(argv: list[str] | None = None) -> None:
             }
             summary_path.write_text(json.dumps(summary, indent=2) + "\n")
             write_card(out, summary)
+    return out
 
 
 def _vllm_version() -> str:

@@ -1,0 +1,197 @@
+"""Quality bars of the shipped tiny L1 model, measured through the app's own sweep.
+
+Two sweeps on fresh arith problems (``--seed``, a seed that no training stream uses), through
+``backend.sweep.run_sweep`` and the app's vLLM server (controllers, grading and the DuckDB
+store as in ``app.py sweep``), the paper's sampling (temperature 0.6, top_p 0.95):
+
+1. the L1 model with ``l1_exact`` and ``l1_max`` at ``--budgets`` (default: 6 budgets spread
+   over the trained range ``[n_min, n_max]`` read from the model's ``lcpo_config.json``);
+2. the base model with ``s1`` budget forcing at the two smallest of those budgets.
+
+It prints one row per budget and the bars of issue 4, each with its measured value:
+
+- Exact: mean |n_y - N| / N <= 5%;      - Max: share of outputs with n_y > N <= 3%;
+- Spearman(budget, accuracy) >= 0.9 and accuracy >= 80% at the largest budget (each mode);
+- L1 (Exact) at least 10 points above s1 on the base model at the two smallest budgets.
+
+The last stdout line is one JSON object. ``--write-card`` puts the table into the model card
+between ``<!-- quality:start -->`` and ``<!-- quality:end -->`` (training/model_card.py)::
+
+    python bench/tiny_l1_quality.py                                   # ~5 min on 2 cores
+    python bench/tiny_l1_quality.py --l1-model /tmp/l1/final --questions 40 --samples 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from backend.engine import LocalEngine, detect_device  # noqa: E402
+from backend.models import ModelRegistry  # noqa: E402
+from backend.service import Budgetlab, engine_config  # noqa: E402
+from backend.settings import REPO_ROOT, AppSettings  # noqa: E402
+from backend.sweep import SweepRequest, run_sweep  # noqa: E402
+from store.writer import StoreConfig, StoreWriter  # noqa: E402
+from training.model_card import replace_quality_block  # noqa: E402
+
+BARS = {"exact_mean_abs_rel_dev_max": 0.05, "max_over_budget_max": 0.03, "spearman_min": 0.9,
+        "accuracy_at_largest_min": 0.80, "gain_vs_s1_min": 0.10}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--l1-model", default="l1-tiny", help="registered name or folder of the LCPO model")
+    parser.add_argument("--base-model", default="tiny-r1-base", help="the model s1 runs on")
+    parser.add_argument("--budgets", default="", help="comma-separated; default: 6 over the model's trained range")
+    parser.add_argument("--questions", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=777, help="arith problem seed (training uses 1, 501 and 2000+)")
+    parser.add_argument("--write-card", default="", help="model card (README.md) to put the table into")
+    return parser.parse_args()
+
+
+def trained_range(model_dir: str) -> tuple[int, int]:
+    config = json.loads((Path(model_dir) / "lcpo_config.json").read_text())
+    return config["n_min"], config["n_max"]
+
+
+def spread(n_min: int, n_max: int, count: int = 6) -> tuple[int, ...]:
+    """``count`` budgets from n_min to n_max, evenly spaced (rounded to whole tokens)."""
+    return tuple(round(n_min + (n_max - n_min) * i / (count - 1)) for i in range(count))
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2 + 1
+            i = j + 1
+        return r
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    var = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+    return cov / var if var else 0.0
+
+
+def run_sweeps(settings: AppSettings, requests: list[SweepRequest], workdir: Path) -> list[dict]:
+    engine = LocalEngine(engine_config(settings), log_dir=workdir, base_env=os.environ)
+    store = StoreWriter(StoreConfig(workdir / "bench.duckdb"))
+    groups = []
+    try:
+        service = Budgetlab.from_settings(settings, store, env=os.environ, engine=engine)
+        for request in requests:
+            outcome = asyncio.run(run_sweep(service, request))
+            if outcome.progress.failed:
+                raise RuntimeError(f"{outcome.progress.failed} generations failed: {outcome.progress.last_error}")
+            groups += outcome.summary
+    finally:
+        engine.stop()
+        store.close()
+    return groups
+
+
+def measure(groups: list[dict], l1_name: str, base_name: str, budgets: tuple[int, ...]) -> dict:
+    def group(model, controller, budget):
+        return next(g for g in groups if (g["model"], g["controller"], g["budget"]) == (model, controller, budget))
+
+    rows = []
+    for b in budgets:
+        ex, mx = group(l1_name, "l1_exact", b), group(l1_name, "l1_max", b)
+        row = {"budget": b, "exact_accuracy": ex["pass_at_1"], "exact_mean_tokens": ex["mean_tokens"],
+               "exact_mean_abs_rel_dev": ex["mean_abs_rel_dev"], "max_accuracy": mx["pass_at_1"],
+               "max_mean_tokens": mx["mean_tokens"], "max_over_budget": mx["violation_rate"]}
+        if b in budgets[:2]:
+            row["s1_base_accuracy"] = group(base_name, "s1", b)["pass_at_1"]
+        rows.append(row)
+    gens = {m: sum(group(l1_name, m, b)["generations"] for b in budgets) for m in ("l1_exact", "l1_max")}
+    exact_dev = sum(group(l1_name, "l1_exact", b)["mean_abs_rel_dev"] * group(l1_name, "l1_exact", b)["generations"] for b in budgets) / gens["l1_exact"]
+    over = sum(group(l1_name, "l1_max", b)["violation_rate"] * group(l1_name, "l1_max", b)["generations"] for b in budgets) / gens["l1_max"]
+    figures = {
+        "exact_mean_abs_rel_dev": exact_dev,
+        "max_over_budget": over,
+        "exact_spearman": spearman(list(budgets), [r["exact_accuracy"] for r in rows]),
+        "max_spearman": spearman(list(budgets), [r["max_accuracy"] for r in rows]),
+        "exact_accuracy_at_largest": rows[-1]["exact_accuracy"],
+        "max_accuracy_at_largest": rows[-1]["max_accuracy"],
+        "gain_vs_s1": [r["exact_accuracy"] - r["s1_base_accuracy"] for r in rows[:2]],
+    }
+    bars = {
+        "exact_dev": figures["exact_mean_abs_rel_dev"] <= BARS["exact_mean_abs_rel_dev_max"],
+        "max_over_budget": figures["max_over_budget"] <= BARS["max_over_budget_max"],
+        "spearman": min(figures["exact_spearman"], figures["max_spearman"]) >= BARS["spearman_min"],
+        "accuracy_at_largest": min(figures["exact_accuracy_at_largest"], figures["max_accuracy_at_largest"]) >= BARS["accuracy_at_largest_min"],
+        "gain_vs_s1": min(figures["gain_vs_s1"]) >= BARS["gain_vs_s1_min"],
+    }
+    return {"rows": rows, "figures": figures, "bars": bars}
+
+
+def table(result: dict, questions: int, samples: int, seed: int) -> str:
+    f = result["figures"]
+    lines = [f"{questions} fresh arith problems (seed {seed}) x {samples} samples per budget, temperature 0.6, top_p 0.95, "
+             "through the app's sweep (vLLM on CPU).", "",
+             "| budget N | Exact accuracy | Exact mean tokens | Exact mean abs(n-N)/N | Max accuracy | Max mean tokens | Max share n > N | s1 on base accuracy |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in result["rows"]:
+        s1 = f"{r['s1_base_accuracy']:.1%}" if "s1_base_accuracy" in r else ""
+        lines.append(f"| {r['budget']} | {r['exact_accuracy']:.1%} | {r['exact_mean_tokens']:.1f} | {r['exact_mean_abs_rel_dev']:.1%} | "
+                     f"{r['max_accuracy']:.1%} | {r['max_mean_tokens']:.1f} | {r['max_over_budget']:.1%} | {s1} |")
+    ok = result["bars"]
+    mark = {True: "met", False: "MISSED"}
+    lines += ["",
+              f"- Exact mean abs(n-N)/N over all budgets: {f['exact_mean_abs_rel_dev']:.1%} (bar <= 5%: {mark[ok['exact_dev']]})",
+              f"- Max share of outputs over budget: {f['max_over_budget']:.1%} (bar <= 3%: {mark[ok['max_over_budget']]})",
+              f"- Spearman(budget, accuracy): Exact {f['exact_spearman']:.2f}, Max {f['max_spearman']:.2f} (bar >= 0.9: {mark[ok['spearman']]})",
+              f"- accuracy at the largest budget: Exact {f['exact_accuracy_at_largest']:.1%}, Max {f['max_accuracy_at_largest']:.1%} (bar >= 80%: {mark[ok['accuracy_at_largest']]})",
+              f"- Exact minus s1-on-base at the two smallest budgets: {', '.join(f'{g * 100:+.1f}' for g in f['gain_vs_s1'])} points "
+              f"(bar >= +10: {mark[ok['gain_vs_s1']]})"]
+    return "\n".join(lines)
+
+
+def write_card(path: Path, text: str) -> None:
+    card = path.read_text() if path.exists() else ""
+    path.write_text(replace_quality_block(card, text))
+
+
+def main() -> None:
+    args = parse_args()
+    registry = ModelRegistry(REPO_ROOT / "models")
+    l1, base = registry.resolve(args.l1_model), registry.resolve(args.base_model)
+    budgets = tuple(int(b) for b in args.budgets.split(",")) if args.budgets else spread(*trained_range(l1.source))
+    settings = AppSettings(model=l1.name, engine_max_model_len=2048, engine_kv_cache_gib=1)
+    common = dict(dataset="arith", samples=args.samples, limit=args.questions, seed=args.seed, concurrency=256)
+    requests = [SweepRequest(models=(l1.source,), controllers=("l1_exact", "l1_max"), budgets=budgets, run="quality-l1", **common),
+                SweepRequest(models=(base.source,), controllers=("s1",), budgets=budgets[:2], run="quality-s1", **common)]
+    print(f"budgets {budgets}; {args.questions} questions x {args.samples} samples; L1 {l1.name} ({l1.source}); base {base.name}", flush=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        groups = run_sweeps(settings, requests, Path(tmp))
+    result = measure(groups, l1.name, base.name, budgets)
+    text = table(result, args.questions, args.samples, args.seed)
+    print(text, flush=True)
+    if args.write_card:
+        write_card(Path(args.write_card), text)
+    print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores, {detect_device()}", "l1_model": l1.name,
+                      "base_model": base.name, "budgets": budgets, "questions": args.questions, "samples": args.samples,
+                      "seed": args.seed, "wall_s": round(time.perf_counter() - started, 1), **result["figures"],
+                      "bars_met": result["bars"], "rows": result["rows"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Model cards (README.md) for LCPO models: the recipe, the job's numbers, the measured quality.
+
+`write_lcpo_card` is called when an LCPO job finishes; it writes what the job knows (config,
+warm start, GRPO metrics, time) and keeps the block between ``<!-- quality:start -->`` and
+``<!-- quality:end -->`` of an existing card, which ``bench/tiny_l1_quality.py --write-card``
+fills with measured numbers. So retraining never erases a measurement silently: the old one
+stays until the bench is run again, and the card says which job it belongs to.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+QUALITY_START, QUALITY_END = "<!-- quality:start -->", "<!-- quality:end -->"
+
+
+def quality_block(card: str) -> str:
+    """The measured-quality block of a card, or a placeholder saying how to measure."""
+    if QUALITY_START in card and QUALITY_END in card:
+        return card[card.index(QUALITY_START): card.index(QUALITY_END) + len(QUALITY_END)]
+    return f"{QUALITY_START}\nNot measured yet: run `python bench/tiny_l1_quality.py --write-card <this folder>/README.md`.\n{QUALITY_END}"
+
+
+def replace_quality_block(card: str, text: str) -> str:
+    block = f"{QUALITY_START}\n{text}\n{QUALITY_END}"
+    if QUALITY_START in card and QUALITY_END in card:
+        return card[: card.index(QUALITY_START)] + block + card[card.index(QUALITY_END) + len(QUALITY_END):]
+    return card.rstrip() + "\n\n## Measured quality\n\n" + block + "\n"
+
+
+def _metrics_summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    steps = [m for m in lines if "reward" in m]
+    if not steps:
+        return {}
+    head, tail = steps[: max(1, len(steps) // 5)], steps[-max(1, len(steps) // 5):]
+
+    def mean(rows, key):
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        return round(sum(values) / len(values), 4) if values else None
+
+    keys = ("reward", "lcpo/correct", "lcpo/mean_abs_rel_dev", "lcpo/over_target", "lcpo/mean_length")
+    return {"steps": steps[-1]["step"], "seconds": round(steps[-1].get("elapsed_s", 0.0)),
+            "first": {k: mean(head, k) for k in keys}, "last": {k: mean(tail, k) for k in keys}}
+
+
+def write_lcpo_card(model_dir: Path, job_dir: Path, config: dict[str, Any], command: str, existing: str = "", name: str = "") -> None:
+    """README.md of an LCPO model (``name``: default the folder's): recipe, warm start, GRPO
+    metrics, job time; the quality block of ``existing`` kept."""
+    warm = job_dir / "warm_start" / "warm_start.json"
+    warm_info = json.loads(warm.read_text()) if warm.exists() else None
+    metrics_path = job_dir / "metrics.jsonl"
+    metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+    grpo = _metrics_summary(metrics)
+    name = name or model_dir.name
+    lines = [
+        f"# {name}",
+        "",
+        f"An L1-style length-controlled model: `{Path(config['base_model']).name}` after LCPO (GRPO with the L1 paper's "
+        f"length-aware reward) in mode `{config['mode']}`, for target lengths N in [{config['n_min']}, {config['n_max']}] "
+        "tokens (n_y counts the whole completion: thinking and answer). Prompts are the L1 release's: "
+        "\"... Think for N tokens.\" (Exact) and \"... Think for maximum N tokens.\" (Max).",
+        "",
+        "## How it was made",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"- job config: `lcpo_config.json` in this folder (seed {config['seed']}, training problems: "
+        f"{config['dataset']} seed {config['dataset_seed']})",
+        f"- reward: Exact `1[correct] - {config['alpha_exact']} * |N - n_y|`; "
+        f"Max `1[correct] * clip({config['alpha_max']} * (N - n_y) + {config['delta']}, 0, 1)`",
+    ]
+    if warm_info:
+        sft = warm_info["sft"]
+        lines += [
+            f"- warm start (`training/warm_start.py`): {warm_info['samples']} samples of the base model "
+            f"({config['warm_start_problems']} problems x {config['warm_start_per_problem']}, T={config['warm_start_temperature']}), "
+            f"{warm_info['correct']} correct, relabeled into {warm_info['exact_examples']} Exact and {warm_info['max_examples']} Max "
+            f"examples; SFT {sft['steps_done']} steps, final loss {sft['final_loss']}; "
+            f"{warm_info['sampling_seconds']:.0f} s sampling + {sft['train_seconds']:.0f} s training",
+        ]
+    if grpo:
+        first, last = grpo["first"], grpo["last"]
+        lines += [
+            f"- GRPO: {grpo['steps']} steps of {config['per_device_train_batch_size']} completions "
+            f"({config['num_generations']} per prompt), lr {config['learning_rate']}, loss `{config['loss_type']}`, "
+            f"{grpo['seconds']} s; first fifth -> last fifth of the steps: reward {first['reward']} -> {last['reward']}, "
+            f"correct {first['lcpo/correct']} -> {last['lcpo/correct']}, mean |n_y - N| / N "
+            f"{first['lcpo/mean_abs_rel_dev']} -> {last['lcpo/mean_abs_rel_dev']} (`metrics.jsonl` of the job folder)",
+        ]
+    config_file = job_dir / "lcpo_config.json"  # written when the job (or its last resumption) started
+    if config_file.exists():
+        lines.append(f"- job wall time (warm start and GRPO, from the job's last start to this card): {time.time() - config_file.stat().st_mtime:.0f} s")
+    lines += ["", "## Measured quality", "", quality_block(existing), ""]
+    (model_dir / "README.md").write_text("\n".join(lines))
