@@ -87,12 +87,18 @@ def build_sweep_tab(service: Budgetlab, concurrency: int) -> None:
 
         async def sweep(models: list[str], dataset: str, controllers: list[str], budgets: list[int], limit: int | None = None,
                         samples: int = 1, seed: int = 0, run: str = "") -> list[dict]:
-            """Run (or resume) a sweep; returns its summary, one object per (model, controller, budget)."""
+            """Run (or resume) a sweep; returns its summary, one object per (model, controller, budget).
+            A sweep in which some generations failed is an error that says how many and the last
+            reason (what finished is stored; the same run name retries the rest)."""
             try:
                 request = parse_sweep_request(models, dataset, controllers, budgets, samples, limit, seed, concurrency, run or None)
-                return (await run_sweep(service, request)).summary
+                outcome = await run_sweep(service, request)
             except (InputError, EngineUnavailable) as exc:
                 raise gr.Error(str(exc)) from None
+            if outcome.progress.failed or outcome.aborted:
+                raise gr.Error(f"run {outcome.run_id}: {outcome.progress.failed} of {outcome.progress.total} generations failed "
+                               f"(last: {outcome.progress.last_error}); {outcome.progress.complete} are stored, and the same run name retries the rest")
+            return outcome.summary
 
         gr.api(sweep, api_name="sweep")
 
