@@ -59,6 +59,8 @@ def test_sweep_tab_shows_progress_then_results(app_url, store):
         page.wait_for_function("document.querySelector('#bl-sweep-state').dataset.state === 'done'", timeout=300_000)
         state = page.locator("#bl-sweep-state")
         assert state.get_attribute("data-complete") == state.get_attribute("data-total") == "27"  # 3 questions x 3 controllers x 3 budgets
+        # The results table is a separate component: its update can land after the state's.
+        page.wait_for_function("document.querySelector('#bl-sweep-results').innerText.includes('l1_exact')", timeout=30_000)
         table = page.locator("#bl-sweep-results").inner_text()
         for controller in ("l1_exact", "l1_max", "s1"):
             assert controller in table
