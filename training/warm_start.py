@@ -146,7 +146,6 @@ def decision_weights(model, pool: list[tuple[list[int], int]], pad: int, strengt
     i = 0
     with torch.no_grad():
         while i < len(order):
-            width = len(pool[order[i]][0])
             j = i
             while j < len(order) and (j - i + 1) * len(pool[order[j]][0]) <= tokens_per_batch:
                 j += 1
