@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="run an LCPO fine-tune (TRL GRPO) from a job file", description="Run an LCPO job headless; a job started again on the same output folder resumes from its last checkpoint.")
     train.add_argument("--config", required=True, help="job file (YAML), e.g. training/configs/tiny-smoke.yaml")
     train.add_argument("--output-dir", default=None, help="where checkpoints, metrics.jsonl and final/ go [default: the job file's output_dir]")
-    add_setting_flags(train, only=("models_dir",))
+    add_setting_flags(train, only=("models_dir", "trained_models_dir"))
     commands.add_parser("settings", help="print the configuration reference as Markdown")
     return parser
 
@@ -87,13 +87,13 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> AppSettin
 
 def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
     # Imported here so that `--help` and `settings` stay fast.
-    from backend.models import ModelRegistry, UnknownModelError, check_available
+    from backend.models import UnknownModelError, check_available
     from backend.service import Budgetlab
     from store.writer import StoreConfig, StoreWriter
     from ui.app import CSS, build_app
 
     try:  # refuse a bad model before anything is created or started
-        spec = ModelRegistry(settings.resolve_path(settings.models_dir)).resolve(settings.model)
+        spec = settings.model_registry().resolve(settings.model)
         if not settings.backend_url:
             check_available(spec)
     except UnknownModelError as exc:
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def train(args: argparse.Namespace, settings: AppSettings) -> int:
-    from backend.models import ModelRegistry, UnknownModelError
+    from backend.models import UnknownModelError
     from training.lcpo import ConfigError, LCPOConfig, TrainingDiverged, load_job, run_job
     from training.tiny_model import run_base_job
 
@@ -153,7 +153,7 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
             if not job.output_dir:
                 raise ConfigError("no output folder: set output_dir in the job file or pass --output-dir")
             # A registered name (tiny-r1-base) trains the folder it names; ids and paths pass through.
-            spec = ModelRegistry(settings.resolve_path(settings.models_dir)).resolve(job.base_model)
+            spec = settings.model_registry().resolve(job.base_model)
             export = str(settings.resolve_path(job.export_dir)) if job.export_dir else ""
             job = dataclasses.replace(job, base_model=spec.source, output_dir=str(settings.resolve_path(job.output_dir)), export_dir=export)
     except (ConfigError, UnknownModelError) as exc:
@@ -175,7 +175,7 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
 
 def sweep(args: argparse.Namespace, settings: AppSettings, env: Mapping[str, str]) -> int:
     from backend.compare import InputError
-    from backend.models import ModelRegistry, UnknownModelError
+    from backend.models import UnknownModelError
     from backend.sweep import parse_sweep_request
     from backend.sweep_cli import sweep_command
 
@@ -184,7 +184,7 @@ def sweep(args: argparse.Namespace, settings: AppSettings, env: Mapping[str, str
         budgets = args.budgets
         if budgets is None:
             first = models[0].split(",")[0].strip()
-            budgets = ModelRegistry(settings.resolve_path(settings.models_dir)).resolve(first).budgets
+            budgets = settings.model_registry().resolve(first).budgets
         request = parse_sweep_request(
             models=models, dataset=args.dataset, controllers=args.controllers, budgets=budgets, samples=args.samples,
             limit=args.limit, seed=args.seed, concurrency=args.concurrency or settings.sweep_concurrency, run=args.run,

@@ -255,7 +255,7 @@ class LocalEngine:
         try:
             self._proc = self._spawner.submit(
                 subprocess.Popen, cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True, preexec_fn=_die_with_parent,
+                env=env, start_new_session=True, preexec_fn=die_with_parent,
             ).result()
         finally:
             log.close()
@@ -363,7 +363,7 @@ class RemoteEngine:
         pass
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: get SIGTERM when the app dies, even by kill -9 (Linux), so no engine is orphaned."""
     try:
         import ctypes

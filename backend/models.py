@@ -83,15 +83,19 @@ def is_model_dir(path: Path) -> bool:
 @dataclass(frozen=True)
 class ModelRegistry:
     models_dir: Path
+    # Scanned after models_dir (e.g. the Train tab's finished fine-tunes); a name found earlier wins.
+    extra_dirs: tuple[Path, ...] = ()
 
     def local_models(self) -> tuple[ModelSpec, ...]:
-        if not self.models_dir.is_dir():
-            return ()
-        return tuple(
-            ModelSpec(d.name, str(d.resolve()), LOCAL_DESCRIPTIONS.get(d.name, f"Local model in {d}"), TINY_BUDGETS)
-            for d in sorted(self.models_dir.iterdir())
-            if is_model_dir(d)
-        )
+        """Every model folder, scanned now: a fine-tune that just finished is listed at once."""
+        found: dict[str, ModelSpec] = {}
+        for folder in (self.models_dir, *self.extra_dirs):
+            if not folder.is_dir():
+                continue
+            for d in sorted(folder.iterdir()):
+                if is_model_dir(d) and d.name not in found:
+                    found[d.name] = ModelSpec(d.name, str(d.resolve()), LOCAL_DESCRIPTIONS.get(d.name, f"Local model in {d}"), TINY_BUDGETS)
+        return tuple(found.values())
 
     def all(self) -> tuple[ModelSpec, ...]:
         return self.local_models() + PRESETS

@@ -70,7 +70,7 @@ class Budgetlab:
     def from_settings(cls, settings: AppSettings, store, env: Mapping[str, str], engine: LocalEngine | RemoteEngine | None = None) -> Budgetlab:
         """`env` is the environment a local engine child inherits (app.py passes os.environ);
         `engine` reuses one already running (the tests share one per session)."""
-        registry = ModelRegistry(settings.resolve_path(settings.models_dir))
+        registry = settings.model_registry()
         if engine is None and settings.backend_url:
             engine = RemoteEngine(settings.backend_url, settings.backend_api_key)
         elif engine is None:

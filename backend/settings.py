@@ -41,6 +41,11 @@ class AppSettings:
     db: str = _setting("data/budgetlab.duckdb", "DuckDB file where every run and generation is stored.")
     data_dir: str = _setting("data", "Folder for engine logs and other run-time files.")
     models_dir: str = _setting("models", "Folder scanned for local models; each subfolder with a config.json is registered under its folder name.")
+    trained_models_dir: str = _setting("data/models", "Folder where fine-tunes launched from the Train tab put their finished models; scanned like models_dir (a name in models_dir wins).")
+    # --- training jobs
+    jobs_dir: str = _setting("data/jobs", "Folder of the Train tab's jobs: one subfolder per job with its config, state, log, metrics and checkpoints.")
+    scheduler_db: str = _setting("data/scheduler.sqlite", "SQLite file of the job scheduler (APScheduler's job store): scheduled and recurring jobs survive a restart.")
+    training_poll_s: float = _setting(1.0, "Seconds between two looks at the jobs' folders (state and metrics copied into DuckDB).")
     # --- engine
     backend_url: str = _setting("", "URL of an existing OpenAI-compatible vLLM server (e.g. http://gpu-box:8000). Empty: the app starts and supervises its own engine on 127.0.0.1.")
     backend_api_key: str = _setting("", "API key for --backend-url.", secret=True)
@@ -86,6 +91,8 @@ class AppSettings:
             raise SettingError(f"engine_gpu_memory_utilization {self.engine_gpu_memory_utilization}: must be in (0, 1]")
         if self.engine_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise SettingError(f"engine_dtype {self.engine_dtype!r}: choose auto, float32, bfloat16 or float16")
+        if self.training_poll_s <= 0:
+            raise SettingError(f"training_poll_s {self.training_poll_s}: must be positive")
         if self.engine_kv_cache_gib <= 0:
             raise SettingError(f"engine_kv_cache_gib {self.engine_kv_cache_gib}: must be positive")
 
@@ -104,6 +111,12 @@ class AppSettings:
         """Relative paths in settings are relative to the repository root, not the working directory."""
         path = Path(value).expanduser()
         return path if path.is_absolute() else REPO_ROOT / path
+
+    def model_registry(self):
+        """The registry of this configuration: shipped models, then the Train tab's fine-tunes."""
+        from backend.models import ModelRegistry
+
+        return ModelRegistry(self.resolve_path(self.models_dir), (self.resolve_path(self.trained_models_dir),))
 
     def public_dict(self) -> dict[str, Any]:
         """The settings with secrets masked, for logs and run records."""

@@ -39,7 +39,7 @@ if [[ ! -f "$stamp" ]]; then
     # `import transformers` ("operator torchvision::nms does not exist"); nothing here needs them.
     "${pip[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
   fi
-  .venv/bin/python -c "import transformers, vllm, trl, gradio, duckdb, math_verify" \
+  .venv/bin/python -c "import transformers, vllm, trl, gradio, duckdb, math_verify, sqlalchemy" \
     || { echo "setup: the environment does not import; see the messages above" >&2; exit 1; }
   rm -f .venv/.installed-"$target"-*
   touch "$stamp"

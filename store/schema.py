@@ -21,7 +21,7 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class SchemaVersionError(RuntimeError):
@@ -112,10 +112,54 @@ SCHEMA_VERSION_DDL = """CREATE TABLE IF NOT EXISTS schema_version (
     applied_at TIMESTAMP NOT NULL
 )"""
 
+# Fine-tune jobs launched from the Train tab, copied here from their job folders (the folder's
+# state.json is the truth; this copy is for the analytics, one row per job, updated in place).
+TRAINING_JOBS_DDL = """CREATE TABLE IF NOT EXISTS training_jobs (
+    job_id VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    model_name VARCHAR,
+    state VARCHAR NOT NULL,  -- scheduled | queued | running | finished | failed | cancelled | interrupted
+    schedule VARCHAR,  -- now | at | cron
+    schedule_id VARCHAR,  -- the recurring schedule that started it, if any
+    created_at TIMESTAMP,
+    run_at TIMESTAMP,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    exit_code INTEGER,
+    error VARCHAR,
+    step INTEGER,
+    max_steps INTEGER,
+    output_dir VARCHAR,
+    config JSON,
+    updated_at TIMESTAMP NOT NULL
+)"""
+
+# One row per (job, logged step) of a job's metrics.jsonl; a resumed job logs some steps again, and
+# the newer line replaces the older.
+TRAINING_METRICS_DDL = """CREATE TABLE IF NOT EXISTS training_metrics (
+    job_id VARCHAR NOT NULL,
+    step INTEGER NOT NULL,
+    logged_at TIMESTAMP,
+    elapsed_s DOUBLE,
+    reward DOUBLE,
+    reward_std DOUBLE,
+    correct DOUBLE,
+    mean_length DOUBLE,
+    mean_abs_rel_dev DOUBLE,
+    over_target DOUBLE,
+    clipped_ratio DOUBLE,
+    loss DOUBLE,
+    grad_norm DOUBLE,
+    learning_rate DOUBLE,
+    raw JSON,
+    PRIMARY KEY (job_id, step)
+)"""
+
 # (version, statements), in order. Append new versions; never edit a released one, because files
 # already at that version will not run it again.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, (RUNS_DDL, generations_ddl())),
+    (2, (TRAINING_JOBS_DDL, TRAINING_METRICS_DDL)),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION, "SCHEMA_VERSION must be the last migration"
 

@@ -103,6 +103,13 @@ class _SqlOp:
 
 
 @dataclass(frozen=True)
+class _TableOp:
+    sql: str  # reads the Arrow table as the view TABLE_VIEW
+    table: pa.Table
+    future: cf.Future[None]
+
+
+@dataclass(frozen=True)
 class _BarrierOp:
     future: cf.Future[None]
 
@@ -111,7 +118,7 @@ class _StopOp:
     pass
 
 
-_Op = _InsertOp | _SqlOp | _BarrierOp | _StopOp
+_Op = _InsertOp | _SqlOp | _TableOp | _BarrierOp | _StopOp
 
 # How often a producer re-checks a full queue. Only paid under backpressure, when the writer is
 # the bottleneck anyway.
@@ -120,6 +127,8 @@ _FULL_QUEUE_POLL_S = 0.002
 # batches inserted 3x faster once copied into one chunk. Big chunks are left alone (no copy).
 _MIN_ROWS_PER_CHUNK = 8_192
 _BATCH_VIEW = "_budgetlab_insert_batch"
+# The view name a `write_table` statement reads its Arrow table from.
+TABLE_VIEW = "_budgetlab_table"
 _KEYS_VIEW = "_budgetlab_insert_keys"
 _COLUMN_LIST = ", ".join(GENERATION_COLUMN_NAMES)
 _INSERT_SQL = (f"INSERT INTO generations ({_COLUMN_LIST}) "
@@ -212,6 +221,16 @@ class StoreWriter:
                 raise KeyError(f"no run with run_id {run_id!r}")
 
         return self._submit_sql(_SET_RUN_STATUS_SQL, (status, run_id), require_one)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> cf.Future[None]:
+        """Queue one parameterized statement (the store/ modules own the SQL); the Future raises its error."""
+        return self._submit_sql(sql, tuple(params), lambda _count: None)
+
+    def write_table(self, sql: str, table: pa.Table) -> cf.Future[None]:
+        """Queue ``sql``, which reads ``table`` as the view ``TABLE_VIEW``, in one transaction."""
+        future: cf.Future[None] = cf.Future()
+        self._submit(_TableOp(sql, table, future))
+        return future
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A new cursor for reads, for use in one thread; close it (or use it in ``with``)."""
@@ -318,6 +337,8 @@ class StoreWriter:
                 self._guarded(self._run_inserts, group, [o.future for o in group])
             elif isinstance(op, _SqlOp):
                 self._guarded(self._run_sql, op, [op.future])
+            elif isinstance(op, _TableOp):
+                self._guarded(self._run_table, op, [op.future])
             else:
                 self._guarded(self._run_barrier, op, [op.future])
 
@@ -345,6 +366,23 @@ class StoreWriter:
             op.future.set_exception(exc)
         else:
             op.future.set_result(result)
+
+    def _run_table(self, op: _TableOp) -> None:
+        if not op.future.set_running_or_notify_cancel():
+            return
+        con = self._con
+        con.register(TABLE_VIEW, op.table)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(op.sql)
+            con.execute("COMMIT")
+        except Exception as exc:  # noqa: BLE001 - any failure belongs to the caller's Future
+            self._rollback_if_open()
+            op.future.set_exception(exc)
+        else:
+            op.future.set_result(None)
+        finally:
+            con.unregister(TABLE_VIEW)
 
     def _run_inserts(self, group: list[_InsertOp]) -> None:
         live = [op for op in group if op.future.set_running_or_notify_cancel()]

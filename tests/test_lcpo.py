@@ -31,6 +31,16 @@ def test_bad_configs_are_refused_with_what_to_change(changes, message):
         LCPOConfig(**{"base_model": "m", **changes})
 
 
+def test_each_problem_names_its_field_for_the_form():
+    with pytest.raises(ConfigError) as caught:
+        LCPOConfig(base_model="m", num_generations=1, learning_rate=0.0, delta=2.0)
+    assert [field for field, _ in caught.value.problems] == ["num_generations", "learning_rate", "delta"]
+    assert all(message in str(caught.value) for _, message in caught.value.problems)
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"base_model": "m", "max_steps": "3"})
+    assert caught.value.problems == (("max_steps", "max_steps = '3' is a str; it must be int"),)
+
+
 def test_job_files_are_checked_field_by_field(tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text("base_model: m\nmax_steps: 3\nlearning_rate: 1\n")

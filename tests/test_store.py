@@ -95,10 +95,26 @@ def test_migrate_is_idempotent_and_records_version(tmp_path: Path) -> None:
         assert migrate(con) == SCHEMA_VERSION
         assert migrate(con) == SCHEMA_VERSION
         versions = con.execute("SELECT version, applied_at FROM schema_version").fetchall()
-        assert [v for v, _ in versions] == [SCHEMA_VERSION]
+        assert [v for v, _ in versions] == list(range(1, SCHEMA_VERSION + 1))
         assert isinstance(versions[0][1], dt.datetime)
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        assert {"runs", "generations", "schema_version"} <= tables
+        assert {"runs", "generations", "schema_version", "training_jobs", "training_metrics"} <= tables
+
+
+def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    from store.schema import MIGRATIONS, SCHEMA_VERSION_DDL
+
+    path = tmp_path / "v1.duckdb"
+    with duckdb.connect(str(path)) as con:  # a file as the first release left it
+        con.execute(SCHEMA_VERSION_DDL)
+        for statement in MIGRATIONS[0][1]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version VALUES (1, ?)", [BASE_TIME])
+        con.execute("INSERT INTO runs (run_id, name) VALUES ('old', 'kept')")
+    with StoreWriter(StoreConfig(path)) as store, store.reader() as cur:
+        assert [v for (v,) in cur.execute("SELECT version FROM schema_version ORDER BY version").fetchall()] == [1, 2]
+        assert cur.execute("SELECT name FROM runs").fetchall() == [("kept",)]
+        assert cur.execute("SELECT count(*) FROM training_metrics").fetchone() == (0,)
 
 
 def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
@@ -106,7 +122,7 @@ def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
     with duckdb.connect(str(path)) as con:
         migrate(con)
         con.execute("INSERT INTO schema_version VALUES (?, ?)", [SCHEMA_VERSION + 1, BASE_TIME])
-        with pytest.raises(SchemaVersionError, match=r"version 2 is newer than this code knows"):
+        with pytest.raises(SchemaVersionError, match=rf"version {SCHEMA_VERSION + 1} is newer than this code knows"):
             migrate(con)
     with pytest.raises(SchemaVersionError, match="newer budgetlab"):
         StoreWriter(StoreConfig(path))

@@ -37,7 +37,13 @@ JOB_LCPO, JOB_TINY_BASE = "lcpo", "tiny_base"
 
 
 class ConfigError(ValueError):
-    """A job config that cannot run; the message names the field and what to change."""
+    """A job config that cannot run; the message names the field and what to change.
+
+    ``problems`` holds (field, message) pairs, so a form can show each beside its field."""
+
+    def __init__(self, message: str, problems: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 def _f(default, help: str, **kwargs):  # noqa: A002 - "help" reads best in the field list
@@ -87,9 +93,9 @@ class LCPOConfig:
     max_context: int = _f(0, "The model's context length; 0: read from the base model's config.")
 
     def __post_init__(self) -> None:
-        problems = list(_problems(self))
+        problems = tuple(_problems(self))
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigError("; ".join(message for _, message in problems), problems)
 
     @property
     def group_count(self) -> int:
@@ -97,50 +103,56 @@ class LCPOConfig:
 
 
 def _problems(c: LCPOConfig):
+    """(field, message) for each thing wrong with `c`; the form shows each message beside its field."""
     if not c.base_model:
-        yield "base_model is empty: give a model folder (e.g. models/tiny-r1-base) or a Hugging Face id"
+        yield "base_model", "base_model is empty: give a model folder (e.g. models/tiny-r1-base) or a Hugging Face id"
     if c.mode not in MODES:
-        yield f"mode {c.mode!r}: choose exact, max or both"
+        yield "mode", f"mode {c.mode!r}: choose exact, max or both"
     if c.precision not in ("auto", "bf16", "fp32"):
-        yield f"precision {c.precision!r}: choose auto, bf16 or fp32"
+        yield "precision", f"precision {c.precision!r}: choose auto, bf16 or fp32"
     if c.loss_type not in LOSS_TYPES:
-        yield f"loss_type {c.loss_type!r}: choose one of {', '.join(LOSS_TYPES)}"
+        yield "loss_type", f"loss_type {c.loss_type!r}: choose one of {', '.join(LOSS_TYPES)}"
     if c.num_generations < 2:
-        yield f"num_generations {c.num_generations}: GRPO compares completions within a group, so it needs at least 2"
+        yield "num_generations", f"num_generations {c.num_generations}: GRPO compares completions within a group, so it needs at least 2"
     elif c.per_device_train_batch_size % c.num_generations:
-        yield (f"per_device_train_batch_size {c.per_device_train_batch_size} is not divisible by num_generations "
-               f"{c.num_generations}: use a multiple, e.g. {c.num_generations * max(1, c.per_device_train_batch_size // c.num_generations)}")
+        yield "per_device_train_batch_size", (
+            f"per_device_train_batch_size {c.per_device_train_batch_size} is not divisible by num_generations "
+            f"{c.num_generations}: use a multiple, e.g. {c.num_generations * max(1, c.per_device_train_batch_size // c.num_generations)}")
     if not 1 <= c.n_min <= c.n_max:
-        yield f"n_min {c.n_min}, n_max {c.n_max}: need 1 <= n_min <= n_max"
+        yield "n_min", f"n_min {c.n_min}, n_max {c.n_max}: need 1 <= n_min <= n_max"
     if c.max_context and c.n_max >= c.max_context:
-        yield f"n_max {c.n_max}: must be below the model's context of {c.max_context} tokens"
+        yield "n_max", f"n_max {c.n_max}: must be below the model's context of {c.max_context} tokens"
     if c.max_completion_length < c.n_max:
-        yield f"max_completion_length {c.max_completion_length}: below n_max {c.n_max}, so no completion could reach its target; raise it (e.g. {2 * c.n_max})"
+        yield "max_completion_length", f"max_completion_length {c.max_completion_length}: below n_max {c.n_max}, so no completion could reach its target; raise it (e.g. {2 * c.n_max})"
     for name in ("num_examples", "max_steps", "logging_steps", "save_steps", "save_total_limit", "gradient_accumulation_steps", "per_device_train_batch_size"):
         if getattr(c, name) < 1:
-            yield f"{name} {getattr(c, name)}: must be a positive whole number"
+            yield name, f"{name} {getattr(c, name)}: must be a positive whole number"
     if c.learning_rate <= 0:
-        yield f"learning_rate {c.learning_rate}: must be positive"
-    if c.alpha_exact < 0 or c.alpha_max < 0:
-        yield "alpha_exact and alpha_max must be 0 or more"
+        yield "learning_rate", f"learning_rate {c.learning_rate}: must be positive"
+    for name in ("alpha_exact", "alpha_max"):
+        if getattr(c, name) < 0:
+            yield name, f"{name} {getattr(c, name)}: must be 0 or more"
     if not 0 <= c.delta <= 1:
-        yield f"delta {c.delta}: must be between 0 and 1"
-    if c.temperature <= 0 or not 0 < c.top_p <= 1:
-        yield f"temperature {c.temperature} / top_p {c.top_p}: need temperature > 0 and 0 < top_p <= 1"
+        yield "delta", f"delta {c.delta}: must be between 0 and 1"
+    if c.temperature <= 0:
+        yield "temperature", f"temperature {c.temperature}: must be above 0 (rollouts are sampled)"
+    if not 0 < c.top_p <= 1:
+        yield "top_p", f"top_p {c.top_p}: need 0 < top_p <= 1"
     if c.beta < 0:
-        yield f"beta {c.beta}: must be 0 or more"
+        yield "beta", f"beta {c.beta}: must be 0 or more"
     if c.warm_start_problems < 0:
-        yield f"warm_start_problems {c.warm_start_problems}: must be 0 (no warm start) or more"
+        yield "warm_start_problems", f"warm_start_problems {c.warm_start_problems}: must be 0 (no warm start) or more"
     elif c.warm_start_problems:
         for name in ("warm_start_per_problem", "warm_start_epochs", "warm_start_batch_tokens"):
             if getattr(c, name) < 1:
-                yield f"{name} {getattr(c, name)}: must be a positive whole number"
+                yield name, f"{name} {getattr(c, name)}: must be a positive whole number"
         if c.warm_start_decision_weight < 0:
-            yield f"warm_start_decision_weight {c.warm_start_decision_weight}: must be 0 or more"
-        if c.warm_start_temperature <= 0 or c.warm_start_learning_rate <= 0:
-            yield "warm_start_temperature and warm_start_learning_rate must be positive"
+            yield "warm_start_decision_weight", f"warm_start_decision_weight {c.warm_start_decision_weight}: must be 0 or more"
+        for name in ("warm_start_temperature", "warm_start_learning_rate"):
+            if getattr(c, name) <= 0:
+                yield name, f"{name} {getattr(c, name)}: must be positive"
     if not 1 <= c.arith_min_ops <= c.arith_max_ops:
-        yield f"arith_min_ops {c.arith_min_ops}, arith_max_ops {c.arith_max_ops}: need 1 <= min <= max"
+        yield "arith_min_ops", f"arith_min_ops {c.arith_min_ops}, arith_max_ops {c.arith_max_ops}: need 1 <= min <= max"
 
 
 def config_fields() -> list[dataclasses.Field]:
@@ -200,7 +212,8 @@ def config_from_dict(data: dict[str, Any], where: str = "config", cls: type = No
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}: {name} = {value!r} is a {type(value).__name__}; it must be {kind.__name__}")
+            message = f"{name} = {value!r} is a {type(value).__name__}; it must be {kind.__name__}"
+            raise ConfigError(f"{where}: {message}", ((name, message),))
         values[name] = value
     try:
         return cls(**values)
@@ -281,7 +294,6 @@ def run_job(config: LCPOConfig, device: str | None = None, command: str = "") ->
     """Train (resuming from the last checkpoint in output_dir, if any); return the final model's
     folder (``export_dir`` when set). ``command`` is how the job was started, for the model card."""
     from transformers import AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOTrainer
 
     from datasets import Dataset
@@ -308,8 +320,8 @@ def run_job(config: LCPOConfig, device: str | None = None, command: str = "") ->
         processing_class=tokenizer,
         callbacks=[metrics := MetricsFile(out / METRICS_FILE)],
     )
-    checkpoint = get_last_checkpoint(str(out)) if any(out.glob("checkpoint-*")) else None
-    trainer.train(resume_from_checkpoint=checkpoint)
+    checkpoint = last_complete_checkpoint(out)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if metrics.diverged_at is not None:
         precision = "bf16" if trainer.args.bf16 else "fp32"
         raise TrainingDiverged(
@@ -332,6 +344,22 @@ def run_job(config: LCPOConfig, device: str | None = None, command: str = "") ->
         shutil.copytree(final, export, ignore=shutil.ignore_patterns("training_args.bin"))
         return export
     return final
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint whose save finished: the Trainer writes trainer_state.json last, so a
+    job killed in the middle of a save leaves a folder without a readable one, which is skipped."""
+    def step(folder: Path) -> int:
+        suffix = folder.name.rpartition("-")[2]
+        return int(suffix) if suffix.isdigit() else -1
+
+    for folder in sorted(Path(output_dir).glob("checkpoint-*"), key=step, reverse=True):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return folder
+    return None
 
 
 def _device() -> str:
