@@ -89,6 +89,7 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
     # Imported here so that `--help` and `settings` stay fast.
     from backend.models import UnknownModelError, check_available
     from backend.service import Budgetlab
+    from backend.training_jobs import TrainingJobs, jobs_config
     from store.writer import StoreConfig, StoreWriter
     from ui.app import CSS, build_app
 
@@ -101,15 +102,18 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
         return 2
     store = StoreWriter(StoreConfig(settings.resolve_path(settings.db)))
     service = Budgetlab.from_settings(settings, store, env=env)
+    jobs = TrainingJobs(jobs_config(settings), store, settings.model_registry())
     try:
         spec = service.start_default_engine()
         print(f"budgetlab: serving {spec.name}; engine log in {settings.resolve_path(settings.data_dir) / 'engine.log'}", flush=True)
-        demo = build_app(service, sweep_concurrency=settings.sweep_concurrency)
+        jobs.start()  # a job left running by an earlier app is marked interrupted; queued ones run
+        demo = build_app(service, jobs, sweep_concurrency=settings.sweep_concurrency)
         demo.queue(default_concurrency_limit=32)
         print(f"budgetlab: dashboard on http://{settings.host}:{settings.port}", flush=True)
         demo.launch(server_name=settings.host, server_port=settings.port, css=CSS, ssr_mode=False, show_error=True, quiet=True)
         return 0
     finally:
+        jobs.shutdown()
         service.close()
         store.close()
 

@@ -134,7 +134,7 @@ def server_command(spec: ModelSpec, config: EngineConfig, port: int, api_key: st
         "--served-model-name", spec.name,
         "--host", "127.0.0.1",
         "--port", str(port),
-        "--api-key", api_key,
+        f"--api-key={api_key}",  # one argument: a random key can start with "-", which argparse would take for a flag
         "--disable-uvicorn-access-log",
         "--generation-config", "vllm",  # our requests carry every sampling parameter
     ]

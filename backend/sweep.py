@@ -345,8 +345,16 @@ class _ModelWorker:
 
     async def _flush(self) -> None:
         rows, self.rows = self.rows, []
-        if rows:
+        if not rows:
+            return
+        try:
             await asyncio.wrap_future(self.service.store.insert_generations(rows))
+        except Exception as exc:  # noqa: BLE001 - the periodic flusher's errors would otherwise vanish with its task
+            # Not stored, so not done: counted as failed, and the same run name generates them again.
+            self.progress.done -= len(rows)
+            self.progress.output_tokens -= sum(row["total_tokens"] or 0 for row in rows)
+            for _ in rows:
+                self._failed(f"storing the batch failed: {type(exc).__name__}: {exc}")
 
 
 def sweep_row(item: SweepItem, live: LiveGeneration, run_id: str, dataset: str, sampling: Sampling, finished_at: dt.datetime) -> dict:

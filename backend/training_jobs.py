@@ -177,6 +177,31 @@ def _parse_time(value: Any) -> dt.datetime | None:
         return None
 
 
+def form_defaults(registry: ModelRegistry) -> dict[str, Any]:
+    """A job's fields as the form first shows them: the config's defaults on the shipped base model."""
+    names = {m.name for m in registry.local_models()}
+    values = {f.name: f.default for f in dataclasses.fields(LCPOConfig) if f.name not in MANAGED_FIELDS}
+    values["base_model"] = "tiny-r1-base" if "tiny-r1-base" in names else ""
+    return values
+
+
+def recipes(folder: Path = REPO_ROOT / "training" / "configs") -> dict[str, Path]:
+    """The LCPO job files in the repo (base-model jobs are not fine-tunes), by file name."""
+    found = {}
+    for path in sorted(folder.glob("*.yaml")):
+        if (yaml.safe_load(path.read_text()) or {}).get("job", "lcpo") == "lcpo":
+            found[path.stem] = path
+    return found
+
+
+def recipe_values(path: Path) -> dict[str, Any]:
+    """A job file's fields (the form fields only), for prefilling the form."""
+    from training.lcpo import load_config
+
+    values = dataclasses.asdict(load_config(path))
+    return {k: v for k, v in values.items() if k not in MANAGED_FIELDS}
+
+
 def job_yaml(config: LCPOConfig) -> str:
     """The job file of a run: every field but the output folder, which the run passes itself."""
     values = {k: v for k, v in dataclasses.asdict(config).items() if k != "output_dir"}
@@ -221,14 +246,15 @@ class TrainingJobs:
 
     def shutdown(self) -> None:
         """Stop the scheduler; a job still running is stopped and marked interrupted (resumable)."""
+        if self._scheduler is None:
+            return  # never started: the folders belong to whoever ran them
         self._stop.set()
         for paths in self._runs():
             state = disk.transition(paths, (disk.RUNNING,), state=disk.INTERRUPTED, finished_at=disk.now_iso(),
                                     error="the app stopped while this job ran; Resume continues from its last checkpoint")
             if state and state.get("pid"):
                 disk.kill_group(state["pid"])
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
+        self._scheduler.shutdown(wait=False)
         if self._follower is not None:
             self._follower.join(timeout=10)
         self.sync()

@@ -171,15 +171,17 @@ def utc_now() -> dt.datetime:
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     """The schema version recorded in the file; 0 for a file without a ``schema_version`` table."""
-    has_table = con.execute(
+    # fetchall, not fetchone: DuckDB keeps a result open until a fetch comes back empty, and an
+    # open result makes the connection refuse the writer's next register().
+    (has_table,) = con.execute(
         "SELECT count(*) FROM duckdb_tables() "
         "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?",
         ["schema_version"],
-    ).fetchone()
-    if not has_table or has_table[0] == 0:
+    ).fetchall()
+    if has_table[0] == 0:
         return 0
-    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    ((version,),) = con.execute("SELECT max(version) FROM schema_version").fetchall()
+    return int(version) if version is not None else 0
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:

@@ -360,8 +360,9 @@ class StoreWriter:
         if not op.future.set_running_or_notify_cancel():
             return
         try:
-            row = self._con.execute(op.sql, op.params).fetchone()
-            result = op.interpret(int(row[0]) if row else 0)
+            # fetchall, not fetchone: a result left unfinished blocks the next statement on this connection.
+            rows = self._con.execute(op.sql, op.params).fetchall()
+            result = op.interpret(int(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else 0)
         except Exception as exc:  # noqa: BLE001 - any failure belongs to the caller's Future
             op.future.set_exception(exc)
         else:

@@ -80,9 +80,28 @@ def store(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def service(engine, store) -> Budgetlab:
-    settings = AppSettings(model=TINY_MODEL, answer_max_tokens=64, unconstrained_max_tokens=512, s1_max_waits=10_000)
-    return Budgetlab.from_settings(settings, store, env=os.environ, engine=engine)
+def app_settings(tmp_path_factory) -> AppSettings:
+    """The app's settings for the shared app: run-time folders (jobs, fine-tuned models) in a temp dir."""
+    root = tmp_path_factory.mktemp("app")
+    return AppSettings(model=TINY_MODEL, answer_max_tokens=64, unconstrained_max_tokens=512, s1_max_waits=10_000,
+                       models_dir=str(REPO_ROOT / "models"), trained_models_dir=str(root / "trained"), jobs_dir=str(root / "jobs"),
+                       scheduler_db=str(root / "scheduler.sqlite"), data_dir=str(root), training_poll_s=0.3)
+
+
+@pytest.fixture(scope="session")
+def service(engine, store, app_settings) -> Budgetlab:
+    return Budgetlab.from_settings(app_settings, store, env=os.environ, engine=engine)
+
+
+@pytest.fixture(scope="session")
+def training_jobs(store, app_settings):
+    """The shared app's job scheduler (real APScheduler, SQLite store in the temp dir)."""
+    from backend.training_jobs import TrainingJobs, jobs_config
+
+    jobs = TrainingJobs(jobs_config(app_settings), store, app_settings.model_registry())
+    jobs.start()
+    yield jobs
+    jobs.shutdown()
 
 
 def free_port() -> int:
@@ -92,11 +111,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(service):
+def app_url(service, training_jobs):
     """The real dashboard (ui.app.build_app over the real service), served on a free loopback port."""
     from ui.app import CSS, build_app
 
-    demo = build_app(service)
+    demo = build_app(service, training_jobs)
     demo.queue(default_concurrency_limit=16)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, css=CSS, ssr_mode=False, quiet=True)

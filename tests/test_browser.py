@@ -24,7 +24,7 @@ def test_comparison_renders_in_chromium(app_url, store, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(app_url, wait_until="networkidle")
+        page.goto(app_url, wait_until="load")
         page.get_by_text("Engine ready").first.wait_for(timeout=60_000)
         page.locator("#bl-run").click()
         cards = page.locator(".bl-card")
@@ -34,6 +34,8 @@ def test_comparison_renders_in_chromium(app_url, store, tmp_path):
         assert len(phases) == 9  # 3 default controllers x 3 default budgets
         errors = page.locator(".bl-error").all_inner_texts()
         assert all(phase == "done" for _, _, phase in phases), (phases, errors)
+        # The final status line is the stream's last update and can land after the cards'.
+        page.wait_for_function("document.querySelector('#bl-compare-status').innerText.includes('generations')", timeout=30_000)
         status = page.locator("#bl-compare-status").inner_text()
         assert "9 generations" in status
         text = page.locator("#bl-cards").inner_text()
@@ -50,7 +52,7 @@ def test_sweep_tab_shows_progress_then_results(app_url, store):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(app_url, wait_until="networkidle")
+        page.goto(app_url, wait_until="load")
         page.get_by_role("tab", name="Sweep").click()
         page.locator("#bl-sweep-limit input").fill("3")
         page.locator("#bl-sweep-run input, #bl-sweep-run textarea").first.fill("browser-sweep")

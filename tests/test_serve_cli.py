@@ -25,8 +25,8 @@ pytestmark = pytest.mark.engine
 def test_serve_stores_every_generation_and_stops_cleanly(engine, tiny_spec, tmp_path):
     endpoint = engine.ensure(tiny_spec, 300)
     port, db = free_port(), tmp_path / "app.duckdb"
-    cmd = [sys.executable, "app.py", "serve", "--port", str(port), "--db", str(db), "--data-dir", str(tmp_path),
-           "--backend-url", endpoint.base_url, "--backend-api-key", endpoint.api_key, "--model", tiny_spec.name]
+    cmd = [sys.executable, "app.py", "serve", "--port", str(port), "--db", str(db), "--data-dir", str(tmp_path), *run_time_dirs(tmp_path),
+           "--backend-url", endpoint.base_url, f"--backend-api-key={endpoint.api_key}", "--model", tiny_spec.name]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: _up(port), timeout_s=120)
@@ -40,6 +40,11 @@ def test_serve_stores_every_generation_and_stops_cleanly(engine, tiny_spec, tmp_
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("SELECT controller, budget, total_tokens FROM generations WHERE run_id = ?", [result["run_id"]]).fetchall()
     assert sorted(rows) == sorted((g["controller"], g["budget"], g["total_tokens"]) for g in result["generations"])
+
+
+def run_time_dirs(root) -> list[str]:
+    """Flags that keep an app's jobs, scheduler and fine-tuned models in ``root`` (not the repo's data/)."""
+    return ["--jobs-dir", str(root / "jobs"), "--scheduler-db", str(root / "scheduler.sqlite"), "--trained-models-dir", str(root / "trained")]
 
 
 def _up(port: int) -> bool:

@@ -28,7 +28,7 @@ SWEEP_KEYS = {"model", "controller", "budget", "questions", "samples", "pass_at_
 
 def _sweep_cmd(engine, spec, db, *args):
     endpoint = engine.ensure(spec, 300)
-    return [sys.executable, "app.py", "sweep", "--backend-url", endpoint.base_url, "--backend-api-key", endpoint.api_key,
+    return [sys.executable, "app.py", "sweep", "--backend-url", endpoint.base_url, f"--backend-api-key={endpoint.api_key}",
             "--model", spec.name, "--db", str(db), "--data-dir", str(db.parent), *args]
 
 

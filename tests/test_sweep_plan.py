@@ -102,3 +102,19 @@ def test_summary_numbers_from_stored_rows(tmp_path):
     assert exact["wall_s"] == 5.0  # [0,3] and [10,12]: the gap between them is not counted
     assert exact["tokens_per_s"] == 80.0
     assert (s1["violation_rate"], s1["violation_rate_500"], s1["mean_rel_dev"]) == (1.0, 1.0, 0.6)
+
+
+def test_a_batch_the_store_refuses_counts_as_failed_not_stored(tmp_path):
+    import asyncio
+    from types import SimpleNamespace
+
+    from backend.sweep import SweepProgress, _ModelWorker
+
+    store = StoreWriter(StoreConfig(tmp_path / "closed.duckdb"))
+    store.close()  # a real store that refuses every write
+    progress = SweepProgress("r", total=3, done=2, output_tokens=30)
+    worker = _ModelWorker(SimpleNamespace(store=store), None, None, None, progress, lambda p: None, max_failure_streak=8)
+    worker.rows = [{"total_tokens": 10}, {"total_tokens": 20}]
+    asyncio.run(worker._flush())
+    assert (progress.done, progress.failed, progress.output_tokens, progress.complete) == (0, 2, 0, 0)
+    assert progress.last_error.startswith("storing the batch failed: ")

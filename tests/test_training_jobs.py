@@ -170,3 +170,17 @@ def test_a_job_left_running_by_a_dead_app_is_shown_interrupted(tmp_path, store):
         assert state["state"] == disk.INTERRUPTED and "Resume continues" in state["error"]
     finally:
         jobs.shutdown()
+
+
+def test_a_job_at_a_time_and_a_recurring_firing_both_run(jobs):
+    soon = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(seconds=3)
+    at_id = jobs.submit(request(jobs, "tiny-ft-at", schedule="at", run_at=soon.isoformat(), max_steps=1))
+    assert jobs.job(at_id)["state"] == disk.SCHEDULED
+    schedule_id = jobs.submit(request(jobs, "tiny-ft-cron", schedule="cron", cron="0 3 * * *", max_steps=1))
+    jobs._scheduler.get_job(schedule_id).modify(next_run_time=dt.datetime.now(dt.timezone.utc))  # 03:00 is now
+    assert wait_state(jobs, at_id, disk.ENDED)["state"] == disk.FINISHED
+    fired = wait_for(lambda: next((j for j in jobs.jobs() if j.get("schedule_id") == schedule_id), None), 60, 0.3)
+    assert wait_state(jobs, fired["job_id"], disk.ENDED)["state"] == disk.FINISHED
+    assert fired["name"] == "test job" and fired["model_name"] == "tiny-ft-cron"
+    recurring = next(j for j in jobs.jobs() if j["job_id"] == schedule_id)
+    assert recurring["state"] == "recurring" and recurring["run_at"].endswith("T03:00:00")  # and it stays scheduled

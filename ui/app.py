@@ -1,6 +1,6 @@
 """The dashboard's Blocks, built by a factory; nothing launches at import.
 
-    demo = build_app(service)
+    demo = build_app(service, jobs)
     demo.queue().launch(server_name="127.0.0.1", server_port=7860, css=CSS)
 
 The engine status line at the top refreshes every two seconds, so a user sees
@@ -13,9 +13,11 @@ import gradio as gr
 
 from backend.engine import State
 from backend.service import Budgetlab
+from backend.training_jobs import TrainingJobs
 from ui.compare_tab import build_compare_tab
 from ui.render import CSS
 from ui.sweep_tab import build_sweep_tab
+from ui.train_tab import build_train_tab
 
 STATE_ICONS = {State.READY: "🟢", State.STARTING: "🟡", State.FAILED: "🔴", State.STOPPED: "⚪"}
 
@@ -29,16 +31,23 @@ def engine_status_markdown(service: Budgetlab) -> str:
     return text
 
 
-def build_app(service: Budgetlab, concurrency_limit: int = 32, sweep_concurrency: int = 128) -> gr.Blocks:
+def build_app(service: Budgetlab, jobs: TrainingJobs, concurrency_limit: int = 32, sweep_concurrency: int = 128) -> gr.Blocks:
     with gr.Blocks(title="budgetlab", analytics_enabled=False) as demo:
         gr.Markdown("# budgetlab\nMake a reasoning model think for as many tokens as you ask, and see what that buys.")
         engine_status = gr.Markdown(engine_status_markdown(service), elem_id="bl-engine-status")
         timer = gr.Timer(2.0)
         timer.tick(lambda: engine_status_markdown(service), outputs=engine_status, api_visibility="private", queue=False)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             build_compare_tab(service, concurrency_limit)
             build_sweep_tab(service, sweep_concurrency)
+            train_timer = build_train_tab(jobs, service.registry)
+        # The job list polls only while the Train tab is shown.
+        tabs.select(_train_tab_shown, outputs=train_timer, api_visibility="private", queue=False)
     return demo
+
+
+def _train_tab_shown(evt: gr.SelectData) -> gr.Timer:
+    return gr.Timer(active=evt.value == "Train")
 
 
 __all__ = ["CSS", "build_app"]

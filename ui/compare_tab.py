@@ -23,7 +23,7 @@ DEFAULT_CONTROLLERS = ["l1_exact", "s1", "hard_cap"]
 def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
     examples = builtin_examples()
     default_spec = _default_spec(service)
-    with gr.Tab("Compare", id="compare"):
+    with gr.Tab("Compare", id="compare") as tab:
         with gr.Row():
             with gr.Column(scale=3):
                 question = gr.Textbox(label="Question", lines=4, value=examples[0].question, elem_id="bl-question")
@@ -48,6 +48,8 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
         with gr.Accordion("Generations as JSON", open=False):
             raw = gr.JSON(label="generations")
 
+        # A fine-tune that finished since the page loaded is listed when the tab is opened again.
+        tab.select(lambda: gr.update(choices=service.model_names()), outputs=model, api_visibility="private", queue=False)
         by_label = {e.label: e for e in examples}
 
         def pick_example(label: str):

@@ -24,6 +24,7 @@ CSS = """
 .bl-ok {background:#d8f0d2; color:#1b5e20;} .bl-bad {background:#fbd5d5; color:#8b1a1a;} .bl-na {background:#eee; color:#555;}
 .bl-error {color:#b00020; font-size:13px; white-space:pre-wrap;}
 .bl-progress {font-size:13px;} .bl-progress .bl-meter {height:10px;}
+.bl-invalid {outline:2px solid #e45756; border-radius:6px;} .bl-invalid [data-testid="block-info"] {color:#b00020; font-weight:600;}
 """
 
 # Columns of the sweep results table, in order (keys of store.summary.run_summary's dicts).

@@ -26,7 +26,7 @@ REFRESH_S = 0.5
 
 def build_sweep_tab(service: Budgetlab, concurrency: int) -> None:
     budgets_default = _default_budgets(service)
-    with gr.Tab("Sweep", id="sweep"):
+    with gr.Tab("Sweep", id="sweep") as tab:
         with gr.Row():
             with gr.Column(scale=3):
                 models = gr.Dropdown(label="Models", choices=service.model_names(), value=[service.default_model], multiselect=True, allow_custom_value=True, elem_id="bl-sweep-models")
@@ -49,6 +49,7 @@ def build_sweep_tab(service: Budgetlab, concurrency: int) -> None:
                 with gr.Row():
                     start = gr.Button("Run sweep", variant="primary", elem_id="bl-sweep-start")
                     stop = gr.Button("Stop", variant="stop", elem_id="bl-sweep-stop")
+        tab.select(lambda: gr.update(choices=service.model_names()), outputs=models, api_visibility="private", queue=False)
         progress_html = gr.HTML(render_sweep_progress(None), elem_id="bl-sweep-progress")
         results = gr.Dataframe(headers=list(SUMMARY_COLUMNS), label="Results per (model, controller, budget)", interactive=False, elem_id="bl-sweep-results")
         note = gr.Markdown("", elem_id="bl-sweep-note")
