@@ -107,7 +107,7 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
         spec = service.start_default_engine()
         print(f"budgetlab: serving {spec.name}; engine log in {settings.resolve_path(settings.data_dir) / 'engine.log'}", flush=True)
         jobs.start()  # a job left running by an earlier app is marked interrupted; queued ones run
-        demo = build_app(service, jobs, sweep_concurrency=settings.sweep_concurrency)
+        demo = build_app(service, jobs, settings.resolve_path(settings.export_dir), sweep_concurrency=settings.sweep_concurrency)
         demo.queue(default_concurrency_limit=32)
         print(f"budgetlab: dashboard on http://{settings.host}:{settings.port}", flush=True)
         demo.launch(server_name=settings.host, server_port=settings.port, css=CSS, ssr_mode=False, show_error=True, quiet=True)

@@ -42,6 +42,7 @@ class AppSettings:
     data_dir: str = _setting("data", "Folder for engine logs and other run-time files.")
     models_dir: str = _setting("models", "Folder scanned for local models; each subfolder with a config.json is registered under its folder name.")
     trained_models_dir: str = _setting("data/models", "Folder where fine-tunes launched from the Train tab put their finished models; scanned like models_dir (a name in models_dir wins).")
+    export_dir: str = _setting("data/exports", "Folder the Analytics tab writes its CSV and Parquet exports into (and nowhere else).")
     # --- training jobs
     jobs_dir: str = _setting("data/jobs", "Folder of the Train tab's jobs: one subfolder per job with its config, state, log, metrics and checkpoints.")
     scheduler_db: str = _setting("data/scheduler.sqlite", "SQLite file of the job scheduler (APScheduler's job store): scheduled and recurring jobs survive a restart.")

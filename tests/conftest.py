@@ -85,7 +85,7 @@ def app_settings(tmp_path_factory) -> AppSettings:
     root = tmp_path_factory.mktemp("app")
     return AppSettings(model=TINY_MODEL, answer_max_tokens=64, unconstrained_max_tokens=512, s1_max_waits=10_000,
                        models_dir=str(REPO_ROOT / "models"), trained_models_dir=str(root / "trained"), jobs_dir=str(root / "jobs"),
-                       scheduler_db=str(root / "scheduler.sqlite"), data_dir=str(root), training_poll_s=0.3)
+                       scheduler_db=str(root / "scheduler.sqlite"), data_dir=str(root), training_poll_s=0.3, export_dir=str(root / "exports"))
 
 
 @pytest.fixture(scope="session")
@@ -111,11 +111,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(service, training_jobs):
+def app_url(service, training_jobs, app_settings):
     """The real dashboard (ui.app.build_app over the real service), served on a free loopback port."""
     from ui.app import CSS, build_app
 
-    demo = build_app(service, training_jobs)
+    demo = build_app(service, training_jobs, export_dir=Path(app_settings.export_dir))
     demo.queue(default_concurrency_limit=16)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, css=CSS, ssr_mode=False, quiet=True)

@@ -1,6 +1,6 @@
 """The dashboard's Blocks, built by a factory; nothing launches at import.
 
-    demo = build_app(service, jobs)
+    demo = build_app(service, jobs, export_dir=Path("data/exports"))
     demo.queue().launch(server_name="127.0.0.1", server_port=7860, css=CSS)
 
 The engine status line at the top refreshes every two seconds, so a user sees
@@ -9,11 +9,14 @@ the model loading, ready, restarting after a crash, or failed with the reason.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from backend.engine import State
 from backend.service import Budgetlab
 from backend.training_jobs import TrainingJobs
+from ui.analytics_tab import build_analytics_tab
 from ui.compare_tab import build_compare_tab
 from ui.render import CSS
 from ui.sweep_tab import build_sweep_tab
@@ -31,7 +34,8 @@ def engine_status_markdown(service: Budgetlab) -> str:
     return text
 
 
-def build_app(service: Budgetlab, jobs: TrainingJobs, concurrency_limit: int = 32, sweep_concurrency: int = 128) -> gr.Blocks:
+def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurrency_limit: int = 32, sweep_concurrency: int = 128) -> gr.Blocks:
+    """`export_dir`: the only folder the Analytics tab writes its exports into."""
     with gr.Blocks(title="budgetlab", analytics_enabled=False) as demo:
         gr.Markdown("# budgetlab\nMake a reasoning model think for as many tokens as you ask, and see what that buys.")
         engine_status = gr.Markdown(engine_status_markdown(service), elem_id="bl-engine-status")
@@ -41,6 +45,7 @@ def build_app(service: Budgetlab, jobs: TrainingJobs, concurrency_limit: int = 3
             build_compare_tab(service, concurrency_limit)
             build_sweep_tab(service, sweep_concurrency)
             train_timer = build_train_tab(jobs, service.registry)
+            build_analytics_tab(service, jobs, export_dir)
         # The job list polls only while the Train tab is shown.
         tabs.select(_train_tab_shown, outputs=train_timer, api_visibility="private", queue=False)
     return demo

@@ -35,3 +35,99 @@ def training_curves_chart(metrics: pd.DataFrame, title: str = "") -> alt.Chart:
 
 def _empty(message: str) -> alt.Chart:
     return alt.Chart(pd.DataFrame({"text": [message]})).mark_text(size=14, color="#666").encode(text="text:N").properties(width=540, height=60)
+
+
+# --- Analytics views: each takes the rows of one store.analytics query (aggregates, not generations).
+
+WIDE = 470  # pixels: two of these sit side by side on a laptop screen
+
+def series_name(row) -> str:
+    return f"{row['model']} · {row['controller']}"
+
+
+def _frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows))
+    if not frame.empty:
+        frame["series"] = [series_name(r) for r in frame.to_dict("records")]
+    return frame
+
+
+def tradeoff_chart(points, log_tokens: bool = False) -> alt.Chart:
+    """Accuracy (pass@1, Wilson 95% band) against mean output tokens: a line per model x
+    controller, a point per budget (the L1 paper's Figures 1-2)."""
+    frame = _frame(points)
+    if frame.empty:
+        return _empty("no generations under these filters")
+    x = alt.X("mean_tokens:Q", title="mean output tokens", scale=alt.Scale(type="log" if log_tokens else "linear", zero=False))
+    base = alt.Chart(frame).encode(x=x, color=alt.Color("series:N", title="model · controller"))
+    band = base.mark_area(opacity=0.15).encode(y=alt.Y("accuracy_low:Q", title="accuracy (pass@1)", scale=alt.Scale(domain=[0, 1])), y2="accuracy_high:Q")
+    line = base.mark_line().encode(y="accuracy:Q", order="budget:Q")
+    dots = base.mark_point(filled=True, size=60).encode(
+        y="accuracy:Q",
+        tooltip=["model:N", "controller:N", "budget:Q", "n:Q", alt.Tooltip("accuracy:Q", format=".1%"),
+                 alt.Tooltip("accuracy_low:Q", format=".1%"), alt.Tooltip("accuracy_high:Q", format=".1%"), alt.Tooltip("mean_tokens:Q", format=".1f")])
+    return _fit((band + line + dots).properties(width=WIDE, height=300, title="Accuracy against tokens used"))
+
+
+def adherence_chart(rows) -> alt.Chart:
+    """Box plots of output length per budget (whiskers min-max, box q1-q3, median tick), one per
+    model x controller side by side, with the budget marked in red (the paper's Figure 4)."""
+    frame = _frame(rows)
+    if frame.empty:
+        return _empty("no generations under these filters")
+    base = alt.Chart(frame).encode(x=alt.X("budget:O", title="budget N (tokens)"), xOffset="series:N", color=alt.Color("series:N", title="model · controller"))
+    whisker = base.mark_rule().encode(y=alt.Y("min_tokens:Q", title="output tokens"), y2="max_tokens:Q")
+    box = base.mark_bar(size=14, opacity=0.6).encode(
+        y="q1_tokens:Q", y2="q3_tokens:Q",
+        tooltip=["series:N", "budget:Q", "n:Q", "min_tokens:Q", "q1_tokens:Q", "median_tokens:Q", "q3_tokens:Q", "max_tokens:Q",
+                 alt.Tooltip("mean_abs_rel_dev:Q", format=".1%", title="mean |n-N|/N"), alt.Tooltip("violation_rate:Q", format=".1%", title="share n > N")])
+    median = base.mark_tick(color="black", size=14, thickness=2).encode(y="median_tokens:Q")
+    target = alt.Chart(frame).mark_tick(color="#e45756", thickness=3, size=40).encode(x="budget:O", y="budget:Q")
+    return _fit((whisker + box + median + target).properties(width=WIDE, height=300, title="Output length per budget (red: the budget)"))
+
+
+def keyword_chart(rows) -> alt.Chart:
+    """Keyword matches per 1,000 output tokens by budget, a panel per category (the paper's Figure 5)."""
+    frame = _frame(rows)
+    if frame.empty:
+        return _empty("no generations under these filters")
+    base = alt.Chart(frame).encode(
+        x=alt.X("budget:Q", title="budget N"), y=alt.Y("per_1k_tokens:Q", title="per 1,000 tokens"), color=alt.Color("series:N", title="model · controller"),
+        tooltip=["series:N", "category:N", "budget:Q", "matches:Q", alt.Tooltip("per_1k_tokens:Q", format=".2f")])
+    panel = (base.mark_line() + base.mark_point(filled=True)).properties(width=220, height=150)
+    return _fit(panel.facet(facet=alt.Facet("category:N", title=None), columns=4).resolve_scale(y="independent").properties(title="Keywords by budget"))
+
+
+def thinking_answer_chart(points) -> alt.Chart:
+    """Mean thinking and answer tokens per budget, stacked, a panel per model x controller."""
+    frame = _frame(points)
+    if frame.empty:
+        return _empty("no generations under these filters")
+    long = frame.melt(id_vars=["series", "budget"], value_vars=["mean_thinking_tokens", "mean_answer_tokens"], var_name="part", value_name="tokens")
+    long["part"] = long["part"].map({"mean_thinking_tokens": "thinking", "mean_answer_tokens": "answer"})
+    bars = alt.Chart(long).mark_bar().encode(
+        x=alt.X("budget:O", title="budget N"), y=alt.Y("tokens:Q", title="mean tokens", stack="zero"),
+        color=alt.Color("part:N", scale=alt.Scale(domain=["thinking", "answer"], range=["#4c78a8", "#54a24b"])),
+        tooltip=["series:N", "budget:Q", "part:N", alt.Tooltip("tokens:Q", format=".1f")]).properties(width=130, height=150)
+    return _fit(bars.facet(facet=alt.Facet("series:N", title=None), columns=3).properties(title="Thinking and answer tokens"))
+
+
+def cost_chart(points, frontier) -> alt.Chart:
+    """Accuracy against dollars per 1,000 questions, every setting a point, the Pareto frontier a line."""
+    frame = _frame(points)
+    if frame.empty:
+        return _empty("no generations under these filters")
+    dots = alt.Chart(frame).mark_point(filled=True, size=70).encode(
+        x=alt.X("cost_per_1k:Q", title="$ per 1,000 questions"), y=alt.Y("accuracy:Q", title="accuracy (pass@1)", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("series:N", title="model · controller"),
+        tooltip=["model:N", "controller:N", "budget:Q", alt.Tooltip("accuracy:Q", format=".1%"), alt.Tooltip("cost_per_1k:Q", format="$.4f")])
+    layers = dots
+    if frontier:
+        line = alt.Chart(pd.DataFrame(list(frontier))).mark_line(color="black", strokeDash=[4, 3]).encode(x="cost_per_1k:Q", y="accuracy:Q", order="cost_per_1k:Q")
+        layers = line + dots
+    return _fit(layers.properties(width=WIDE, height=300, title="Accuracy against cost (dashed: the Pareto frontier)"))
+
+
+def _fit(chart):
+    """Legends under the plot, so two charts fit side by side."""
+    return chart.configure_legend(orient="bottom", columns=2)
