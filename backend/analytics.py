@@ -13,9 +13,15 @@ generation rows); everything here is a small pure function::
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from store.analytics import keyword_pattern
 
 # The L1 paper's four categories of reasoning words (Figure 5); matched as whole words, any case.
 KEYWORD_CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -24,6 +30,25 @@ KEYWORD_CATEGORIES: dict[str, tuple[str, ...]] = {
     "context setting": ("let", "given", "we need", "we have", "first", "the problem", "we are", "recall"),
     "conclusion drawing": ("therefore", "so", "thus", "hence", "finally", "in conclusion", "the answer is"),
 }
+
+
+def keywords_version(categories: Mapping[str, Sequence[str]]) -> str:
+    """A short hash of the word lists: stored counts are used only when made with the same lists."""
+    return hashlib.sha1(json.dumps({k: list(v) for k, v in categories.items()}, sort_keys=True).encode()).hexdigest()[:12]
+
+
+KEYWORDS_VERSION = keywords_version(KEYWORD_CATEGORIES)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(words: tuple[str, ...]) -> re.Pattern:
+    return re.compile(keyword_pattern(words))  # the same pattern the SQL recount uses
+
+
+def keyword_counts(text: str | None, categories: Mapping[str, Sequence[str]] = KEYWORD_CATEGORIES) -> list[int]:
+    """Matches of each category's words in ``text``, in the categories' order (stored with each
+    generation, so the keyword view sums numbers instead of scanning every text)."""
+    return [len(_compiled(tuple(words)).findall(text or "")) for words in categories.values()]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
+from backend.analytics import KEYWORDS_VERSION, keyword_counts
 from backend.client import EngineClient, Sampling
 from backend.compare import CompareRequest, InputError, check_budgets_fit, estimate_cost, run_columns
 from backend.controllers import ControllerConfig
@@ -206,6 +207,8 @@ def generation_row(live: LiveGeneration, run_id: str, model: str, request: Compa
         "waits_used": live.waits_used,
         "ttft_s": live.ttft_s,
         "latency_s": live.latency_s,
+        "keyword_counts": keyword_counts(live.full_text),
+        "keywords_version": KEYWORDS_VERSION,
     }
 
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
+from backend.analytics import KEYWORDS_VERSION, keyword_counts
 from backend.client import EngineClient, EngineRequestError, Sampling
 from backend.compare import InputError, check_budgets_fit, parse_budgets, parse_controllers
 from backend.controllers import make_controller
@@ -387,4 +388,6 @@ def sweep_row(item: SweepItem, live: LiveGeneration, run_id: str, dataset: str, 
         "waits_used": live.waits_used,
         "ttft_s": live.ttft_s,
         "latency_s": live.latency_s,
+        "keyword_counts": keyword_counts(live.full_text),
+        "keywords_version": KEYWORDS_VERSION,
     }

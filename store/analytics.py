@@ -77,20 +77,21 @@ def filter_options(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 def tradeoff(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
     """Per (model, controller, budget): generations, accuracy and its Wilson 95% band, mean tokens
-    (prompt, output, thinking, answer)."""
+    (prompt, output, thinking, answer), and thinking tokens per answer token (the paper's ratio)."""
     where, params = filters.where()
     z, z2 = Z_95, Z_95 * Z_95  # constants of the code, not user values
     sql = f"""
         WITH g AS (
             SELECT {GROUP}, count(*) AS n, avg(coalesce(correct, false)::INTEGER) AS p,
                    avg(prompt_tokens) AS mean_prompt_tokens, avg(total_tokens) AS mean_tokens,
-                   avg(thinking_tokens) AS mean_thinking_tokens, avg(answer_tokens) AS mean_answer_tokens
+                   avg(thinking_tokens) AS mean_thinking_tokens, avg(answer_tokens) AS mean_answer_tokens,
+                   sum(thinking_tokens) / nullif(sum(answer_tokens), 0) AS thinking_to_answer
             FROM generations WHERE {where} GROUP BY {GROUP}
         )
         SELECT {GROUP}, n, p AS accuracy,
                (p + {z2} / (2 * n) - {z} * sqrt(p * (1 - p) / n + {z2} / (4 * n * n))) / (1 + {z2} / n) AS accuracy_low,
                (p + {z2} / (2 * n) + {z} * sqrt(p * (1 - p) / n + {z2} / (4 * n * n))) / (1 + {z2} / n) AS accuracy_high,
-               mean_prompt_tokens, mean_tokens, mean_thinking_tokens, mean_answer_tokens
+               mean_prompt_tokens, mean_tokens, mean_thinking_tokens, mean_answer_tokens, thinking_to_answer
         FROM g ORDER BY {GROUP}"""
     return _rows(cur, sql, params)
 
@@ -119,16 +120,23 @@ def keyword_pattern(words: Sequence[str]) -> str:
     return r"(?i)\b(?:" + "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in cleaned) + r")\b"
 
 
-def keyword_rates(cur: duckdb.DuckDBPyConnection, filters: Filters, categories: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+def keyword_rates(cur: duckdb.DuckDBPyConnection, filters: Filters, categories: Mapping[str, Sequence[str]],
+                  version: str | None = None) -> list[dict[str, Any]]:
     """Per (model, controller, budget, category): matches of the category's words in the output text
-    (thinking and answer), and matches per 1,000 output tokens."""
+    (thinking and answer), and matches per 1,000 output tokens.
+
+    A row whose ``keywords_version`` is ``version`` contributes its stored ``keyword_counts`` (made
+    with these categories, in this order); any other row is counted here with a regular expression,
+    which is correct but scans its text."""
     where, params = filters.where()
     names = list(categories)
-    counts = ", ".join(f"sum(len(regexp_extract_all(full_text, ?))) AS c{i}" for i in range(len(names)))
+    counts = ", ".join(
+        f"sum(CASE WHEN keywords_version = ? THEN keyword_counts[{i + 1}] ELSE len(regexp_extract_all(full_text, ?)) END) AS c{i}"
+        for i in range(len(names)))
     sql = f"SELECT {GROUP}, sum(total_tokens) AS tokens, {counts} FROM generations WHERE {where} GROUP BY {GROUP} ORDER BY {GROUP}"
-    patterns = [keyword_pattern(categories[name]) for name in names]
+    count_params = [value for name in names for value in (version, keyword_pattern(categories[name]))]
     out = []
-    for row in _rows(cur, sql, [*patterns, *params]):  # the patterns' ? come first in the SQL
+    for row in _rows(cur, sql, [*count_params, *params]):  # the counts' ? come first in the SQL
         for i, name in enumerate(names):
             matches = int(row[f"c{i}"] or 0)
             rate = 1000.0 * matches / row["tokens"] if row["tokens"] else None

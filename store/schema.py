@@ -21,7 +21,7 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaVersionError(RuntimeError):
@@ -70,6 +70,11 @@ GENERATION_COLUMNS: tuple[Column, ...] = (
     Column("waits_used", "INTEGER", pa.int32()),
     Column("ttft_s", "DOUBLE", pa.float64()),
     Column("latency_s", "DOUBLE", pa.float64()),
+    # Keyword matches per category of backend.analytics.KEYWORD_CATEGORIES, counted when the row
+    # is made, and which version of the word lists counted them: the keyword view sums these and
+    # recounts, in SQL, only rows counted with other lists (or none).
+    Column("keyword_counts", "INTEGER[]", pa.list_(pa.int32())),
+    Column("keywords_version", "VARCHAR", pa.string()),
 )
 
 GENERATION_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in GENERATION_COLUMNS)
@@ -160,6 +165,8 @@ TRAINING_METRICS_DDL = """CREATE TABLE IF NOT EXISTS training_metrics (
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, (RUNS_DDL, generations_ddl())),
     (2, (TRAINING_JOBS_DDL, TRAINING_METRICS_DDL)),
+    (3, ("ALTER TABLE generations ADD COLUMN IF NOT EXISTS keyword_counts INTEGER[]",
+         "ALTER TABLE generations ADD COLUMN IF NOT EXISTS keywords_version VARCHAR")),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION, "SCHEMA_VERSION must be the last migration"
 

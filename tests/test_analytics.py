@@ -59,7 +59,7 @@ def test_tradeoff_accuracy_band_and_tokens(cur):
     exact = points[("A", "l1_exact", 100)]
     assert (exact["n"], exact["accuracy"], exact["mean_tokens"], exact["mean_prompt_tokens"]) == (4, 0.5, 110.0, 10.0)
     assert (exact["accuracy_low"], exact["accuracy_high"]) == pytest.approx(wilson(0.5, 4))
-    assert (exact["mean_thinking_tokens"], exact["mean_answer_tokens"]) == (100.0, 10.0)
+    assert (exact["mean_thinking_tokens"], exact["mean_answer_tokens"], exact["thinking_to_answer"]) == (100.0, 10.0, 10.0)
     s1 = points[("A", "s1", 100)]
     assert s1["accuracy"] == 0.0 and s1["accuracy_low"] == pytest.approx(0.0, abs=1e-12)
     assert s1["accuracy_high"] == pytest.approx(wilson(0.0, 2)[1])
@@ -107,6 +107,10 @@ def test_export_writes_exactly_the_filtered_rows(cur, tmp_path):
     table = pq.read_table(tmp_path / "out.parquet")
     assert count == table.num_rows == 6
     assert sorted(table.column("gen_id").to_pylist()) == [f"g{i:03d}" for i in range(1, 7)]
+    exported = {r["gen_id"]: (r["controller"], r["budget"], r["total_tokens"], r["correct"], r["full_text"]) for r in table.to_pylist()}
+    expected = {r["gen_id"]: (r["controller"], r["budget"], r["total_tokens"], r["correct"], r["full_text"])
+                for r in ROWS if r["model"] == "A" and r["run_id"] == "r1"}
+    assert exported == expected
     assert analytics.export_generations(cur, filters, tmp_path / "out.csv", "csv") == 6
     assert len((tmp_path / "out.csv").read_text().strip().splitlines()) == 7  # header + rows
     with pytest.raises(ValueError, match="choose csv or parquet"):
@@ -144,3 +148,32 @@ def test_price_table_rows_parse_with_defaults_and_refuse_nonsense():
         parse_prices([["A", "cheap", 1]], default)
     with pytest.raises(ValueError, match="price of A"):
         parse_prices([["A", -1, 1]], default)
+
+
+def test_counts_stored_with_a_row_match_the_sql_count_and_are_used_when_current(tmp_path):
+    from backend.analytics import KEYWORDS_VERSION, keyword_counts
+
+    texts = ["Wait, wait. Let me check: so we need 5. Therefore 5.", "Maybe try another way, or perhaps not. Hence 7.", "", "WAIT but HOWEVER"]
+    rows = [{**row(i, "A", "l1_exact", 100, 40, True, text=t), "keyword_counts": keyword_counts(t), "keywords_version": KEYWORDS_VERSION}
+            for i, t in enumerate(texts)]
+    stale = {**row(9, "A", "l1_exact", 100, 40, True, text="so so so"), "keyword_counts": [50, 50, 50, 50], "keywords_version": "older-lists"}
+    with StoreWriter(StoreConfig(tmp_path / "k.duckdb")) as store:
+        store.insert_generations([*rows, stale]).result()
+        with store.reader() as cur:
+            stored = analytics.keyword_rates(cur, Filters(), KEYWORD_CATEGORIES, KEYWORDS_VERSION)
+            scanned = analytics.keyword_rates(cur, Filters(), KEYWORD_CATEGORIES)
+    assert [r["matches"] for r in stored] == [r["matches"] for r in scanned]  # Python and SQL count alike
+    conclusion = next(r for r in stored if r["category"] == "conclusion drawing")
+    assert conclusion["matches"] == 2 + 1 + 3  # "so", "therefore"; "hence"; the stale row recounted: "so" x 3
+    assert keyword_counts("Wait, wait. Let me check") == [3, 0, 1, 0]
+
+
+def test_stored_counts_are_what_the_view_sums_when_the_lists_match(tmp_path):
+    from backend.analytics import KEYWORDS_VERSION
+
+    fake = {**row(1, "A", "s1", 64, 10, False, text="no keywords here"), "keyword_counts": [7, 0, 0, 0], "keywords_version": KEYWORDS_VERSION}
+    with StoreWriter(StoreConfig(tmp_path / "f.duckdb")) as store:
+        store.insert_generations([fake]).result()
+        with store.reader() as cur:
+            rates = analytics.keyword_rates(cur, Filters(), KEYWORD_CATEGORIES, KEYWORDS_VERSION)
+    assert rates[0]["matches"] == 7  # the stored number, not a scan of the text

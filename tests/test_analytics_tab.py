@@ -51,4 +51,10 @@ def test_the_analytics_tab_draws_every_view(swept):
         table = page.locator("#bl-an-aggregates").inner_text()
         assert "l1_exact" in table and "s1" in table
         page.screenshot(path=str(REPO_ROOT / "docs" / "analytics.png"), full_page=True)
+        # One generation, opened from the list under the filters.
+        page.locator("#bl-an-generations").scroll_into_view_if_needed()
+        page.wait_for_function("document.querySelector('#bl-an-generations').innerText.includes('analytics-sweep')", timeout=30_000)
+        page.locator("#bl-an-generations").get_by_text(RUN, exact=True).locator("visible=true").first.click()  # hidden copies size the table
+        page.wait_for_function("document.querySelector('#bl-an-opened').innerText.includes('Question')", timeout=30_000)
+        assert "Output" in page.locator("#bl-an-opened").inner_text()
         browser.close()

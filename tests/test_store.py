@@ -22,8 +22,10 @@ from store.schema import (
     GENERATION_ARROW_SCHEMA,
     GENERATION_COLUMNS,
     SCHEMA_VERSION,
+    RUNS_DDL,
     SchemaVersionError,
     current_version,
+    generations_ddl,
     migrate,
 )
 from store.writer import StoreClosedError, StoreConfig, StoreWriter
@@ -102,17 +104,19 @@ def test_migrate_is_idempotent_and_records_version(tmp_path: Path) -> None:
 
 
 def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
-    from store.schema import MIGRATIONS, SCHEMA_VERSION_DDL
+    from store.schema import SCHEMA_VERSION_DDL
 
     path = tmp_path / "v1.duckdb"
-    with duckdb.connect(str(path)) as con:  # a file as the first release left it
+    with duckdb.connect(str(path)) as con:  # a file as the first release left it (no keyword columns)
         con.execute(SCHEMA_VERSION_DDL)
-        for statement in MIGRATIONS[0][1]:
-            con.execute(statement)
+        con.execute(RUNS_DDL)
+        con.execute(generations_ddl().replace(",\n    keyword_counts INTEGER[],\n    keywords_version VARCHAR", ""))
+        assert "keyword_counts" not in [r[0] for r in con.execute("DESCRIBE generations").fetchall()]
         con.execute("INSERT INTO schema_version VALUES (1, ?)", [BASE_TIME])
         con.execute("INSERT INTO runs (run_id, name) VALUES ('old', 'kept')")
     with StoreWriter(StoreConfig(path)) as store, store.reader() as cur:
-        assert [v for (v,) in cur.execute("SELECT version FROM schema_version ORDER BY version").fetchall()] == [1, 2]
+        assert [v for (v,) in cur.execute("SELECT version FROM schema_version ORDER BY version").fetchall()] == [1, 2, 3]
+        assert cur.execute("SELECT keyword_counts, keywords_version FROM generations").fetchall() == []
         assert cur.execute("SELECT name FROM runs").fetchall() == [("kept",)]
         assert cur.execute("SELECT count(*) FROM training_metrics").fetchone() == (0,)
 

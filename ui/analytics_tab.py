@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from backend.analytics import KEYWORD_CATEGORIES, Price, parse_prices, pareto_frontier, priced, recommend, recommendation_text
+from backend.analytics import KEYWORD_CATEGORIES, KEYWORDS_VERSION, Price, parse_prices, pareto_frontier, priced, recommend, recommendation_text
 from backend.service import Budgetlab
 from backend.training_jobs import TrainingJobs
 from store import analytics, queries
@@ -23,7 +23,7 @@ from store.analytics import Filters
 from ui import charts
 
 AGGREGATE_COLUMNS = ("model", "controller", "budget", "n", "accuracy", "accuracy_low", "accuracy_high", "mean_tokens",
-                     "mean_thinking_tokens", "mean_answer_tokens", "mean_abs_rel_dev", "violation_rate", "cost_per_1k")
+                     "mean_thinking_tokens", "mean_answer_tokens", "thinking_to_answer", "mean_abs_rel_dev", "violation_rate", "cost_per_1k")
 GENERATION_COLUMNS = ("gen_id", "run_id", "model", "controller", "budget", "total_tokens", "correct", "question")
 
 
@@ -46,7 +46,7 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
             target = gr.Slider(label="Target accuracy (%)", minimum=0, maximum=100, step=1, value=80, elem_id="bl-an-target")
             refresh = gr.Button("Refresh", variant="primary", elem_id="bl-an-refresh")
         with gr.Accordion("Prices per model ($ per 1M tokens; empty: the defaults)", open=False):
-            prices = gr.Dataframe(headers=["model", "$ per 1M input", "$ per 1M output"], value=[], interactive=True, col_count=(3, "fixed"), elem_id="bl-an-prices")
+            prices = gr.Dataframe(headers=["model", "$ per 1M input", "$ per 1M output"], value=[], interactive=True, column_count=(3, "fixed"), elem_id="bl-an-prices")
         status = gr.Markdown("", elem_id="bl-an-status")
         recommendation = gr.Markdown("", elem_id="bl-an-recommendation")
         with gr.Row():
@@ -57,13 +57,14 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
             thinking_plot = gr.Plot(label="Thinking and answer tokens", elem_id="bl-an-thinking")
         keyword_plot = gr.Plot(label="Keywords", elem_id="bl-an-keywords")
         aggregates = gr.Dataframe(headers=list(AGGREGATE_COLUMNS), label="Aggregates per (model, controller, budget)", interactive=False, elem_id="bl-an-aggregates")
-        with gr.Accordion("Generations: open one, or export the filtered ones", open=False):
-            generations = gr.Dataframe(headers=list(GENERATION_COLUMNS), label="Newest 50 under the filters (select a row to open it)", interactive=False, elem_id="bl-an-generations")
-            opened = gr.Markdown("", elem_id="bl-an-opened")
-            with gr.Row():
-                export_csv = gr.Button("Export CSV", elem_id="bl-an-export-csv")
-                export_parquet = gr.Button("Export Parquet", elem_id="bl-an-export-parquet")
-            exported = gr.File(label="Export", elem_id="bl-an-export-file")
+        # Not in an accordion: a Dataframe filled while folded away shows no rows when unfolded.
+        gr.Markdown("#### Generations: open one, or export the filtered ones")
+        generations = gr.Dataframe(headers=list(GENERATION_COLUMNS), label="Newest 50 under the filters (select a row to open it)", interactive=False, elem_id="bl-an-generations")
+        opened = gr.Markdown("", elem_id="bl-an-opened")
+        with gr.Row():
+            export_csv = gr.Button("Export CSV", elem_id="bl-an-export-csv")
+            export_parquet = gr.Button("Export Parquet", elem_id="bl-an-export-parquet")
+        exported = gr.File(label="Export", elem_id="bl-an-export-file")
         with gr.Accordion("Training curves of fine-tunes", open=False):
             job = gr.Dropdown(label="Fine-tune job", choices=[], elem_id="bl-an-job")
             curves = gr.Plot(label="Training curves", elem_id="bl-an-curves")
@@ -79,7 +80,7 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
             with service.store.reader() as cur:
                 points = analytics.tradeoff(cur, filters)
                 spread = analytics.adherence(cur, filters)
-                words = analytics.keyword_rates(cur, filters, KEYWORD_CATEGORIES)
+                words = analytics.keyword_rates(cur, filters, KEYWORD_CATEGORIES, KEYWORDS_VERSION)
                 recent = analytics.list_generations(cur, filters)
             costed = priced(points, price_table, default_price)
             best = recommend(costed, target / 100.0)
@@ -88,7 +89,7 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
                     recommendation_text(best, target / 100.0, costed),
                     charts.tradeoff_chart(points, bool(log_tokens)), charts.cost_chart(costed, pareto_frontier(costed)),
                     charts.adherence_chart(spread), charts.thinking_answer_chart(points), charts.keyword_chart(words),
-                    _aggregate_rows(costed, spread), [[g[c] for c in GENERATION_COLUMNS] for g in recent])
+                    _aggregate_rows(costed, spread), [_generation_row(g) for g in recent])
 
         view_outputs = [status, recommendation, tradeoff_plot, cost_plot, adherence_plot, thinking_plot, keyword_plot, aggregates, generations]
         view_inputs = [*filter_inputs, log_tokens, target, prices]
@@ -159,6 +160,12 @@ def _aggregate_rows(costed, spread) -> list[list]:
         merged = {**point, **by_key.get((point["model"], point["controller"], point["budget"]), {})}
         rows.append([_rounded(merged.get(c)) for c in AGGREGATE_COLUMNS])
     return rows
+
+
+def _generation_row(g: dict) -> list:
+    # Text, not booleans: the table draws no rows at all for a column of True/False/None.
+    verdict = {True: "correct", False: "wrong", None: "not graded"}[g["correct"]]
+    return [verdict if c == "correct" else g[c] for c in GENERATION_COLUMNS]
 
 
 def _rounded(value):
