@@ -93,6 +93,10 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
     from store.writer import StoreConfig, StoreWriter
     from ui.app import CSS, build_app
 
+    exposure = settings.exposure_problem()
+    if exposure:  # before anything starts: nothing listens on an open port by accident
+        print(f"app.py serve: {exposure}", file=sys.stderr)
+        return 2
     try:  # refuse a bad model before anything is created or started
         spec = settings.model_registry().resolve(settings.model)
         if not settings.backend_url:
@@ -110,7 +114,8 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
         demo = build_app(service, jobs, settings.resolve_path(settings.export_dir), sweep_concurrency=settings.sweep_concurrency)
         demo.queue(default_concurrency_limit=32)
         print(f"budgetlab: dashboard on http://{settings.host}:{settings.port}", flush=True)
-        demo.launch(server_name=settings.host, server_port=settings.port, css=CSS, ssr_mode=False, show_error=True, quiet=True)
+        demo.launch(server_name=settings.host, server_port=settings.port, css=CSS, ssr_mode=False, show_error=True, quiet=True,
+                    auth=settings.auth_pair())
         return 0
     finally:
         jobs.shutdown()

@@ -13,6 +13,7 @@ Components never read the environment: they get a typed config built here
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import types
 import typing
 from collections.abc import Mapping
@@ -35,7 +36,9 @@ class SettingError(ValueError):
 @dataclass(frozen=True)
 class AppSettings:
     # --- dashboard
-    host: str = _setting("127.0.0.1", "Address the dashboard binds to. Loopback by default.")
+    host: str = _setting("127.0.0.1", "Address the dashboard binds to. Loopback by default; any other address needs --auth.")
+    auth: str = _setting("", "user:password that the dashboard asks for (and gradio_client sends with auth=(user, password)). Required to bind a non-loopback address.", secret=True)
+    insecure_no_auth: bool = _setting(False, "Serve a non-loopback address without --auth. Anyone who can reach the port can use the engine and start fine-tunes: never on a shared network.")
     port: int = _setting(7860, "Port of the dashboard.")
     model: str = _setting("l1-tiny", "Model served at start: a registered name, a Hugging Face id or a local path.")
     db: str = _setting("data/budgetlab.duckdb", "DuckDB file where every run and generation is stored.")
@@ -76,6 +79,8 @@ class AppSettings:
     price_per_m_input_tokens: float = _setting(0.5, "Default price in dollars per 1M input (prompt) tokens, for cost estimates.")
 
     def __post_init__(self) -> None:
+        if self.auth and (":" not in self.auth or not all(self.auth.partition(":")[::2])):
+            raise SettingError("auth: give user:password, both non-empty (e.g. --auth demo:s3cret)")
         if not 0 < self.port < 65536:
             raise SettingError(f"port {self.port}: must be between 1 and 65535")
         if not 0.0 < self.top_p <= 1.0:
@@ -113,6 +118,21 @@ class AppSettings:
         path = Path(value).expanduser()
         return path if path.is_absolute() else REPO_ROOT / path
 
+    def auth_pair(self) -> tuple[str, str] | None:
+        """(user, password) from ``auth``, or None."""
+        if not self.auth:
+            return None
+        user, _, password = self.auth.partition(":")
+        return user, password
+
+    def exposure_problem(self) -> str | None:
+        """Why serving with these settings would open the app to the network unauthenticated, or None."""
+        if is_loopback(self.host) or self.auth or self.insecure_no_auth:
+            return None
+        return (f"host {self.host}: not a loopback address, and no --auth is set, so anyone who can reach port {self.port} could "
+                "use the engine and start fine-tunes. Add --auth user:password (or BUDGETLAB_AUTH), or bind 127.0.0.1, "
+                "or, on a private network you trust, pass --insecure-no-auth true")
+
     def model_registry(self):
         """The registry of this configuration: shipped models, then the Train tab's fine-tunes."""
         from backend.models import ModelRegistry
@@ -122,6 +142,15 @@ class AppSettings:
     def public_dict(self) -> dict[str, Any]:
         """The settings with secrets masked, for logs and run records."""
         return {f.name: ("***" if f.metadata["secret"] and getattr(self, f.name) else getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may resolve to anything
 
 
 @dataclass(frozen=True)
