@@ -116,15 +116,19 @@ def _locked(paths: JobPaths) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _save(paths: JobPaths, state: dict[str, Any]) -> None:
+    """Replace state.json atomically (a reader never sees half a file); call it holding `_locked`."""
+    temporary = paths.state_file.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=1, sort_keys=True))
+    os.replace(temporary, paths.state_file)
+
+
 def write_state(paths: JobPaths, **changes: Any) -> dict[str, Any]:
-    """Merge ``changes`` into state.json (atomically: a reader never sees half a file); return it."""
+    """Merge ``changes`` into state.json; return it."""
     paths.folder.mkdir(parents=True, exist_ok=True)
     with _locked(paths):
-        state = read_state(paths) or {"job_id": paths.job_id}
-        state.update(changes)
-        temporary = paths.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=1, sort_keys=True))
-        os.replace(temporary, paths.state_file)
+        state = {**(read_state(paths) or {"job_id": paths.job_id}), **changes}
+        _save(paths, state)
     return state
 
 
@@ -135,9 +139,7 @@ def transition(paths: JobPaths, allowed_from: tuple[str, ...], **changes: Any) -
         if state is None or state.get("state") not in allowed_from:
             return None
         state.update(changes)
-        temporary = paths.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=1, sort_keys=True))
-        os.replace(temporary, paths.state_file)
+        _save(paths, state)
     return state
 
 
@@ -187,17 +189,19 @@ def run_job(jobs_dir: str, job_id: str, command: list[str]) -> str:
 
 
 def _record_exit(paths: JobPaths, code: int) -> str:
+    # Decided and written under one lock, so an app marking the job interrupted on its way out
+    # (shutdown) is never overwritten by this thread's verdict.
     with _locked(paths):
-        state = read_state(paths) or {}
-    if state.get("state") == INTERRUPTED:  # the app stopped it on the way out; keep that
-        return INTERRUPTED
-    if paths.cancel_flag.exists():
-        final, error = CANCELLED, "cancelled while running"
-    elif code == 0:
-        final, error = FINISHED, None
-    else:
-        final, error = FAILED, f"exit status {code}{_signal_name(code)}; log tail:\n{tail(paths.log, LOG_TAIL_LINES)}"
-    write_state(paths, state=final, exit_code=code, finished_at=now_iso(), error=error, pid=None)
+        state = read_state(paths) or {"job_id": paths.job_id}
+        if state.get("state") == INTERRUPTED:
+            return INTERRUPTED
+        if paths.cancel_flag.exists():
+            final, error = CANCELLED, "cancelled while running"
+        elif code == 0:
+            final, error = FINISHED, None
+        else:
+            final, error = FAILED, f"exit status {code}{_signal_name(code)}; log tail:\n{tail(paths.log, LOG_TAIL_LINES)}"
+        _save(paths, {**state, "state": final, "exit_code": code, "finished_at": now_iso(), "error": error, "pid": None})
     return final
 
 
