@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="run an LCPO fine-tune (TRL GRPO) from a job file", description="Run an LCPO job headless; a job started again on the same output folder resumes from its last checkpoint.")
     train.add_argument("--config", required=True, help="job file (YAML), e.g. training/configs/tiny-smoke.yaml")
     train.add_argument("--output-dir", default=None, help="where checkpoints, metrics.jsonl and final/ go [default: the job file's output_dir]")
-    add_setting_flags(train, only=("models_dir", "trained_models_dir"))
+    add_setting_flags(train, only=("models_dir", "trained_models_dir", "dataset_max_mb"))
     commands.add_parser("settings", help="print the configuration reference as Markdown")
     return parser
 
@@ -150,7 +150,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def train(args: argparse.Namespace, settings: AppSettings) -> int:
-    from backend.models import UnknownModelError
+    from backend.datasets import DatasetError
+    from backend.models import UnknownModelError, context_length
     from training.lcpo import ConfigError, LCPOConfig, TrainingDiverged, load_job, run_job
     from training.tiny_model import run_base_job
 
@@ -164,8 +165,13 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
             # A registered name (tiny-r1-base) trains the folder it names; ids and paths pass through.
             spec = settings.model_registry().resolve(job.base_model)
             export = str(settings.resolve_path(job.export_dir)) if job.export_dir else ""
-            job = dataclasses.replace(job, base_model=spec.source, output_dir=str(settings.resolve_path(job.output_dir)), export_dir=export)
-    except (ConfigError, UnknownModelError) as exc:
+            # The model's context, so that n_max above it is refused now, not after the model is loaded.
+            max_context = job.max_context or (context_length(Path(spec.source)) if spec.is_local else 0)
+            job = dataclasses.replace(job, base_model=spec.source, output_dir=str(settings.resolve_path(job.output_dir)), export_dir=export,
+                                      max_context=max_context)
+            if job.dataset != "arith":  # a missing, special or oversized file is refused before anything loads
+                settings.dataset_policy(any_path=True).locate(job.dataset)
+    except (ConfigError, UnknownModelError, DatasetError) as exc:
         print(f"app.py train: {exc}", file=sys.stderr)
         return 2
     command = "python app.py train --config " + str(args.config) + (f" --output-dir {args.output_dir}" if args.output_dir else "")
@@ -174,7 +180,10 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
         print(f"app.py train: base model saved in {out}", file=sys.stderr)
         return 0
     try:
-        final = run_job(job, command=command)
+        final = run_job(job, command=command, dataset_policy=settings.dataset_policy(any_path=True))
+    except DatasetError as exc:  # the file's records: malformed, no question field, ...
+        print(f"app.py train: {exc}", file=sys.stderr)
+        return 2
     except TrainingDiverged as exc:
         print(f"app.py train: {exc}", file=sys.stderr)
         return 1
@@ -199,6 +208,7 @@ def sweep(args: argparse.Namespace, settings: AppSettings, env: Mapping[str, str
             limit=args.limit, seed=args.seed, concurrency=args.concurrency or settings.sweep_concurrency, run=args.run,
             question_field=args.question_field, answer_field=args.answer_field, skip_bad=args.skip_bad, split=args.split, hub_config=args.hub_config,
         )
+        settings.dataset_policy(any_path=True).locate(request.dataset)  # a bad path is refused before the store is opened
     except (InputError, UnknownModelError) as exc:
         print(f"app.py sweep: {exc}", file=sys.stderr)
         return 2

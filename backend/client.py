@@ -115,7 +115,7 @@ class EngineClient:
                     chunk = _parse_sse_line(line.decode())
                     if chunk is not None:
                         yield chunk
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
             raise EngineUnavailable(f"lost the connection to the engine ({_describe(exc)}); it may be restarting") from exc
 
     async def complete(
@@ -164,7 +164,8 @@ class EngineClient:
             except aiohttp.ServerDisconnectedError:
                 if attempt == CONNECTION_RETRIES:
                     raise EngineUnavailable(f"the engine at {self.endpoint.base_url} closed the connection {attempt + 1} times in a row; it may be restarting") from None
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
+                # A payload cut short: the engine died while answering (it is being restarted).
                 raise EngineUnavailable(f"cannot reach the engine at {self.endpoint.base_url}: {_describe(exc)}") from exc
         raise AssertionError("unreachable")
 

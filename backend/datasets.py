@@ -12,6 +12,12 @@ one-line message that says what to fix. ``spec`` is, in this order:
   the GSM8K layout (worked solution ending in ``#### N``) give the bare gold answer;
 * anything else: a Hugging Face Hub dataset name (needs internet and ``datasets``).
 
+A `DatasetPolicy` says which files may be opened and how big they may be. The shell user's
+own (``app.py sweep``/``train``) may name any path; a web request only a file inside the
+dashboard's dataset folders (``--dataset-dirs``; a relative name is looked up in them), after
+symlinks are resolved; both within ``--dataset-max-mb``. The file is checked (inside a folder,
+a regular file, not too big) before it is opened, and read through the checked descriptor.
+
     ds = load_dataset("../shared/data/gsm8k_test.jsonl", limit=50, seed=1)
     ds.total, len(ds.questions)          # 1319, 50 (a seeded sample, kept in file order)
     ds.questions[0]                      # Question(qid='gsm8k_test-5', question='Every day, ...', gold='20')
@@ -24,8 +30,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
+import math
+import os
 import random
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +44,7 @@ from typing import Any
 from backend.compare import InputError
 from backend.grading import extract_boxed, gold_answer
 
-__all__ = ["ARITH_SIZE", "BUILTIN_DATASETS", "BadRecord", "Dataset", "DatasetError", "Question", "load_dataset"]
+__all__ = ["ARITH_SIZE", "BUILTIN_DATASETS", "BadRecord", "Dataset", "DatasetError", "DatasetPolicy", "Question", "load_dataset"]
 
 BUILTIN_DATASETS = ("arith",)
 ARITH_SIZE = 500  # size of the built-in suite
@@ -44,10 +54,98 @@ ANSWER_FIELDS = ("answer", "final_answer", "expected_answer", "gold", "target", 
 ID_FIELDS = ("id", "unique_id", "idx", "problem_id", "question_id")
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 MAX_LISTED_BAD = 5
+MB = 2**20
+DEFAULT_MAX_MB = 512  # the dataset_max_mb setting's default
 
 
 class DatasetError(InputError):
     """A dataset that cannot be loaded; the message (one line) says what to fix."""
+
+
+@dataclass(frozen=True)
+class DatasetPolicy:
+    """Which dataset files may be opened: ``roots`` None means any path (the shell user's own);
+    a tuple means only files inside those folders (resolved, symlinks followed: what a web request
+    may name). ``max_bytes`` bounds every file, from either."""
+
+    roots: tuple[Path, ...] | None = None
+    max_bytes: int = DEFAULT_MAX_MB * MB
+
+    def __post_init__(self) -> None:
+        if self.roots is not None:  # compared with resolved paths, so resolved too
+            object.__setattr__(self, "roots", tuple(Path(root).expanduser().resolve() for root in self.roots))
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes {self.max_bytes}: must be positive")
+
+    def locate(self, spec: str) -> Path | None:
+        """The checked, resolved file that ``spec`` names, or None when it names no file (a Hub
+        name). Raises DatasetError, before anything is opened, for a path outside the roots, a
+        missing file, a folder, a FIFO or device, or a file over the size limit."""
+        path = self._candidate(spec)
+        if path is None:
+            return None
+        try:
+            resolved = path.resolve()  # follows every symlink; opens nothing
+        except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, a NUL byte in the name, ...
+            raise DatasetError(f"{spec!r}: not a usable path ({_first_line(e)})") from None
+        if self.roots is not None and not any(resolved.is_relative_to(root) for root in self.roots):
+            raise DatasetError(f"{spec}: not inside a dataset folder the dashboard may read ({self.roots_text()}); "
+                               "add the folder with --dataset-dirs or copy the file there")
+        try:
+            info = resolved.stat()
+        except FileNotFoundError:
+            where = self.roots_text() if self.roots is not None and not Path(spec).expanduser().is_absolute() else resolved.parent
+            raise DatasetError(f"no such file: {spec} (looked in {where})") from None
+        except OSError as e:
+            raise DatasetError(f"{spec}: cannot be read ({e.strerror or e})") from None
+        self.check_stat(info, spec)
+        return resolved
+
+    def check_stat(self, info: os.stat_result, spec: str) -> None:
+        """A regular file within the size limit, or DatasetError."""
+        if stat.S_ISDIR(info.st_mode):
+            raise DatasetError(f"{spec} is a folder: give a JSONL, JSON, Parquet or CSV file inside it")
+        if not stat.S_ISREG(info.st_mode):
+            raise DatasetError(f"{spec}: not a regular file (a {_file_kind(info.st_mode)}); give a JSONL, JSON, Parquet or CSV file")
+        if info.st_size > self.max_bytes:
+            size = math.ceil(info.st_size * 10 / MB) / 10  # rounded up: never shown equal to the limit
+            raise self.too_big(spec, f"{size:g} MB is over")
+
+    def too_big(self, spec: str, what: str) -> DatasetError:
+        return DatasetError(f"{spec}: {what} the {self.max_bytes / MB:g} MB limit (--dataset-max-mb); raise the limit or give a sample of the file")
+
+    def _candidate(self, spec: str) -> Path | None:
+        path = Path(spec).expanduser()
+        meant_as_file = path.suffix.lower() in FILE_SUFFIXES or spec.startswith(("/", "./", "../", "~"))
+        if self.roots is None or path.is_absolute():
+            # Asking the Hub about "data/x.jsonl" would only hide a typo: a file-like name is a file.
+            return path if meant_as_file or os.path.lexists(path) else None
+        # From a web request a relative name is relative to the dataset folders, never to the app's folder.
+        found = next((root / path for root in self.roots if os.path.lexists(root / path)), None)
+        if found is not None or not meant_as_file:
+            return found
+        return (self.roots[0] if self.roots else Path.cwd()) / path
+
+    def files(self, most: int = 200) -> list[str]:
+        """The dataset files directly in the roots, by the relative name a request may give (none without roots)."""
+        found = (path.name for root in self.roots or () if root.is_dir() for path in sorted(root.iterdir())
+                 if path.suffix.lower() in FILE_SUFFIXES and path.is_file() and path.resolve().is_relative_to(root))
+        return list(dict.fromkeys(found))[:most]
+
+    def roots_text(self) -> str:
+        if self.roots is None:
+            return "any path"
+        return ", ".join(str(root) for root in self.roots) or "none: --dataset-dirs is empty"
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
 
 
 @dataclass(frozen=True)
@@ -95,8 +193,10 @@ def load_dataset(
     split: str = "test",
     hub_config: str | None = None,
     hub_timeout_s: float = 5.0,
+    policy: DatasetPolicy = DatasetPolicy(),
 ) -> Dataset:
-    """The questions named by ``spec`` (``arith``, a file path or a Hub name); see the module doc."""
+    """The questions named by ``spec`` (``arith``, a file path or a Hub name); see the module doc.
+    ``policy``: which files may be opened (default: any path, the default size limit)."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DatasetError(f"--limit {limit}: must be a positive number of questions")
     spec = (spec or "").strip()
@@ -104,14 +204,11 @@ def load_dataset(
         raise DatasetError(f"no dataset given: name a built-in ({', '.join(BUILTIN_DATASETS)}) or a JSONL/Parquet/CSV file")
     if spec == "arith":
         return _sample(_arith(seed), seed, limit)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        raise DatasetError(f"{spec} is a folder: give a JSONL, JSON, Parquet or CSV file inside it")
-    if path.is_file():
-        name, source, raw = path.stem, str(path.resolve()), _read_file(path, spec)
-    elif path.suffix.lower() in FILE_SUFFIXES or spec.startswith(("/", "./", "../", "~")):
-        # It is meant as a file: asking the Hub about "data/x.jsonl" would only hide the typo.
-        raise DatasetError(f"no such file: {spec} (looked in {path.resolve().parent})")
+    path = policy.locate(spec)  # checked before anything is opened
+    if path is not None:
+        # Name and format come from the name given: a symlink (a Hub cache's blob) may have neither.
+        given = Path(spec)
+        name, source, raw = given.stem, str(path), _read_file(path, given.suffix.lower(), spec, policy)
     else:
         name, raw = spec, _read_hub(spec, split, hub_config, hub_timeout_s)
         source = f"hf:{spec}{':' + hub_config if hub_config else ''}/{split}"
@@ -132,22 +229,37 @@ def _arith(seed: int) -> Dataset:
     return Dataset(name="arith", source="built-in", questions=questions, total=len(questions))
 
 
-def _read_file(path: Path, where: str) -> _Raw:
-    suffix = path.suffix.lower()
+def _read_file(path: Path, suffix: str, where: str, policy: DatasetPolicy) -> _Raw:
+    if suffix not in FILE_SUFFIXES:
+        raise DatasetError(f"{where}: unsupported file type {suffix or '(no suffix)'!r}; use .jsonl, .json, .parquet or .csv")
+    data = _read_bytes(path, where, policy)
     try:
         if suffix == ".jsonl":
-            return _read_jsonl(path.read_text(encoding="utf-8"))
+            return _read_jsonl(data.decode("utf-8"))
         if suffix == ".json":
-            return _read_json(path.read_text(encoding="utf-8"))
+            return _read_json(data.decode("utf-8"))
         if suffix == ".csv":
-            return _read_csv(path)
-        if suffix == ".parquet":
-            return _read_parquet(path, where)
+            return _read_csv(data.decode("utf-8-sig"))  # utf-8-sig: Excel's byte-order mark would stick to the first header
+        return _read_parquet(data, where)
     except UnicodeDecodeError as e:
         raise DatasetError(f"{where}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+
+
+def _read_bytes(path: Path, where: str, policy: DatasetPolicy) -> bytes:
+    """The file's bytes, read through a descriptor checked again after opening: a symlink swapped
+    in since `DatasetPolicy.locate` is refused (O_NOFOLLOW), a FIFO does not block the open
+    (O_NONBLOCK), and no more than the size limit is read."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
     except OSError as e:
         raise DatasetError(f"{where}: cannot be read ({e.strerror or e})") from None
-    raise DatasetError(f"{where}: unsupported file type {suffix or '(no suffix)'!r}; use .jsonl, .json, .parquet or .csv")
+    with os.fdopen(fd, "rb") as f:
+        policy.check_stat(os.fstat(f.fileno()), where)
+        data = f.read(policy.max_bytes + 1)
+    if len(data) > policy.max_bytes:  # it grew since the check
+        raise policy.too_big(where, "it grew over")
+    return data
 
 
 def _collect(items: Iterable[tuple[int, Any]], bad: list[BadRecord], unit: str) -> _Raw:
@@ -188,25 +300,24 @@ def _read_json(text: str) -> _Raw:
     return _collect([(1, data)], [], "line")
 
 
-def _read_csv(path: Path) -> _Raw:
-    # utf-8-sig: Excel writes a byte-order mark that would otherwise stick to the first header.
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        rows: list[tuple[int, Any]] = []
-        for row in reader:
-            # line_num is the last line the row used; a quoted field may span several lines.
-            spanned = sum(v.count("\n") for v in row.values() if isinstance(v, str))
-            rows.append((reader.line_num - spanned, row))
-        raw = _collect(rows, [], "line")
-        # A header-only file has no rows, but its fields still name the columns.
-        return _Raw(raw.records, list(reader.fieldnames or []), raw.bad, raw.unit)
+def _read_csv(text: str) -> _Raw:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, Any]] = []
+    for row in reader:
+        # line_num is the last line the row used; a quoted field may span several lines.
+        spanned = sum(v.count("\n") for v in row.values() if isinstance(v, str))
+        rows.append((reader.line_num - spanned, row))
+    raw = _collect(rows, [], "line")
+    # A header-only file has no rows, but its fields still name the columns.
+    return _Raw(raw.records, list(reader.fieldnames or []), raw.bad, raw.unit)
 
 
-def _read_parquet(path: Path, where: str) -> _Raw:
-    import pyarrow.parquet as pq  # heavy; only Parquet users pay for it
+def _read_parquet(data: bytes, where: str) -> _Raw:
+    import pyarrow as pa  # heavy; only Parquet users pay for it
+    import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(data))
     except Exception as e:  # pyarrow raises several unrelated types for a broken file
         raise DatasetError(f"{where}: not a readable Parquet file ({type(e).__name__}: {_first_line(e)})") from None
     raw = _collect(enumerate(table.to_pylist(), start=1), [], "row")

@@ -89,6 +89,8 @@ class EngineStatus:
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# Seconds a server gets to exit after SIGTERM, plus 10 after SIGKILL.
+STOP_GRACE_S = 25
 
 
 def resolve_dtype(dtype: str, device: str, cpu_flags: str) -> str:
@@ -216,8 +218,14 @@ class LocalEngine:
             self._launch()
 
     def wait_ready(self, model: str, timeout_s: float | None = None) -> Endpoint:
-        """Block until the engine serves `model`, or raise EngineUnavailable."""
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.config.start_timeout_s)
+        """Block until the engine serves `model`, or raise EngineUnavailable.
+
+        Without `timeout_s` the watcher's verdict is awaited: it fails the engine after the start
+        timeout, once the half-started server is stopped (which may take STOP_GRACE_S more).
+        """
+        if timeout_s is None:
+            timeout_s = self.config.start_timeout_s + STOP_GRACE_S
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             status = self._status
             if status.state is State.READY and status.model == model:
@@ -233,6 +241,25 @@ class LocalEngine:
         if not (status.model == spec.name and status.state in (State.READY, State.STARTING)):
             self.start(spec)
         return self.wait_ready(spec.name, timeout_s)
+
+    def recover(self, spec: ModelSpec, lost: Endpoint) -> Endpoint:
+        """After requests to `lost` failed: the endpoint once the engine answers again.
+
+        A dead engine is restarted by the watcher on a new port and key; it may take the watcher
+        half a second to notice, so an unchanged endpoint that does not answer is waited on too.
+        Raises EngineUnavailable when the engine is left failed or is not back within the start timeout.
+        """
+        deadline = time.monotonic() + self.config.start_timeout_s
+        while time.monotonic() < deadline:
+            status = self._status
+            if status.state in (State.FAILED, State.STOPPED):
+                raise EngineUnavailable(self._unavailable_message(status))
+            if status.state is State.READY and status.model == spec.name:
+                endpoint = self.endpoint()
+                if endpoint != lost or _healthy(endpoint):
+                    return endpoint
+            time.sleep(0.2)
+        raise EngineUnavailable(f"the engine was not back within {self.config.start_timeout_s:.0f} s; its state: {self._status.message}")
 
     def stop(self) -> None:
         with self._lock:
@@ -303,7 +330,7 @@ class LocalEngine:
         self._generation += 1
         if proc is None or proc.poll() is not None:
             return
-        for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S - 10), (signal.SIGKILL, 10)):
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
@@ -328,9 +355,11 @@ class LocalEngine:
 class RemoteEngine:
     """An existing OpenAI-compatible vLLM deployment; the app starts nothing."""
 
-    def __init__(self, base_url: str, api_key: str = "") -> None:
+    def __init__(self, base_url: str, api_key: str = "", recovery_s: float = 120.0) -> None:
+        """`recovery_s`: how long requests wait for a deployment that stopped answering to come back."""
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
         self.api_key = api_key
+        self.recovery_s = recovery_s
         self._served: list[str] = []
         self._status = EngineStatus(State.STARTING, None, f"connecting to {self.base_url}")
 
@@ -358,6 +387,21 @@ class RemoteEngine:
             if name in self._served:
                 return Endpoint(self.base_url, self.api_key, name)
         raise EngineUnavailable(f"the remote engine serves {', '.join(self._served)}, not {spec.name}")
+
+    def recover(self, spec: ModelSpec, lost: Endpoint) -> Endpoint:
+        """After requests to `lost` failed: the endpoint once the deployment answers again."""
+        deadline = time.monotonic() + self.recovery_s
+        while True:
+            try:
+                endpoint = self.ensure(spec)
+                if _healthy(endpoint):
+                    return endpoint
+                reason = f"{self.base_url}/health does not answer 200"
+            except EngineUnavailable as exc:
+                reason = str(exc)
+            if time.monotonic() >= deadline:
+                raise EngineUnavailable(f"the remote engine was not back within {self.recovery_s:.0f} s: {reason}")
+            time.sleep(1.0)
 
     def stop(self) -> None:
         pass

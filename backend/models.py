@@ -12,6 +12,7 @@ serves a hub model on a machine with internet.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,14 @@ def check_available(spec: ModelSpec, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def context_length(model_dir: Path) -> int:
+    """A local model's context length from its config.json (max_position_embeddings), 0 when unknown."""
+    try:
+        return int(json.loads((Path(model_dir) / "config.json").read_text()).get("max_position_embeddings") or 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file()
 
@@ -103,7 +112,9 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return [m.name for m in self.all()]
 
-    def resolve(self, name_or_path: str) -> ModelSpec:
+    def resolve(self, name_or_path: str, allow_paths: bool = True) -> ModelSpec:
+        """The model a name means. `allow_paths=False` (a web request) refuses any local folder
+        that is not registered: the dashboard never points the engine at an arbitrary path."""
         name = (name_or_path or "").strip()
         if not name:
             raise UnknownModelError("no model given: pick a registered name, a Hugging Face id or a local path")
@@ -112,6 +123,9 @@ class ModelRegistry:
             if name == spec.name:
                 return spec
         path = Path(name).expanduser()
+        if not allow_paths and (path.exists() or name.startswith(("/", "./", "../", "~"))):
+            raise UnknownModelError(f"model path {name}: the dashboard loads only registered models ({', '.join(self.names())}); "
+                                    f"put the folder in the models folder (--models-dir) to register it")
         if path.exists():
             if not is_model_dir(path):
                 raise UnknownModelError(f"model path {path}: not a model folder (no config.json in it)")

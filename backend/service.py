@@ -22,6 +22,7 @@ from backend.analytics import KEYWORDS_VERSION, keyword_counts
 from backend.client import EngineClient, Sampling
 from backend.compare import CompareRequest, InputError, check_budgets_fit, estimate_cost, run_columns
 from backend.controllers import ControllerConfig
+from backend.datasets import DatasetPolicy
 from backend.engine import EngineConfig, EngineStatus, LocalEngine, RemoteEngine, cpu_flags, detect_device, resolve_dtype
 from backend.generation import LiveGeneration, ModelSession
 from backend.grading import grade
@@ -54,6 +55,8 @@ class Budgetlab:
         price_in_per_m: float = 0.5,
         price_out_per_m: float = 2.0,
         max_columns: int = 24,
+        dataset_policy: DatasetPolicy | None = None,
+        model_paths: bool = False,
     ) -> None:
         self.registry = registry
         self.engine = engine
@@ -66,11 +69,18 @@ class Budgetlab:
         self.price_in_per_m = price_in_per_m
         self.price_out_per_m = price_out_per_m
         self.max_columns = max_columns
+        # Which dataset files a sweep may open; by default none (built-in and Hub datasets only).
+        self.dataset_policy = dataset_policy or DatasetPolicy(roots=())
+        # Whether a request may name any local model folder (the shell's sweep) or only registered
+        # models and the default (the dashboard: a web request never picks a folder to load).
+        self.model_paths = model_paths
 
     @classmethod
-    def from_settings(cls, settings: AppSettings, store, env: Mapping[str, str], engine: LocalEngine | RemoteEngine | None = None) -> Budgetlab:
+    def from_settings(cls, settings: AppSettings, store, env: Mapping[str, str], engine: LocalEngine | RemoteEngine | None = None,
+                      dataset_policy: DatasetPolicy | None = None, model_paths: bool = False) -> Budgetlab:
         """`env` is the environment a local engine child inherits (app.py passes os.environ);
-        `engine` reuses one already running (the tests share one per session)."""
+        `engine` reuses one already running (the tests share one per session); `dataset_policy`
+        defaults to the dashboard's (files inside ``dataset_dirs`` only)."""
         registry = settings.model_registry()
         if engine is None and settings.backend_url:
             engine = RemoteEngine(settings.backend_url, settings.backend_api_key)
@@ -88,6 +98,8 @@ class Budgetlab:
             price_in_per_m=settings.price_per_m_input_tokens,
             price_out_per_m=settings.price_per_m_output_tokens,
             max_columns=settings.compare_max_columns,
+            dataset_policy=dataset_policy or settings.dataset_policy(),
+            model_paths=model_paths,
         )
 
     # --- engine
@@ -109,7 +121,7 @@ class Budgetlab:
     def resolve_model(self, name: str) -> ModelSpec:
         """Resolve a name without touching the network (for quick UI updates)."""
         try:
-            return self.registry.resolve(name)
+            return self.registry.resolve(name, allow_paths=self.model_paths or (name or "").strip() == self.default_model)
         except UnknownModelError as exc:
             raise InputError(str(exc)) from None
 
@@ -125,6 +137,10 @@ class Budgetlab:
 
     async def endpoint_for(self, spec: ModelSpec):
         return await asyncio.to_thread(self.engine.ensure, spec)
+
+    async def recover_endpoint(self, spec: ModelSpec, lost):
+        """The endpoint once the engine that stopped answering at `lost` is back (see engine.recover)."""
+        return await asyncio.to_thread(self.engine.recover, spec, lost)
 
     # --- comparison
     async def compare_stream(self, request: CompareRequest) -> AsyncIterator[CompareSnapshot]:

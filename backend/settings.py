@@ -46,6 +46,8 @@ class AppSettings:
     models_dir: str = _setting("models", "Folder scanned for local models; each subfolder with a config.json is registered under its folder name.")
     trained_models_dir: str = _setting("data/models", "Folder where fine-tunes launched from the Train tab put their finished models; scanned like models_dir (a name in models_dir wins).")
     export_dir: str = _setting("data/exports", "Folder the Analytics tab writes its CSV and Parquet exports into (and nowhere else).")
+    dataset_dirs: str = _setting("data/datasets", "Folders the dashboard (Sweep and Train tabs, their API) may read dataset files from, separated by commas; a name in a request must resolve, symlinks followed, to a file inside one (a relative name is looked up in them). Empty: built-in and Hub datasets only. The shell's app.py sweep/train read any path.")
+    dataset_max_mb: int = _setting(512, "Largest dataset file read, in MB (1 MB = 2**20 bytes), from the dashboard and from app.py sweep/train alike.")
     # --- training jobs
     jobs_dir: str = _setting("data/jobs", "Folder of the Train tab's jobs: one subfolder per job with its config, state, log, metrics and checkpoints.")
     scheduler_db: str = _setting("data/scheduler.sqlite", "SQLite file of the job scheduler (APScheduler's job store): scheduled and recurring jobs survive a restart.")
@@ -101,6 +103,8 @@ class AppSettings:
             raise SettingError(f"training_poll_s {self.training_poll_s}: must be positive")
         if self.engine_kv_cache_gib <= 0:
             raise SettingError(f"engine_kv_cache_gib {self.engine_kv_cache_gib}: must be positive")
+        if self.dataset_max_mb < 1:
+            raise SettingError(f"dataset_max_mb {self.dataset_max_mb}: must be a positive whole number of MB")
 
     @classmethod
     def from_sources(cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> AppSettings:
@@ -138,6 +142,18 @@ class AppSettings:
         from backend.models import ModelRegistry
 
         return ModelRegistry(self.resolve_path(self.models_dir), (self.resolve_path(self.trained_models_dir),))
+
+    def dataset_folders(self) -> tuple[Path, ...]:
+        """``dataset_dirs`` as resolved folders (relative ones are relative to the repository root)."""
+        return tuple(self.resolve_path(part.strip()).resolve() for part in self.dataset_dirs.split(",") if part.strip())
+
+    def dataset_policy(self, *, any_path: bool = False):
+        """Which dataset files may be read (a `backend.datasets.DatasetPolicy`): from a web request only
+        files inside ``dataset_dirs``; with ``any_path`` (the shell user's own command) any file; both
+        within ``dataset_max_mb``."""
+        from backend.datasets import MB, DatasetPolicy
+
+        return DatasetPolicy(None if any_path else self.dataset_folders(), self.dataset_max_mb * MB)
 
     def public_dict(self) -> dict[str, Any]:
         """The settings with secrets masked, for logs and run records."""

@@ -5,8 +5,8 @@
     python app.py report --run demo --json
 
 A tqdm bar goes to stderr; the summary (a table, or with --json one JSON list) to stdout. Bad
-input exits 2 with one line; failed generations exit 1 after the summary; Ctrl-C keeps what was
-stored and exits 130 (the same command resumes).
+input exits 2 with one line; failed generations exit 1 after the summary; an engine that cannot
+start exits 1 with its log tail; Ctrl-C keeps what was stored and exits 130 (the same command resumes).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import duckdb
 from tqdm import tqdm
 
 from backend.compare import InputError
+from backend.engine import EngineUnavailable
 from backend.models import UnknownModelError
 from backend.settings import AppSettings
 from backend.sweep import SweepProgress, SweepRequest, run_sweep
@@ -69,13 +70,18 @@ def sweep_command(settings: AppSettings, request: SweepRequest, env: Mapping[str
         return _refuse(f"cannot open {settings.db}: {queries.busy_reason(exc)}")
     except ValueError as exc:
         return _refuse(str(exc))
-    service = Budgetlab.from_settings(settings, store, env=env)
+    # The shell user may read any path they name (within the size limit); the dashboard may not.
+    service = Budgetlab.from_settings(settings, store, env=env, dataset_policy=settings.dataset_policy(any_path=True), model_paths=True)
     bar = ProgressBar(sys.stderr)
     try:
         outcome = asyncio.run(run_sweep(service, request, bar))
     except (InputError, UnknownModelError) as exc:
         bar.close()
         return _refuse(str(exc))
+    except EngineUnavailable as exc:  # e.g. a model folder vLLM cannot load: its log tail says why
+        bar.close()
+        print(f"app.py sweep: stopped, the engine is not available: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         bar.close()
         print(f"app.py sweep: interrupted; what finished is stored: run it again with --run {bar.run_id or request.run} to resume", file=sys.stderr)

@@ -32,7 +32,8 @@ from typing import Any
 import yaml
 
 from backend import jobs as disk
-from backend.models import ModelRegistry, UnknownModelError
+from backend.datasets import DatasetError, DatasetPolicy
+from backend.models import ModelRegistry, UnknownModelError, context_length
 from backend.settings import REPO_ROOT, AppSettings
 from store import training as store_training
 from training.lcpo import ConfigError, LCPOConfig, config_from_dict, last_complete_checkpoint
@@ -70,14 +71,16 @@ class JobsConfig:
     trained_models_dir: Path
     train_command: tuple[str, ...]  # `python app.py train` with the app's model folders
     poll_s: float = 1.0
+    dataset_policy: DatasetPolicy = DatasetPolicy(roots=())  # the dataset files a submitted job may name
 
 
 def jobs_config(settings: AppSettings) -> JobsConfig:
     command = (sys.executable, str(REPO_ROOT / "app.py"), "train",
                "--models-dir", str(settings.resolve_path(settings.models_dir)),
-               "--trained-models-dir", str(settings.resolve_path(settings.trained_models_dir)))
+               "--trained-models-dir", str(settings.resolve_path(settings.trained_models_dir)),
+               "--dataset-max-mb", str(settings.dataset_max_mb))
     return JobsConfig(settings.resolve_path(settings.jobs_dir), settings.resolve_path(settings.scheduler_db),
-                      settings.resolve_path(settings.trained_models_dir), command, settings.training_poll_s)
+                      settings.resolve_path(settings.trained_models_dir), command, settings.training_poll_s, settings.dataset_policy())
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,11 @@ class JobRequest:
 
 
 def parse_job_request(values: dict[str, Any], name: str, model_name: str, schedule: str, run_at: Any = None, cron: str = "",
-                      registry: ModelRegistry | None = None, trained_models_dir: Path | None = None) -> JobRequest:
-    """Check a form's values; raise `JobInputError` listing every problem with its field."""
+                      registry: ModelRegistry | None = None, trained_models_dir: Path | None = None,
+                      dataset_policy: DatasetPolicy | None = None) -> JobRequest:
+    """Check a form's values; raise `JobInputError` listing every problem with its field. With
+    ``dataset_policy`` (a web request) a dataset file must be one it allows; it is then named by
+    its resolved path, so the job opens the file that was checked."""
     problems: list[tuple[str, str]] = []
     name = (name or "").strip()
     model_name = (model_name or "").strip()
@@ -102,7 +108,7 @@ def parse_job_request(values: dict[str, Any], name: str, model_name: str, schedu
         problems.append(("model_name", f"model name {model_name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"))
     elif registry is not None and any(m.name == model_name for m in ModelRegistry(registry.models_dir).local_models()):
         problems.append(("model_name", f"model name {model_name!r}: a shipped model has it; pick another name"))
-    config, config_problems = _config(values, registry, model_name, trained_models_dir)
+    config, config_problems = _config(values, registry, model_name, trained_models_dir, dataset_policy)
     problems += config_problems
     when, schedule_problems = _schedule(schedule, run_at, cron)
     problems += schedule_problems
@@ -111,10 +117,15 @@ def parse_job_request(values: dict[str, Any], name: str, model_name: str, schedu
     return JobRequest(name, model_name, config, schedule, when, (cron or "").strip())
 
 
-def _config(values: dict[str, Any], registry: ModelRegistry | None, model_name: str, trained_models_dir: Path | None):
+def _config(values: dict[str, Any], registry: ModelRegistry | None, model_name: str, trained_models_dir: Path | None,
+            dataset_policy: DatasetPolicy | None):
     fields = {f.name: f for f in dataclasses.fields(LCPOConfig)}
     data: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []
+    unknown = sorted(str(key) for key in values if key not in fields)
+    if unknown:  # a misspelt field would otherwise be dropped, and the job run with the default
+        known = ", ".join(f for f in fields if f not in MANAGED_FIELDS)
+        problems.append(("config", f"unknown field {unknown[0]!r}; the fields are {known}"))
     for key, value in values.items():
         if key in MANAGED_FIELDS or key not in fields or value is None:
             continue
@@ -127,23 +138,22 @@ def _config(values: dict[str, Any], registry: ModelRegistry | None, model_name: 
     base = data.get("base_model", "")
     if registry is not None and base:
         try:
-            spec = registry.resolve(base)
-            data["max_context"] = _context_length(Path(spec.source)) if spec.is_local else 0
+            spec = registry.resolve(base, allow_paths=False)  # a form never names a folder to load
+            data["max_context"] = context_length(Path(spec.source)) if spec.is_local else 0
         except UnknownModelError as exc:
             problems.append(("base_model", str(exc)))
     if trained_models_dir is not None and model_name:
         data["export_dir"] = str(trained_models_dir / model_name)
+    if dataset_policy is not None and isinstance(data.get("dataset"), str) and data["dataset"] not in ("", "arith"):
+        try:
+            path = dataset_policy.locate(data["dataset"])
+            data["dataset"] = str(path) if path is not None else data["dataset"]
+        except DatasetError as exc:
+            problems.append(("dataset", str(exc)))
     try:
         return config_from_dict(data, where="job"), problems
     except ConfigError as exc:
         return None, problems + list(exc.problems or (("config", str(exc)),))
-
-
-def _context_length(model_dir: Path) -> int:
-    try:
-        return int(json.loads((model_dir / "config.json").read_text()).get("max_position_embeddings") or 0)
-    except (OSError, ValueError):
-        return 0
 
 
 def _schedule(schedule: str, run_at: Any, cron: str):

@@ -28,6 +28,12 @@ def count_generations(cur: duckdb.DuckDBPyConnection, run_id: str | None = None)
     return int(row[0]) if row else 0
 
 
+def count_runs(cur: duckdb.DuckDBPyConnection) -> int:
+    """Number of stored runs (compare, sweep), whatever their status."""
+    row = cur.execute("SELECT count(*) FROM runs").fetchone()
+    return int(row[0]) if row else 0
+
+
 def get_generations(cur: duckdb.DuckDBPyConnection, run_id: str,
                     limit: int | None = None) -> list[Row]:
     """A run's generations as dicts, oldest first (ties broken by question, sample, gen_id)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from backend.compare import InputError
-from backend.datasets import ARITH_SIZE, BadRecord, DatasetError, Question, load_dataset
+from backend.datasets import ARITH_SIZE, BadRecord, DatasetError, DatasetPolicy, Question, load_dataset
 from backend.settings import REPO_ROOT
 from training.arith import make_problems
 
@@ -289,3 +289,45 @@ def test_hub_unreachable_and_not_found_messages(monkeypatch):
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", missing)
     with pytest.raises(DatasetError, match=r"not found on the Hugging Face Hub"):
         load_dataset("openai/gsm8k")
+
+
+# --- which files may be opened ---------------------------------------------------------------
+
+
+def test_the_dashboards_policy_reads_only_inside_its_folders(tmp_path):
+    root, elsewhere = tmp_path / "datasets", tmp_path / "elsewhere"
+    root.mkdir(), elsewhere.mkdir()
+    record = _obj(question="Compute 1 + 1.", answer="2")
+    _jsonl(root / "in.jsonl", [record])
+    _jsonl(elsewhere / "out.jsonl", [record])
+    (root / "link-in.jsonl").symlink_to(root / "in.jsonl")
+    (root / "link-out.jsonl").symlink_to(elsewhere / "out.jsonl")
+    web = DatasetPolicy((root,))
+    assert load_dataset("in.jsonl", policy=web).source == str(root / "in.jsonl")  # a bare name is looked up in the folders
+    assert load_dataset(str(root / "link-in.jsonl"), policy=web).questions[0].question == "Compute 1 + 1."  # a link that stays inside
+    assert web.files() == ["in.jsonl", "link-in.jsonl"]  # what the Sweep tab lists: not the link that leaves
+    for spec in (str(elsewhere / "out.jsonl"), "link-out.jsonl", "../elsewhere/out.jsonl", "sub/../../elsewhere/out.jsonl"):
+        with pytest.raises(DatasetError, match=rf"^{re.escape(spec)}: not inside a dataset folder the dashboard may read \({re.escape(str(root))}\)"):
+            load_dataset(spec, policy=web)
+    with pytest.raises(DatasetError, match=r"not inside a dataset folder the dashboard may read \(none: --dataset-dirs is empty\)"):
+        load_dataset(str(root / "in.jsonl"), policy=DatasetPolicy(roots=()))
+    assert load_dataset(str(elsewhere / "out.jsonl")).total == 1  # the shell's own: any path
+
+
+def test_the_size_limit_is_checked_before_reading_and_names_the_setting(tmp_path):
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as f:
+        f.truncate(700 * 2**20)  # sparse: 700 MB that take no room, and would take long to read
+    started = time.monotonic()
+    with pytest.raises(DatasetError, match=r"big\.jsonl: 700 MB is over the 512 MB limit \(--dataset-max-mb\)"):
+        load_dataset(str(path))
+    assert time.monotonic() - started < 1
+
+
+def test_a_symlink_without_a_suffix_is_read_in_the_format_of_the_name_given(tmp_path):
+    blob = tmp_path / "blobs" / "3f9a"  # the Hugging Face cache keeps files as blobs behind named symlinks
+    blob.parent.mkdir()
+    blob.write_text(_obj(question="Compute 2 + 2.", answer="4") + "\n")
+    (tmp_path / "test.jsonl").symlink_to(blob)
+    ds = load_dataset(str(tmp_path / "test.jsonl"))
+    assert (ds.name, ds.questions[0].gold) == ("test", "4")

@@ -64,7 +64,9 @@ def test_sweep_endpoint_runs_stores_and_resumes(client, store):
 
 
 def test_sweep_endpoint_refuses_bad_input(client):
-    with pytest.raises(Exception, match="no such file"):
+    with pytest.raises(Exception, match="not inside a dataset folder the dashboard may read"):
         client.predict(["l1-tiny"], "/nowhere/questions.jsonl", ["l1_exact"], [32], 2, 1, 0, "", api_name="/sweep")
+    with pytest.raises(Exception, match="no such file: nowhere.jsonl"):
+        client.predict(["l1-tiny"], "nowhere.jsonl", ["l1_exact"], [32], 2, 1, 0, "", api_name="/sweep")
     with pytest.raises(Exception, match="--samples 0"):
         client.predict(["l1-tiny"], "arith", ["l1_exact"], [32], 2, 0, 0, "", api_name="/sweep")

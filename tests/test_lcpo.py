@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -175,3 +176,22 @@ def test_warm_start_then_grpo_runs_end_to_end(tmp_path):
     assert (exported / "model.safetensors").is_file() and json.loads((exported / "lcpo_config.json").read_text())["warm_start_problems"] == 6
     card = (exported / "README.md").read_text()
     assert f"--config {job}" in card and "warm start" in card and "quality:start" in card
+
+
+def test_two_processes_train_one_job_data_parallel(tmp_path):
+    """What `accelerate launch` / `torchrun` runs on several GPUs, here with two CPU processes (gloo):
+    the warm start runs once (in the first process, the other waits and reuses it), each step
+    is logged once, and both processes finish the job."""
+    job = tmp_path / "ddp.yaml"
+    job.write_text((REPO_ROOT / "training/configs/tiny-smoke.yaml").read_text().replace("max_steps: 4", "max_steps: 2")
+                   + "warm_start_problems: 6\nwarm_start_per_problem: 2\nwarm_start_epochs: 1\n")
+    out = tmp_path / "job"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", "app.py", "train", "--config", str(job), "--output-dir", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.stdout + done.stderr).count("app.py train: model saved in") == 2  # both processes ran the job to its end
+    assert len((out / "warm_start_samples.jsonl").read_text().splitlines()) == 12  # sampled once, not once per process
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 2]  # each step once, then the run's summary line
+    assert (out / "final" / "model.safetensors").is_file() and (out / "final" / "README.md").is_file()

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,16 @@ def test_readme_configuration_reference_is_current():
     readme = (REPO_ROOT / "README.md").read_text()
     block = readme.split("<!-- settings:start -->")[1].split("<!-- settings:end -->")[0].strip()
     assert block == settings_markdown(), "README's configuration table is stale: paste `python app.py settings` between the markers"
+
+
+def test_dataset_settings_make_the_dashboards_policy_and_the_shells():
+    from backend.datasets import DatasetPolicy
+
+    settings = AppSettings(dataset_dirs="data/datasets, /srv/questions,", dataset_max_mb=2)
+    web, shell = settings.dataset_policy(), settings.dataset_policy(any_path=True)
+    assert web.roots == ((REPO_ROOT / "data" / "datasets").resolve(), Path("/srv/questions").resolve())
+    assert shell.roots is None and web.max_bytes == shell.max_bytes == 2 * 2**20
+    assert AppSettings().dataset_policy(any_path=True) == DatasetPolicy()  # load_dataset's default is the setting's
+    assert AppSettings(dataset_dirs="").dataset_policy().roots == ()
+    with pytest.raises(SettingError, match="dataset_max_mb 0: must be a positive whole number of MB"):
+        AppSettings(dataset_max_mb=0)

@@ -104,7 +104,8 @@ def test_summary_numbers_from_stored_rows(tmp_path):
     assert (s1["violation_rate"], s1["violation_rate_500"], s1["mean_rel_dev"]) == (1.0, 1.0, 0.6)
 
 
-def test_a_batch_the_store_refuses_counts_as_failed_not_stored(tmp_path):
+def test_rows_count_as_done_only_once_the_store_has_them(tmp_path):
+    """What the progress bar shows as stored is acknowledged by the store; a refused batch counts as failed."""
     import asyncio
     from types import SimpleNamespace
 
@@ -112,9 +113,41 @@ def test_a_batch_the_store_refuses_counts_as_failed_not_stored(tmp_path):
 
     store = StoreWriter(StoreConfig(tmp_path / "closed.duckdb"))
     store.close()  # a real store that refuses every write
-    progress = SweepProgress("r", total=3, done=2, output_tokens=30)
-    worker = _ModelWorker(SimpleNamespace(store=store), None, None, None, progress, lambda p: None, max_failure_streak=8)
+    progress = SweepProgress("r", total=3, output_tokens=30)
+    worker = _ModelWorker(SimpleNamespace(store=store), None, 8, None, None, progress, lambda p: None)
     worker.rows = [{"total_tokens": 10}, {"total_tokens": 20}]
     asyncio.run(worker._flush())
     assert (progress.done, progress.failed, progress.output_tokens, progress.complete) == (0, 2, 0, 0)
     assert progress.last_error.startswith("storing the batch failed: ")
+
+
+def test_rows_finished_while_a_flush_waits_for_the_store_are_all_stored(tmp_path):
+    """The last generation ends while the periodic flush's batch is still queued behind the writer:
+    ending the sweep must wait for that batch, not cancel it (which dropped its rows, once in a while)."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from backend.sweep import FLUSH_EVERY_S, SweepProgress, _ModelWorker
+    from tests.test_store import block_writer, make_row
+
+    store = StoreWriter(StoreConfig(tmp_path / "slow.duckdb"))
+    progress = SweepProgress("r", total=2)
+    worker = _ModelWorker(SimpleNamespace(store=store), None, 2, None, None, progress, lambda p: None)
+
+    async def generate(item, session):  # stands in for the engine: one fast item, one that ends mid-flush
+        if item == "slow":
+            await asyncio.sleep(FLUSH_EVERY_S + 0.3)
+        return make_row(0 if item == "fast" else 1, run_id="r", total_tokens=10)
+
+    worker._generate = generate
+    gate = block_writer(store)  # the flush at FLUSH_EVERY_S waits in the writer's queue...
+    threading.Timer(FLUSH_EVERY_S + 1.0, gate.set).start()  # ...until after the slow item has ended
+    try:
+        asyncio.run(worker.run(["fast", "slow"]))
+        with store.reader() as cur:
+            assert queries.count_generations(cur, "r") == 2
+        assert (progress.done, progress.failed) == (2, 0)
+    finally:
+        gate.set()
+        store.close()

@@ -95,6 +95,21 @@ def test_bad_requests_are_refused_field_by_field_and_nothing_is_scheduled(jobs):
         jobs.cancel("../../etc")
 
 
+def test_a_dataset_file_from_a_request_must_be_one_the_policy_allows_and_is_named_by_its_checked_path(tmp_path):
+    from backend.datasets import DatasetPolicy
+
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "train.jsonl").write_text('{"question": "Compute 1 + 1.", "answer": "2"}\n')
+    (tmp_path / "secret.jsonl").write_text('{"question": "Compute 1 + 1.", "answer": "2"}\n')
+    policy = DatasetPolicy((tmp_path / "datasets",))
+    accepted = parse_job_request({**TINY_JOB, "dataset": "train.jsonl"}, "job", "ds-ft", "now", dataset_policy=policy)
+    assert accepted.config.dataset == str((tmp_path / "datasets" / "train.jsonl").resolve())  # what the child opens is what was checked
+    with pytest.raises(JobInputError, match="secret.jsonl: not inside a dataset folder the dashboard may read") as caught:
+        parse_job_request({**TINY_JOB, "dataset": str(tmp_path / "secret.jsonl")}, "job", "ds-ft", "now", dataset_policy=policy)
+    assert [field for field, _ in caught.value.problems] == ["dataset"]
+    assert parse_job_request({**TINY_JOB, "dataset": "arith"}, "job", "ds-ft", "now", dataset_policy=policy).config.dataset == "arith"
+
+
 def test_two_jobs_submitted_at_once_both_run_one_after_the_other(jobs):
     ids: list[str] = []
     threads = [threading.Thread(target=lambda name=name: ids.append(jobs.submit(request(jobs, name)))) for name in ("tiny-ft-b", "tiny-ft-c")]

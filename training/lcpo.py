@@ -226,13 +226,14 @@ def config_from_dict(data: dict[str, Any], where: str = "config", cls: type = No
 # --- data
 
 
-def training_rows(config: LCPOConfig) -> list[dict[str, Any]]:
-    """Prompts with their targets: chat messages, gold answer, target_tokens and mode per row."""
+def training_rows(config: LCPOConfig, dataset_policy=None) -> list[dict[str, Any]]:
+    """Prompts with their targets: chat messages, gold answer, target_tokens and mode per row.
+    ``dataset_policy``: a `backend.datasets.DatasetPolicy` for a dataset file (default: any path, default size limit)."""
     from backend import prompts
 
     rng = random.Random(config.seed)
     rows = []
-    for i, (question, gold) in enumerate(_questions(config, config.dataset_seed, config.num_examples)):
+    for i, (question, gold) in enumerate(_questions(config, config.dataset_seed, config.num_examples, dataset_policy)):
         mode = config.mode if config.mode != "both" else ("exact" if i % 2 == 0 else "max")
         target = rng.randint(config.n_min, config.n_max)
         text = prompts.l1_exact_prompt(question, target) if mode == "exact" else prompts.l1_max_prompt(question, target)
@@ -240,21 +241,22 @@ def training_rows(config: LCPOConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def warm_start_questions(config: LCPOConfig) -> list[dict[str, str]]:
+def warm_start_questions(config: LCPOConfig, dataset_policy=None) -> list[dict[str, str]]:
     """The warm start's problems: another seed than the GRPO prompts' (and than any eval's)."""
-    return [{"question": q, "gold": g} for q, g in _questions(config, config.dataset_seed + WARM_START_SEED_OFFSET, config.warm_start_problems)]
+    seed = config.dataset_seed + WARM_START_SEED_OFFSET
+    return [{"question": q, "gold": g} for q, g in _questions(config, seed, config.warm_start_problems, dataset_policy)]
 
 
-def _questions(config: LCPOConfig, seed: int, n: int):
+def _questions(config: LCPOConfig, seed: int, n: int, dataset_policy=None):
     if config.dataset == "arith":
         from training.arith import make_problems
 
         for problem in make_problems(seed, n, config.arith_min_ops, config.arith_max_ops):
             yield problem.question, str(problem.answer)
         return
-    from backend.datasets import load_dataset
+    from backend.datasets import DatasetPolicy, load_dataset
 
-    for question in load_dataset(config.dataset, seed=seed, limit=n).questions:
+    for question in load_dataset(config.dataset, seed=seed, limit=n, policy=dataset_policy or DatasetPolicy()).questions:
         yield question.question, question.gold
 
 
@@ -290,9 +292,10 @@ def trl_config(config: LCPOConfig, device: str):
     )
 
 
-def run_job(config: LCPOConfig, device: str | None = None, command: str = "") -> Path:
+def run_job(config: LCPOConfig, device: str | None = None, command: str = "", dataset_policy=None) -> Path:
     """Train (resuming from the last checkpoint in output_dir, if any); return the final model's
-    folder (``export_dir`` when set). ``command`` is how the job was started, for the model card."""
+    folder (``export_dir`` when set). ``command`` is how the job was started, for the model card;
+    ``dataset_policy`` bounds a dataset file (see `training_rows`)."""
     from transformers import AutoTokenizer
     from trl import GRPOTrainer
 
@@ -302,21 +305,28 @@ def run_job(config: LCPOConfig, device: str | None = None, command: str = "") ->
 
     device = device or _device()
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     policy = config.base_model
-    if config.warm_start_problems:
-        from training.warm_start import warm_start
+    # Under `accelerate launch` / `torchrun` every process runs this function: files shared by all
+    # of them are written by the first, and the warm start runs there first (the others reuse it).
+    # The training arguments set up the processes (their device settings decide CPU or GPU).
+    args = trl_config(config, device)
+    main = args.process_index == 0
+    with args.main_process_first(desc="warm start"):
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+        if config.warm_start_problems:
+            from training.warm_start import warm_start
 
-        policy = str(warm_start(config, warm_start_questions(config)))
+            policy = str(warm_start(config, warm_start_questions(config, dataset_policy)))
     tokenizer = AutoTokenizer.from_pretrained(policy)
     rewards = [make_lcpo_reward(config.mode, delta=config.delta, grade_timeout_s=config.grade_timeout_s,
                                 alpha_by_mode={"exact": config.alpha_exact, "max": config.alpha_max})]
     trainer = GRPOTrainer(
         model=policy,
         reward_funcs=rewards,
-        args=trl_config(config, device),
-        train_dataset=Dataset.from_list(training_rows(config)),
+        args=args,
+        train_dataset=Dataset.from_list(training_rows(config, dataset_policy)),
         processing_class=tokenizer,
         callbacks=[metrics := MetricsFile(out / METRICS_FILE)],
     )
@@ -329,7 +339,9 @@ def run_job(config: LCPOConfig, device: str | None = None, command: str = "") ->
             f"after it. Lower learning_rate (now {config.learning_rate})" + (", or set precision: fp32 (a model of a few "
             "million parameters overflows in bf16)" if precision == "bf16" else "") + f"; the last checkpoint in {out} is intact.")
     final = out / "final"
-    trainer.save_model(str(final))
+    trainer.save_model(str(final))  # every process: it gathers sharded weights
+    if not main:
+        return final
     tokenizer.save_pretrained(str(final))
     (final / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     export = Path(config.export_dir) if config.export_dir else None
@@ -390,6 +402,8 @@ class MetricsFile(TrainerCallback):
             self.diverged_at = state.global_step
             control.should_training_stop = True
             control.should_save = False
+        if not state.is_world_process_zero:
+            return  # one line per step, whatever the number of processes
         record = {"step": state.global_step, "max_steps": state.max_steps, "time": time.time(), "elapsed_s": round(time.time() - self.started, 3)}
         record.update({k: v for k, v in logs.items() if isinstance(v, (int, float, str))})
         with self.path.open("a") as fh:

@@ -31,8 +31,9 @@ def build_sweep_tab(service: Budgetlab, concurrency: int) -> None:
             with gr.Column(scale=3):
                 models = gr.Dropdown(label="Models", choices=service.model_names(), value=[service.default_model], multiselect=True, allow_custom_value=True, elem_id="bl-sweep-models")
                 dataset = gr.Dropdown(
-                    label="Dataset: a built-in name, a JSONL/Parquet/CSV path on the server, or a hub name",
-                    choices=list(BUILTIN_DATASETS), value=BUILTIN_DATASETS[0], allow_custom_value=True, elem_id="bl-sweep-dataset",
+                    label="Dataset: a built-in name, a JSONL/Parquet/CSV file in the dataset folders, or a hub name",
+                    info=f"Dataset folders (--dataset-dirs): {service.dataset_policy.roots_text()}",
+                    choices=_dataset_choices(service), value=BUILTIN_DATASETS[0], allow_custom_value=True, elem_id="bl-sweep-dataset",
                 )
                 controllers = gr.CheckboxGroup(label="Controllers", choices=list(CONTROLLERS), value=DEFAULT_CONTROLLERS, elem_id="bl-sweep-controllers")
                 budgets = gr.Dropdown(label="Budgets (tokens)", choices=[str(b) for b in budgets_default], value=[str(b) for b in budgets_default[:3]],
@@ -49,7 +50,8 @@ def build_sweep_tab(service: Budgetlab, concurrency: int) -> None:
                 with gr.Row():
                     start = gr.Button("Run sweep", variant="primary", elem_id="bl-sweep-start")
                     stop = gr.Button("Stop", variant="stop", elem_id="bl-sweep-stop")
-        tab.select(lambda: gr.update(choices=service.model_names()), outputs=models, api_visibility="private", queue=False)
+        tab.select(lambda: (gr.update(choices=service.model_names()), gr.update(choices=_dataset_choices(service))),
+                   outputs=[models, dataset], api_visibility="private", queue=False)
         progress_html = gr.HTML(render_sweep_progress(None), elem_id="bl-sweep-progress")
         results = gr.Dataframe(headers=list(SUMMARY_COLUMNS), label="Results per (model, controller, budget)", interactive=False, elem_id="bl-sweep-results")
         note = gr.Markdown("", elem_id="bl-sweep-note")
@@ -114,6 +116,10 @@ def _run_note(outcome) -> str:
         lines.append(f"{progress.failed} generations failed (last: {progress.last_error}); run the same name again to retry them.")
     lines.append(f"The same numbers from the store: `python app.py report --run {outcome.run_id} --json`.")
     return "\n\n".join(lines)
+
+
+def _dataset_choices(service: Budgetlab) -> list[str]:
+    return [*BUILTIN_DATASETS, *service.dataset_policy.files()]
 
 
 def _default_budgets(service: Budgetlab) -> tuple[int, ...]:

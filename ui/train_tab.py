@@ -72,7 +72,8 @@ def build_train_tab(jobs: TrainingJobs, registry: ModelRegistry) -> gr.Timer:
         def start_job(*values):
             job_values, config_values = values[: len(JOB_INPUTS)], dict(zip(FORM_FIELDS, values[len(JOB_INPUTS):]))
             try:
-                request = parse_job_request(config_values, *job_values, registry=jobs.registry, trained_models_dir=jobs.config.trained_models_dir)
+                request = parse_job_request(config_values, *job_values, registry=jobs.registry, trained_models_dir=jobs.config.trained_models_dir,
+                                            dataset_policy=jobs.config.dataset_policy)
             except JobInputError as exc:
                 marks = _field_marks(exc.problems)
                 return (f"**Not scheduled**: {exc}", gr.skip(), *(marks.get(name, _clear(name)) for name in (*JOB_INPUTS, *FORM_FIELDS)))
@@ -128,7 +129,7 @@ def _api(jobs: TrainingJobs) -> None:
         """Schedule an LCPO job from a dict of LCPOConfig fields; returns the job's id (a schedule's id for cron)."""
         try:
             request = parse_job_request(config, name, model_name, schedule, run_at or None, cron, registry=jobs.registry,
-                                        trained_models_dir=jobs.config.trained_models_dir)
+                                        trained_models_dir=jobs.config.trained_models_dir, dataset_policy=jobs.config.dataset_policy)
         except JobInputError as exc:
             raise gr.Error(str(exc)) from None
         return jobs.submit(request)
