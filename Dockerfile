@@ -42,7 +42,8 @@ ENV BUDGETLAB_HOST=0.0.0.0 \
     BUDGETLAB_JOBS_DIR=/data/jobs \
     BUDGETLAB_SCHEDULER_DB=/data/scheduler.sqlite \
     BUDGETLAB_TRAINED_MODELS_DIR=/data/models \
-    BUDGETLAB_EXPORT_DIR=/data/exports
+    BUDGETLAB_EXPORT_DIR=/data/exports \
+    BUDGETLAB_DATASET_DIRS=/data/datasets
 VOLUME ["/data"]
 EXPOSE 7860
 CMD [".venv/bin/python", "app.py", "serve"]

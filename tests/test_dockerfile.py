@@ -36,6 +36,6 @@ def test_the_image_runs_the_one_setup_script_and_needs_auth_to_serve():
     settings = AppSettings.from_sources(env={k: v for k, v in env.items() if k.startswith("BUDGETLAB_") and k != "BUDGETLAB_TARGET"})
     assert settings.exposure_problem() is not None  # without -e BUDGETLAB_AUTH=user:password it refuses to start
     assert AppSettings.from_sources(env={"BUDGETLAB_HOST": "0.0.0.0", "BUDGETLAB_AUTH": "demo:pw"}).exposure_problem() is None
-    for name in ("BUDGETLAB_DB", "BUDGETLAB_JOBS_DIR", "BUDGETLAB_SCHEDULER_DB", "BUDGETLAB_TRAINED_MODELS_DIR", "BUDGETLAB_EXPORT_DIR", "HF_HOME"):
+    for name in ("BUDGETLAB_DB", "BUDGETLAB_JOBS_DIR", "BUDGETLAB_SCHEDULER_DB", "BUDGETLAB_TRAINED_MODELS_DIR", "BUDGETLAB_EXPORT_DIR", "BUDGETLAB_DATASET_DIRS", "HF_HOME"):
         assert env[name].startswith("/data"), name  # everything that must outlive the container is on the volume
     assert 'VOLUME ["/data"]' in text
