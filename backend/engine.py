@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -225,15 +225,10 @@ class LocalEngine:
         """
         if timeout_s is None:
             timeout_s = self.config.start_timeout_s + STOP_GRACE_S
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            status = self._status
-            if status.state is State.READY and status.model == model:
-                return self.endpoint()
-            if status.state in (State.FAILED, State.STOPPED):
-                raise EngineUnavailable(self._unavailable_message(status))
-            time.sleep(0.2)
-        raise EngineUnavailable(f"engine not ready for {model} after {timeout_s:.0f} s; its state: {self._status.message}")
+        endpoint = self._ready_endpoint(model, timeout_s)
+        if endpoint is None:
+            raise EngineUnavailable(f"engine not ready for {model} after {timeout_s:.0f} s; its state: {self._status.message}")
+        return endpoint
 
     def ensure(self, spec: ModelSpec, timeout_s: float | None = None) -> Endpoint:
         """Serve `spec`, switching models if needed, and wait until ready."""
@@ -249,17 +244,25 @@ class LocalEngine:
         half a second to notice, so an unchanged endpoint that does not answer is waited on too.
         Raises EngineUnavailable when the engine is left failed or is not back within the start timeout.
         """
-        deadline = time.monotonic() + self.config.start_timeout_s
+        endpoint = self._ready_endpoint(spec.name, self.config.start_timeout_s, accept=lambda e: e != lost or _healthy(e))
+        if endpoint is None:
+            raise EngineUnavailable(f"the engine was not back within {self.config.start_timeout_s:.0f} s; its state: {self._status.message}")
+        return endpoint
+
+    def _ready_endpoint(self, model: str, timeout_s: float, accept: Callable[[Endpoint], bool] = lambda endpoint: True) -> Endpoint | None:
+        """Poll until the engine serves `model` at an endpoint `accept` takes (None at the timeout);
+        raise EngineUnavailable as soon as it is failed or stopped."""
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             status = self._status
             if status.state in (State.FAILED, State.STOPPED):
                 raise EngineUnavailable(self._unavailable_message(status))
-            if status.state is State.READY and status.model == spec.name:
+            if status.state is State.READY and status.model == model:
                 endpoint = self.endpoint()
-                if endpoint != lost or _healthy(endpoint):
+                if accept(endpoint):
                     return endpoint
             time.sleep(0.2)
-        raise EngineUnavailable(f"the engine was not back within {self.config.start_timeout_s:.0f} s; its state: {self._status.message}")
+        return None
 
     def stop(self) -> None:
         with self._lock:

@@ -16,9 +16,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import duckdb
+import psutil
 import pytest
 from gradio_client import Client
 
@@ -129,24 +129,14 @@ def test_app_killed_mid_sweep_keeps_what_it_acknowledged_and_the_same_sweep_comp
         assert con.execute("SELECT status FROM runs WHERE run_id = 'app-killed'").fetchone()[0] == "finished"
 
 
-def _processes() -> list[tuple[int, int, str, str]]:
-    """(pid, parent pid, state, command line) of every process."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            continue
-        found.append((int(proc.name), int(stat[1]), stat[0], cmdline))
-    return found
-
-
 def _engines_started_for(marker: str) -> list[int]:
     """Pids of vLLM servers whose command line contains `marker` (one only this test's engine has)."""
-    return [pid for pid, _, _, cmdline in _processes() if "vllm.entrypoints.openai.api_server" in cmdline and marker in cmdline]
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or ()) + " "
+        if "vllm.entrypoints.openai.api_server" in cmdline and marker in cmdline:
+            found.append(proc.info["pid"])
+    return found
 
 
 def test_a_folder_vllm_cannot_load_gives_the_dashboard_a_clear_error_not_a_spinner(tmp_path):
@@ -167,7 +157,7 @@ def test_a_folder_vllm_cannot_load_gives_the_dashboard_a_clear_error_not_a_spinn
         assert waited < 120, f"the error took {waited:.0f} s"  # vLLM gives up in ~10-40 s here; the bound is the engine's exit, not the timeout
         assert "no-such-architecture" in str(refused.value) or "NoSuchForCausalLM" in str(refused.value)  # the log tail says why
         assert _engines_started_for(f"--model {broken} ") == []  # nothing left running
-        assert [p for p in _processes() if p[1] == proc.pid] == []  # no child, zombie or not
+        assert psutil.Process(proc.pid).children(recursive=True) == []  # no child, zombie or not
         assert client.predict(api_name="/train_jobs") == []  # the dashboard still answers
     finally:
         proc.send_signal(signal.SIGTERM)
