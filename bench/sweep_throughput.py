@@ -75,7 +75,7 @@ def run_app(spec, settings: AppSettings, request, items, workdir: Path) -> tuple
     try:
         engine.start(spec)
         engine.wait_ready(spec.name, timeout_s=600)
-        service = Budgetlab.from_settings(settings, store, env=os.environ, engine=engine)
+        service = Budgetlab.from_settings(settings, store, env=os.environ, engine=engine, model_paths=True)  # a command-line tool: any folder
         started = time.perf_counter()
         outcome = asyncio.run(run_sweep(service, request))
         wall = time.perf_counter() - started

@@ -95,7 +95,7 @@ def run_sweeps(settings: AppSettings, requests: list[SweepRequest], workdir: Pat
     store = StoreWriter(StoreConfig(workdir / "bench.duckdb"))
     groups = []
     try:
-        service = Budgetlab.from_settings(settings, store, env=os.environ, engine=engine)
+        service = Budgetlab.from_settings(settings, store, env=os.environ, engine=engine, model_paths=True)  # a command-line tool: any folder
         for request in requests:
             outcome = asyncio.run(run_sweep(service, request))
             if outcome.progress.failed:

@@ -26,6 +26,7 @@ BASE = REPO_ROOT / "models" / "tiny-r1-base"
     ({"loss_type": "ppo"}, "loss_type 'ppo'"),
     ({"delta": 1.5}, "delta 1.5"),
     ({"base_model": ""}, "base_model is empty"),
+    ({"warm_start_problems": 10, "warm_start_max_slack": 0.9}, r"warm_start_max_slack 0.9: must be 1 or more"),
 ])
 def test_bad_configs_are_refused_with_what_to_change(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -54,6 +55,23 @@ def test_job_files_are_checked_field_by_field(tmp_path):
     job.write_text("base_model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(job)
+
+
+def test_a_folder_holding_another_jobs_config_is_refused(tmp_path):
+    """Running a changed recipe in an old job's folder would resume the old warm start and
+    checkpoints: refused, naming what changed; the same job (or a longer one, or one exported
+    elsewhere) resumes."""
+    import dataclasses
+
+    from training.lcpo import CONFIG_FILE, check_same_job
+
+    job = LCPOConfig(base_model="m", output_dir=str(tmp_path), max_steps=30, learning_rate=1e-6)
+    check_same_job(tmp_path, job)  # an empty folder
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(job)))
+    check_same_job(tmp_path, job)
+    check_same_job(tmp_path, dataclasses.replace(job, export_dir=str(tmp_path / "elsewhere"), max_steps=60))  # a longer run of it
+    with pytest.raises(ConfigError, match=r"holds a job with another config \(learning_rate: 1e-06 -> 2e-05; warm_start_epochs: 2 -> 5\).*another --output-dir"):
+        check_same_job(tmp_path, dataclasses.replace(job, learning_rate=2e-5, warm_start_epochs=5))
 
 
 def test_training_rows_use_the_controllers_prompts_and_draw_targets_in_range():
@@ -128,30 +146,41 @@ def test_base_model_jobs_are_typed_and_checked(tmp_path):
 
 
 def test_warm_start_relabels_samples_with_their_own_length():
-    """Exact: every well-formed sample in range, right or wrong, with its own length as N; Max:
-    correct ones only, under a maximum a little above their length."""
+    """Exact: every well-formed sample in range with its own length as N, a wrong one only when
+    no correct sample of its problem is as short; Max: the same samples, under a maximum a
+    little above their length (a wrong one's below the shortest correct length)."""
     import random
 
     from training.warm_start import relabel
 
-    def sample(answer, n, closed=True):
+    def sample(answer, n, closed=True, question="Compute 2 + 3.", gold="5"):
         text = f"x\n</think>\n\nThe answer is \\boxed{{{answer}}}." if closed else "x = 5, so"
-        return {"question": "Compute 2 + 3.", "gold": "5", "text": text, "token_ids": list(range(n))}
+        return {"question": question, "gold": gold, "text": text, "token_ids": list(range(n))}
 
     samples = [sample(5, 40), sample(6, 40), sample(5, 10), sample(5, 300), sample(5, 100), sample(5, 80, closed=False)]
-    examples, counts = relabel(samples, "both", 32, 256, random.Random(0))
-    assert counts == {"samples": 6, "well_formed": 5, "correct": 4, "examples": 6, "exact_examples": 3, "max_examples": 3}
+    hard = [sample(3, 40, question="Compute 9 + 8.", gold="17"), sample(17, 120, question="Compute 9 + 8.", gold="17"),
+            sample(16, 150, question="Compute 9 + 8.", gold="17")]
+    examples, counts = relabel(samples + hard, "both", 32, 256, random.Random(0))
+    assert counts == {"samples": 9, "well_formed": 8, "correct": 5, "examples": 9, "exact_examples": 4, "max_examples": 5}
     exact = [e for e in examples if e["mode"] == "exact"]
-    assert [e["target"] for e in exact] == [40, 40, 100]  # 10 and 300 tokens are outside [32, 256]
+    # 10 and 300 tokens are outside [32, 256]; the wrong 40 of "2 + 3" is as long as a correct one,
+    # the wrong 150 of "9 + 8" longer than its correct 120; the wrong 40 of "9 + 8" is its best guess
+    assert [(e["user"].split(".")[0], e["target"]) for e in exact] == [("Compute 2 + 3", 40), ("Compute 2 + 3", 100),
+                                                                      ("Compute 9 + 8", 40), ("Compute 9 + 8", 120)]
     assert exact[0]["user"].endswith("Think for 40 tokens.")
     maxes = [e for e in examples if e["mode"] == "max"]
-    assert [len(e["completion_ids"]) for e in maxes] == [40, 10, 100]  # the wrong one and the 300 are not kept
+    assert [len(e["completion_ids"]) for e in maxes] == [40, 10, 100, 40, 120]
     assert maxes[1]["target"] == 32  # a 10-token answer obeys the smallest maximum
+    assert 40 <= maxes[3]["target"] <= 48  # the guess: below the 120 of the correct sample
     for e in maxes:
         n = len(e["completion_ids"])
         assert n <= e["target"] <= max(32, 1.2 * n + 1)
         assert e["user"].endswith(f"Think for maximum {e['target']} tokens.")
     assert relabel(samples, "exact", 32, 256, random.Random(0))[1]["max_examples"] == 0
+    wide = [e for e in relabel(samples, "max", 32, 256, random.Random(0), max_slack=2.0)[0]]
+    assert [len(e["completion_ids"]) for e in wide] == [40, 10, 100]
+    assert all(len(e["completion_ids"]) <= e["target"] <= max(32, 2 * len(e["completion_ids"]) + 1) for e in wide)
+    assert wide[2]["target"] > 120  # drawn in [100, 200] (seeded), beyond the default 1.2 slack
 
 
 def test_warm_start_then_grpo_runs_end_to_end(tmp_path):

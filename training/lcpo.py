@@ -86,6 +86,7 @@ class LCPOConfig:
     warm_start_epochs: int = _f(2, "Warm start: passes of SFT over the relabeled correct samples.")
     warm_start_learning_rate: float = _f(0.001, "Warm start: peak SFT learning rate (warmup, then cosine).")
     warm_start_batch_tokens: int = _f(2048, "Warm start: padded tokens per SFT batch.")
+    warm_start_max_slack: float = _f(1.2, "Warm start: a Max example of n tokens gets a maximum drawn in [n, slack * n]; larger: the model keeps further below N.")
     warm_start_decision_weight: float = _f(0.0, "Warm start: extra loss weight per nat of the base model's entropy at a token (the length-setting choices); 0: plain SFT.")
     precision: str = _f("auto", "Training precision: 'auto' (bf16 on a GPU, fp32 on a CPU), 'bf16' or 'fp32'.")
     use_vllm: bool = _f(False, "Generate rollouts with TRL's vLLM integration (GPU machines; colocated).")
@@ -146,6 +147,8 @@ def _problems(c: LCPOConfig):
         for name in ("warm_start_per_problem", "warm_start_epochs", "warm_start_batch_tokens"):
             if getattr(c, name) < 1:
                 yield name, f"{name} {getattr(c, name)}: must be a positive whole number"
+        if c.warm_start_max_slack < 1:
+            yield "warm_start_max_slack", f"warm_start_max_slack {c.warm_start_max_slack}: must be 1 or more (a maximum is at least the sample's length)"
         if c.warm_start_decision_weight < 0:
             yield "warm_start_decision_weight", f"warm_start_decision_weight {c.warm_start_decision_weight}: must be 0 or more"
         for name in ("warm_start_temperature", "warm_start_learning_rate"):
@@ -292,6 +295,25 @@ def trl_config(config: LCPOConfig, device: str):
     )
 
 
+RESUMABLE_CHANGES = ("output_dir", "export_dir", "max_steps", "save_steps", "save_total_limit", "logging_steps")
+
+
+def check_same_job(out: Path, config: LCPOConfig) -> None:
+    """Refuse to run ``config`` in a folder that holds a job with another config: the run would
+    resume that job's warm start and checkpoints and mix the two recipes. Where it writes its
+    results, how often it saves and logs, and how many steps it runs may differ: a rerun of the
+    same job, or a longer one, resumes it."""
+    try:
+        before = json.loads((out / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return  # a new folder (or one without a readable job config): nothing to resume
+    now = json.loads(json.dumps(dataclasses.asdict(config)))
+    changed = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if k not in RESUMABLE_CHANGES and before.get(k) != v]
+    if changed:
+        raise ConfigError(f"{out} holds a job with another config ({'; '.join(changed[:4])}{'; ...' if len(changed) > 4 else ''}); "
+                          f"running this one there would resume that job's warm start and checkpoints: give another --output-dir, or delete {out}")
+
+
 def run_job(config: LCPOConfig, device: str | None = None, command: str = "", dataset_policy=None) -> Path:
     """Train (resuming from the last checkpoint in output_dir, if any); return the final model's
     folder (``export_dir`` when set). ``command`` is how the job was started, for the model card;
@@ -311,6 +333,7 @@ def run_job(config: LCPOConfig, device: str | None = None, command: str = "", da
     # The training arguments set up the processes (their device settings decide CPU or GPU).
     args = trl_config(config, device)
     main = args.process_index == 0
+    check_same_job(out, config)
     with args.main_process_first(desc="warm start"):
         if main:
             out.mkdir(parents=True, exist_ok=True)

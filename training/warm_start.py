@@ -9,9 +9,10 @@ with hindsight relabeling, as in RAFT / expert iteration):
 1. sample completions from the base model with vLLM on the job's training problems
    (plain prompt, ``warm_start_temperature``), in a child process (vLLM builds its engine
    under ``if __name__ == "__main__"`` and pins threads, which the trainer must not inherit);
-2. keep the well-formed, correct ones; each becomes an Exact example whose target is its
-   own length n ("Think for n tokens.") and a Max example whose target is a little above it
-   ("Think for maximum M tokens.", M in [n, 1.2 n]), within ``[n_min, n_max]``;
+2. keep the well-formed correct ones, and the wrong ones shorter than any correct sample of
+   their problem (the best guess at that length); each becomes an Exact example whose target
+   is its own length n ("Think for n tokens.") and a Max example whose target is a little
+   above it ("Think for maximum M tokens.", M in [n, slack * n]), within ``[n_min, n_max]``;
 3. fine-tune on them (plain PyTorch, like the base model's SFT) for ``warm_start_epochs``.
 
 GRPO with the LCPO reward then starts from the result (``<output_dir>/warm_start``). The
@@ -89,32 +90,42 @@ def run_sampling(config, questions: list[dict[str, str]], out: Path) -> None:
         raise RuntimeError(f"warm-start sampling failed (exit {done.returncode}):\n{tail}")
 
 
-def relabel(samples: list[dict[str, Any]], mode: str, n_min: int, n_max: int, rng: random.Random, grade_timeout_s: float = 5.0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def relabel(samples: list[dict[str, Any]], mode: str, n_min: int, n_max: int, rng: random.Random, grade_timeout_s: float = 5.0,
+            max_slack: float = 1.2) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Training examples (user text, completion token ids) from the samples, and counts.
 
-    ``mode`` is exact, max or both. Exact: every well-formed sample (thinking closed, an answer
-    boxed) whose length n is in ``[n_min, n_max]``, with target n: it did think for n tokens,
-    right or wrong, and below the length of a worked solution only guesses fit, which is what
-    an Exact model must do there. Max: correct samples only (the Max reward of a wrong answer is
-    0), with a target drawn uniformly in [n, 1.2 n], raised to ``n_min`` (a shorter completion
-    obeys a larger maximum)."""
+    ``mode`` is exact, max or both. A well-formed sample (thinking closed, an answer boxed) of
+    length n is kept when it is correct, or when it is wrong but shorter than every correct
+    sample of its problem: below the length of a worked solution only guesses fit, which is
+    what the model must do there; elsewhere a correct sample of the problem shows a better use
+    of the tokens (rejection sampling). Exact: a kept sample whose n is in ``[n_min, n_max]``,
+    with target n (it did think for n tokens). Max: a kept sample with n <= ``n_max``, with a
+    target drawn uniformly in [n, ``max_slack`` * n] (a wrong one's below the shortest correct
+    length), raised to ``n_min`` (a shorter completion obeys a larger maximum): the larger the
+    slack, the further below N the model learns to keep."""
     from backend import prompts
     from training.rewards import answer_after_thinking, is_correct
 
-    examples, correct_count, formed = [], 0, 0
+    formed = []
     for s in samples:
-        if answer_after_thinking(s["text"]) is None:
+        if answer_after_thinking(s["text"]) is not None:
+            formed.append((s, len(s["token_ids"]), is_correct(s["text"], s["gold"], timeout_s=grade_timeout_s)))
+    shortest_correct: dict[str, int] = {}
+    for s, n, correct in formed:
+        if correct:
+            shortest_correct[s["question"]] = min(n, shortest_correct.get(s["question"], n))
+    examples = []
+    for s, n, correct in formed:
+        shortest = shortest_correct.get(s["question"], math.inf)
+        if not correct and n >= shortest:
             continue
-        formed += 1
-        correct = is_correct(s["text"], s["gold"], timeout_s=grade_timeout_s)
-        correct_count += correct
-        n = len(s["token_ids"])
         if mode in ("exact", "both") and n_min <= n <= n_max:
             examples.append({"user": prompts.l1_exact_prompt(s["question"], n), "completion_ids": s["token_ids"], "mode": "exact", "target": n})
-        if mode in ("max", "both") and correct and n <= n_max:
-            target = max(n_min, min(n_max, math.ceil(n * rng.uniform(1.0, 1.2))))
+        if mode in ("max", "both") and n <= n_max:
+            top = n * max_slack if correct else min(n * max_slack, shortest - 1)
+            target = max(n_min, min(n_max, math.ceil(rng.uniform(n, max(n, top)))))
             examples.append({"user": prompts.l1_max_prompt(s["question"], target), "completion_ids": s["token_ids"], "mode": "max", "target": target})
-    counts = {"samples": len(samples), "well_formed": formed, "correct": correct_count, "examples": len(examples),
+    counts = {"samples": len(samples), "well_formed": len(formed), "correct": sum(c for _, _, c in formed), "examples": len(examples),
               "exact_examples": sum(e["mode"] == "exact" for e in examples), "max_examples": sum(e["mode"] == "max" for e in examples)}
     return examples, counts
 
@@ -187,7 +198,7 @@ def warm_start(config, questions: list[dict[str, str]]) -> Path:
     samples = [json.loads(line) for line in samples_path.read_text().splitlines()]
     t_sampled = time.time()
     rng = random.Random(config.seed)
-    examples, counts = relabel(samples, config.mode, config.n_min, config.n_max, rng, config.grade_timeout_s)
+    examples, counts = relabel(samples, config.mode, config.n_min, config.n_max, rng, config.grade_timeout_s, config.warm_start_max_slack)
     if not examples:
         raise RuntimeError(f"warm start: none of {len(samples)} samples was correct and within [{config.n_min}, {config.n_max}] tokens; "
                            "check the base model with a plain prompt, or set warm_start_problems: 0")
