@@ -83,7 +83,7 @@ class LCPOConfig:
     warm_start_problems: int = _f(0, "Warm start before GRPO (training/warm_start.py): problems to sample the base model on; 0 skips it.")
     warm_start_per_problem: int = _f(4, "Warm start: completions sampled per problem.")
     warm_start_temperature: float = _f(1.0, "Warm start: sampling temperature (higher: more varied lengths).")
-    warm_start_epochs: int = _f(2, "Warm start: passes of SFT over the relabeled correct samples.")
+    warm_start_epochs: int = _f(2, "Warm start: passes of SFT over the relabeled samples.")
     warm_start_learning_rate: float = _f(0.001, "Warm start: peak SFT learning rate (warmup, then cosine).")
     warm_start_batch_tokens: int = _f(2048, "Warm start: padded tokens per SFT batch.")
     warm_start_max_slack: float = _f(1.2, "Warm start: a Max example of n tokens gets a maximum drawn in [n, slack * n]; larger: the model keeps further below N.")
