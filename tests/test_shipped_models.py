@@ -42,7 +42,6 @@ def test_shipped_folders_are_small_and_carry_their_recipe():
         return {k: (Path(v).name if k == "base_model" else v) for k, v in job.items() if k not in where and k != "max_context"}
 
     assert recipe["max_context"] in (0, config["max_context"])
-
     assert what(config) == what(recipe)
     assert load_job(REPO_ROOT / "training/configs/tiny-r1-base.yaml").out == "models/tiny-r1-base"
     card = (MODELS / "l1-tiny" / "README.md").read_text()

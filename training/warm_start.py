@@ -122,8 +122,8 @@ def relabel(samples: list[dict[str, Any]], mode: str, n_min: int, n_max: int, rn
         if mode in ("exact", "both") and n_min <= n <= n_max:
             examples.append({"user": prompts.l1_exact_prompt(s["question"], n), "completion_ids": s["token_ids"], "mode": "exact", "target": n})
         if mode in ("max", "both") and n <= n_max:
-            top = n * max_slack if correct else min(n * max_slack, shortest - 1)
-            target = max(n_min, min(n_max, math.ceil(rng.uniform(n, max(n, top)))))
+            top = n * max_slack if correct else min(n * max_slack, shortest - 1)  # >= n: slack >= 1, n < shortest
+            target = max(n_min, min(n_max, math.ceil(rng.uniform(n, top))))
             examples.append({"user": prompts.l1_max_prompt(s["question"], target), "completion_ids": s["token_ids"], "mode": "max", "target": target})
     counts = {"samples": len(samples), "well_formed": len(formed), "correct": sum(c for _, _, c in formed), "examples": len(examples),
               "exact_examples": sum(e["mode"] == "exact" for e in examples), "max_examples": sum(e["mode"] == "max" for e in examples)}
