@@ -87,6 +87,7 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> AppSettin
 
 def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
     # Imported here so that `--help` and `settings` stay fast.
+    from backend.interrupts import interrupts_held
     from backend.models import UnknownModelError, check_available
     from backend.service import Budgetlab
     from backend.training_jobs import TrainingJobs, jobs_config
@@ -118,9 +119,10 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
                     auth=settings.auth_pair())
         return 0
     finally:
-        jobs.shutdown()
-        service.close()
-        store.close()
+        with interrupts_held():  # a second Ctrl-C must not leave the engine child or the store half-stopped
+            jobs.shutdown()
+            service.close()
+            store.close()
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

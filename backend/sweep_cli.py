@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from backend.compare import InputError
 from backend.engine import EngineUnavailable
+from backend.interrupts import interrupts_held
 from backend.models import UnknownModelError
 from backend.settings import AppSettings
 from backend.sweep import SweepProgress, SweepRequest, run_sweep
@@ -74,22 +75,21 @@ def sweep_command(settings: AppSettings, request: SweepRequest, env: Mapping[str
     service = Budgetlab.from_settings(settings, store, env=env, dataset_policy=settings.dataset_policy(any_path=True), model_paths=True)
     bar = ProgressBar(sys.stderr)
     try:
-        outcome = asyncio.run(run_sweep(service, request, bar))
+        try:
+            outcome = asyncio.run(run_sweep(service, request, bar))
+        finally:
+            with interrupts_held():  # a Ctrl-C now is delivered once the store is closed
+                bar.close()
+                service.close()
+                store.close()
     except (InputError, UnknownModelError) as exc:
-        bar.close()
         return _refuse(str(exc))
     except EngineUnavailable as exc:  # e.g. a model folder vLLM cannot load: its log tail says why
-        bar.close()
         print(f"app.py sweep: stopped, the engine is not available: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        bar.close()
         print(f"app.py sweep: interrupted; what finished is stored: run it again with --run {bar.run_id or request.run} to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        bar.close()
-        service.close()
-        store.close()
     print_summary(outcome.summary, as_json)
     progress = outcome.progress
     if outcome.dataset.skipped:

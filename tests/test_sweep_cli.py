@@ -7,16 +7,19 @@ in-process through app.main (no engine is contacted before input is accepted).
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 
 import duckdb
 import pytest
 
 import app
+from backend.interrupts import interrupts_held
 from backend.settings import REPO_ROOT
 from store.writer import StoreConfig, StoreWriter
 from tests.conftest import SHARED_DATA, wait_for
@@ -112,9 +115,11 @@ def bar_count(text: str) -> int:
 @pytest.mark.engine
 def test_sweep_resumes_after_ctrl_c_and_after_a_crash_without_duplicates(engine, tiny_spec, tmp_path):
     db = tmp_path / "resume.duckdb"
-    cmd = _sweep_cmd(engine, tiny_spec, db, "--dataset", "arith", "--limit", "4", "--controllers", "l1_exact,s1",
+    # Enough generations (about 0.1 s each here) that both signals land while the sweep still runs:
+    # with 32 the whole sweep once finished before the first signal, which then hit the shutdown.
+    cmd = _sweep_cmd(engine, tiny_spec, db, "--dataset", "arith", "--limit", "12", "--controllers", "l1_exact,s1",
                      "--budgets", "32,64", "--samples", "2", "--concurrency", "1", "--run", "resume", "--json")
-    total = 4 * 2 * 2 * 2
+    total = 12 * 2 * 2 * 2
 
     def start_and_stop(sig, after: int) -> tuple[int, str]:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -163,6 +168,20 @@ def test_sweep_reads_both_shared_dataset_layouts(engine, tiny_spec, tmp_path, na
         expected = by_question[question]
         assert gold == (expected.rsplit("####", 1)[1].strip().replace(",", "") if "####" in expected else expected.strip())
         assert dataset == name.removesuffix(".jsonl")
+
+
+def test_a_signal_during_shutdown_is_held_until_the_block_ends():
+    closed = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)  # delivered to this (main) thread at once
+            time.sleep(0.05)
+            closed.append("store")  # still runs: the signal was only recorded
+    assert closed == ["store"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    with interrupts_held():  # no signal, no exception
+        closed.append("engine")
+    assert closed == ["store", "engine"]
 
 
 def _main(capsys, *args) -> tuple[int, str]:
