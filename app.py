@@ -21,8 +21,8 @@ import dataclasses
 import os
 import signal
 import sys
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from backend.settings import AppSettings, SettingError, env_name, parse_value, registry, settings_markdown
 
@@ -87,11 +87,8 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> AppSettin
 
 def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
     # Imported here so that `--help` and `settings` stay fast.
-    from backend.interrupts import interrupts_held
-    from backend.models import UnknownModelError, check_available
-    from backend.service import Budgetlab
-    from backend.training_jobs import TrainingJobs, jobs_config
-    from store.writer import StoreConfig, StoreWriter
+    from backend.factory import StoreUnavailable, open_app
+    from backend.serving.registry import UnknownModelError, check_available
     from ui.app import CSS, build_app
 
     exposure = settings.exposure_problem()
@@ -105,24 +102,19 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
     except UnknownModelError as exc:
         print(f"app.py serve: {exc}", file=sys.stderr)
         return 2
-    store = StoreWriter(StoreConfig(settings.resolve_path(settings.db)))
-    service = Budgetlab.from_settings(settings, store, env=env)
-    jobs = TrainingJobs(jobs_config(settings), store, settings.model_registry())
     try:
-        spec = service.start_default_engine()
-        print(f"budgetlab: serving {spec.name}; engine log in {settings.resolve_path(settings.data_dir) / 'engine.log'}", flush=True)
-        jobs.start()  # a job left running by an earlier app is marked interrupted; queued ones run
-        demo = build_app(service, jobs, settings.resolve_path(settings.export_dir), sweep_concurrency=settings.sweep_concurrency)
-        demo.queue(default_concurrency_limit=32)
-        print(f"budgetlab: dashboard on http://{settings.host}:{settings.port}", flush=True)
-        demo.launch(server_name=settings.host, server_port=settings.port, css=CSS, ssr_mode=False, show_error=True, quiet=True,
-                    auth=settings.auth_pair())
-        return 0
-    finally:
-        with interrupts_held():  # a second Ctrl-C must not leave the engine child or the store half-stopped
-            jobs.shutdown()
-            service.close()
-            store.close()
+        with open_app(settings, env, jobs=True) as app:
+            spec = app.service.start_default_engine()
+            print(f"budgetlab: serving {spec.name}; engine log in {settings.resolve_path(settings.data_dir) / 'engine.log'}", flush=True)
+            demo = build_app(app.service, app.jobs, settings.resolve_path(settings.export_dir))
+            demo.queue(default_concurrency_limit=32)
+            print(f"budgetlab: dashboard on http://{settings.host}:{settings.port}", flush=True)
+            demo.launch(server_name=settings.host, server_port=settings.port, css=CSS, ssr_mode=False, show_error=True, quiet=True,
+                        auth=settings.auth_pair())
+    except StoreUnavailable as exc:
+        print(f"app.py serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -145,34 +137,28 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.command == "train":
         return train(args, settings)
     if args.command == "report":
-        from backend.sweep_cli import report_command
+        from ui.terminal import report_command
 
         return report_command(settings, args.run, args.json)
     return serve(settings, env)
 
 
 def train(args: argparse.Namespace, settings: AppSettings) -> int:
-    from backend.datasets import DatasetError
-    from backend.models import UnknownModelError, context_length
-    from training.lcpo import ConfigError, LCPOConfig, TrainingDiverged, load_job, run_job
-    from training.tiny_model import run_base_job
+    from backend.evaluation.datasets import DatasetError
+    from backend.serving.registry import UnknownModelError
+    from training.config import ConfigError, LCPOConfig, load_job
+    from training.jobs import prepare_job
+    from training.lcpo import TrainingDiverged, run_job
+    from training.tiny.job import run_base_job
 
+    # The shell user's job may read any dataset path (within the size limit).
+    policy = settings.dataset_policy(any_path=True)
     try:
         job = load_job(args.config, output_dir=args.output_dir)
-        if not isinstance(job, LCPOConfig):  # job: tiny_base, the base model from scratch
+        if isinstance(job, LCPOConfig):
+            job = prepare_job(job, settings.model_registry(), policy, settings.resolve_path)
+        else:  # job: tiny_base, the base model from scratch
             job = dataclasses.replace(job, out=str(settings.resolve_path(job.out)))
-        else:
-            if not job.output_dir:
-                raise ConfigError("no output folder: set output_dir in the job file or pass --output-dir")
-            # A registered name (tiny-r1-base) trains the folder it names; ids and paths pass through.
-            spec = settings.model_registry().resolve(job.base_model)
-            export = str(settings.resolve_path(job.export_dir)) if job.export_dir else ""
-            # The model's context, so that n_max above it is refused now, not after the model is loaded.
-            max_context = job.max_context or (context_length(Path(spec.source)) if spec.is_local else 0)
-            job = dataclasses.replace(job, base_model=spec.source, output_dir=str(settings.resolve_path(job.output_dir)), export_dir=export,
-                                      max_context=max_context)
-            if job.dataset != "arith":  # a missing, special or oversized file is refused before anything loads
-                settings.dataset_policy(any_path=True).locate(job.dataset)
     except (ConfigError, UnknownModelError, DatasetError) as exc:
         print(f"app.py train: {exc}", file=sys.stderr)
         return 2
@@ -182,7 +168,7 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
         print(f"app.py train: base model saved in {out}", file=sys.stderr)
         return 0
     try:
-        final = run_job(job, command=command, dataset_policy=settings.dataset_policy(any_path=True))
+        final = run_job(job, command=command, dataset_policy=policy)
     except DatasetError as exc:  # the file's records: malformed, no question field, ...
         print(f"app.py train: {exc}", file=sys.stderr)
         return 2
@@ -194,10 +180,10 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
 
 
 def sweep(args: argparse.Namespace, settings: AppSettings, env: Mapping[str, str]) -> int:
-    from backend.compare import InputError
-    from backend.models import UnknownModelError
-    from backend.sweep import parse_sweep_request
-    from backend.sweep_cli import sweep_command
+    from backend.errors import InputError
+    from backend.service.sweep_plan import parse_sweep_request
+    from backend.serving.registry import UnknownModelError
+    from ui.terminal import sweep_command
 
     models = args.models or [settings.model]
     try:
@@ -207,7 +193,7 @@ def sweep(args: argparse.Namespace, settings: AppSettings, env: Mapping[str, str
             budgets = settings.model_registry().resolve(first).budgets
         request = parse_sweep_request(
             models=models, dataset=args.dataset, controllers=args.controllers, budgets=budgets, samples=args.samples,
-            limit=args.limit, seed=args.seed, concurrency=args.concurrency or settings.sweep_concurrency, run=args.run,
+            limit=args.limit, seed=args.seed, concurrency=args.concurrency, run=args.run,
             question_field=args.question_field, answer_field=args.answer_field, skip_bad=args.skip_bad, split=args.split, hub_config=args.hub_config,
         )
         settings.dataset_policy(any_path=True).locate(request.dataset)  # a bad path is refused before the store is opened

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from backend.analytics import KEYWORD_CATEGORIES, KEYWORDS_VERSION, keyword_counts  # noqa: E402
+from backend.evaluation.keywords import KEYWORD_CATEGORIES, KEYWORDS_VERSION, keyword_counts  # noqa: E402
 from bench.store_ingest import synthetic_batch  # noqa: E402
 from store import analytics  # noqa: E402
 from store.analytics import Filters  # noqa: E402

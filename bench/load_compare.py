@@ -295,7 +295,7 @@ def count_stored(db: Path, run_ids: list[str]) -> tuple[int, int, int]:
 def main() -> int:
     args = parse_args()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from backend.datasets import load_dataset
+    from backend.evaluation.datasets import load_dataset
 
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     controllers = [c.strip() for c in args.controllers.split(",") if c.strip()]

@@ -4,7 +4,7 @@ One workload (``--questions`` arith questions x ``--budgets`` x ``--samples``, c
 ``l1_exact``, the paper's sampling: temperature 0.6, top_p 0.95, one seed per sample), run
 three ways in this one process run, one after the other so they never share the CPU:
 
-(a) app:          ``backend.sweep.run_sweep`` (what ``app.py sweep`` calls) through the app's own
+(a) app:          the service's sweep (what ``app.py sweep`` calls), the app built by ``open_app``, through its own
                   vLLM server: HTTP, the controller, grading and the DuckDB store included;
 (b) vllm:         ``vllm.LLM.generate`` in-process on the same prompt token ids, max_tokens,
                   seeds and engine settings (max_model_len, eager mode, KV cache size);
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import dataclasses
 import gc
 import json
 import os
@@ -34,16 +35,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from backend import prompts  # noqa: E402
-from backend.client import EngineClient  # noqa: E402
-from backend.controllers import L1Exact  # noqa: E402
-from backend.datasets import load_dataset  # noqa: E402
-from backend.engine import LocalEngine, detect_device, tail  # noqa: E402
-from backend.models import ModelRegistry  # noqa: E402
-from backend.service import Budgetlab, engine_config  # noqa: E402
+from backend.controllers import prompts  # noqa: E402
+from backend.controllers.prompted import L1Exact  # noqa: E402
+from backend.evaluation.datasets import load_dataset  # noqa: E402
+from backend.factory import open_app  # noqa: E402
+from backend.processes import tail  # noqa: E402
+from backend.service.sweep_plan import SweepRequest, plan_items  # noqa: E402
+from backend.serving.client import EngineClient  # noqa: E402
+from backend.serving.engine import detect_device  # noqa: E402
+from backend.serving.registry import ModelRegistry  # noqa: E402
 from backend.settings import REPO_ROOT, AppSettings  # noqa: E402
-from backend.sweep import SweepRequest, plan_items, run_sweep  # noqa: E402
-from store.writer import StoreConfig, StoreWriter  # noqa: E402
 
 MAX_MODEL_LEN = 2048
 KV_CACHE_GIB = 1
@@ -70,22 +71,18 @@ def workload(args, spec):
 
 def run_app(spec, settings: AppSettings, request, items, workdir: Path) -> tuple[dict, dict[tuple[int, int], list[int]]]:
     """(a): the sweep through the app's backend. Also returns the exact prompt ids it sent, for (b)."""
-    engine = LocalEngine(engine_config(settings), log_dir=workdir, base_env=os.environ)
-    store = StoreWriter(StoreConfig(workdir / "bench.duckdb"))
-    try:
+    settings = dataclasses.replace(settings, db=str(workdir / "bench.duckdb"), data_dir=str(workdir))
+    with open_app(settings, env=os.environ, shell=True) as app:  # a command-line tool: any model folder
+        engine = app.service.engine
         engine.start(spec)
         engine.wait_ready(spec.name, timeout_s=600)
-        service = Budgetlab.from_settings(settings, store, env=os.environ, engine=engine, model_paths=True)  # a command-line tool: any folder
         started = time.perf_counter()
-        outcome = asyncio.run(run_sweep(service, request))
+        outcome = asyncio.run(app.service.sweep(request))
         wall = time.perf_counter() - started
         restarts = engine.status().restarts
         if restarts:
             print(f"the engine restarted {restarts} times during the sweep; its log:\n{tail(engine.log_path, 60)}", file=sys.stderr)
         prompt_ids = asyncio.run(fetch_prompt_ids(engine.ensure(spec, 600), items))
-    finally:
-        engine.stop()
-        store.close()
     tokens = sum(group["output_tokens"] for group in outcome.summary)
     assert outcome.progress.failed == 0, outcome.progress.last_error
     return {"generations": outcome.progress.done, "output_tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall,
@@ -93,7 +90,7 @@ def run_app(spec, settings: AppSettings, request, items, workdir: Path) -> tuple
 
 
 async def fetch_prompt_ids(endpoint, items) -> dict[tuple[str, int], list[int]]:
-    async with EngineClient(endpoint) as client:
+    async with EngineClient(endpoint, timeout_s=600) as client:
         ids = {}
         for item in items:
             key = (item.question.qid, item.budget)
@@ -103,9 +100,7 @@ async def fetch_prompt_ids(endpoint, items) -> dict[tuple[str, int], list[int]]:
 
 
 def max_tokens(settings: AppSettings, budget: int, prompt_len: int) -> int:
-    from backend.service import controller_config
-
-    return min(L1Exact(controller_config(settings)).max_tokens(budget), MAX_MODEL_LEN - prompt_len)
+    return min(L1Exact(settings.controller_config()).max_tokens(budget), MAX_MODEL_LEN - prompt_len)
 
 
 def run_vllm(spec, settings: AppSettings, items, prompt_ids) -> dict:
@@ -115,7 +110,7 @@ def run_vllm(spec, settings: AppSettings, items, prompt_ids) -> dict:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    config = engine_config(settings)  # the app's engine settings, so that only the path differs
+    config = settings.engine_config().resolved()  # the app's engine settings, so that only the path differs
     llm = LLM(model=spec.source, max_model_len=config.max_model_len, enforce_eager=config.enforce_eager, dtype=config.dtype,
               enable_chunked_prefill=config.device != "cpu", generation_config="vllm")
     batch = [TokensPrompt(prompt_token_ids=prompt_ids[(i.question.qid, i.budget)]) for i in items]

@@ -1,7 +1,7 @@
 """Quality bars of the shipped tiny L1 model, measured through the app's own sweep.
 
 Two sweeps on fresh arith problems (``--seed``, a seed that no training stream uses), through
-``backend.sweep.run_sweep`` and the app's vLLM server (controllers, grading and the DuckDB
+the service's sweep (the app built by ``open_app``) and the app's vLLM server (controllers, grading and the DuckDB
 store as in ``app.py sweep``), the paper's sampling (temperature 0.6, top_p 0.95):
 
 1. the L1 model with ``l1_exact`` and ``l1_max`` at ``--budgets`` (default: 6 budgets spread
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -35,12 +36,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from backend.engine import LocalEngine, detect_device  # noqa: E402
-from backend.models import ModelRegistry  # noqa: E402
-from backend.service import Budgetlab, engine_config  # noqa: E402
+from backend.factory import open_app  # noqa: E402
+from backend.service.sweep_plan import SweepRequest  # noqa: E402
+from backend.serving.engine import detect_device  # noqa: E402
+from backend.serving.registry import ModelRegistry  # noqa: E402
 from backend.settings import REPO_ROOT, AppSettings  # noqa: E402
-from backend.sweep import SweepRequest, run_sweep  # noqa: E402
-from store.writer import StoreConfig, StoreWriter  # noqa: E402
 from training.model_card import replace_quality_block  # noqa: E402
 
 BARS = {"exact_mean_abs_rel_dev_max": 0.05, "max_over_budget_max": 0.03, "spearman_min": 0.9,
@@ -91,19 +91,14 @@ def spearman(xs: list[float], ys: list[float]) -> float:
 
 
 def run_sweeps(settings: AppSettings, requests: list[SweepRequest], workdir: Path) -> list[dict]:
-    engine = LocalEngine(engine_config(settings), log_dir=workdir, base_env=os.environ)
-    store = StoreWriter(StoreConfig(workdir / "bench.duckdb"))
+    settings = dataclasses.replace(settings, db=str(workdir / "bench.duckdb"), data_dir=str(workdir))
     groups = []
-    try:
-        service = Budgetlab.from_settings(settings, store, env=os.environ, engine=engine, model_paths=True)  # a command-line tool: any folder
+    with open_app(settings, env=os.environ, shell=True) as app:  # a command-line tool: any model folder
         for request in requests:
-            outcome = asyncio.run(run_sweep(service, request))
+            outcome = asyncio.run(app.service.sweep(request))
             if outcome.progress.failed:
                 raise RuntimeError(f"{outcome.progress.failed} generations failed: {outcome.progress.last_error}")
             groups += outcome.summary
-    finally:
-        engine.stop()
-        store.close()
     return groups
 
 

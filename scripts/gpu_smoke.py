@@ -32,7 +32,8 @@ def main() -> None:
     import torch
     from safetensors.torch import load_file
 
-    from training.lcpo import load_config, run_job
+    from training.config import load_config
+    from training.lcpo import run_job
 
     if not torch.cuda.is_available():
         sys.exit("gpu_smoke: no CUDA device visible to torch")

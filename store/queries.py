@@ -102,6 +102,22 @@ def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
         raise StoreBusyError(f"cannot open {path}: {busy_reason(exc)}") from None
 
 
+class ReadOnlyStore:
+    """The store of a process that only reads (``app.py report``): cursors from one read-only
+    connection and no writer thread, so it never holds the file for writing. Like `StoreWriter`,
+    ``reader()`` hands out a cursor to use in a ``with`` block."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._con = open_readonly(path)
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        return self._con.cursor()
+
+    def close(self) -> None:
+        self._con.close()
+
+
 class StoreBusyError(RuntimeError):
     """The DuckDB file is held by another process (DuckDB allows one writer and no other reader)."""
 

@@ -70,7 +70,7 @@ GENERATION_COLUMNS: tuple[Column, ...] = (
     Column("waits_used", "INTEGER", pa.int32()),
     Column("ttft_s", "DOUBLE", pa.float64()),
     Column("latency_s", "DOUBLE", pa.float64()),
-    # Keyword matches per category of backend.analytics.KEYWORD_CATEGORIES, counted when the row
+    # Keyword matches per category of backend.evaluation.keywords.KEYWORD_CATEGORIES, counted when the row
     # is made, and which version of the word lists counted them: the keyword view sums these and
     # recounts, in SQL, only rows counted with other lists (or none).
     Column("keyword_counts", "INTEGER[]", pa.list_(pa.int32())),

@@ -1,6 +1,6 @@
 """Fine-tune jobs in the store: the ``training_jobs`` and ``training_metrics`` tables.
 
-The jobs' own folders are the truth (backend/jobs.py); the app copies them here through the single
+The jobs' own folders are the truth (backend/jobs/disk.py); the app copies them here through the single
 writer so that the analytics can plot them next to the generations. Writes are upserts, so copying
 the same folder again changes nothing::
 

@@ -1,10 +1,11 @@
-"""Shared, expensive fixtures: one real vLLM engine (CPU) and one Gradio app per test session.
+"""Shared, expensive fixtures: one real vLLM engine (CPU) and one app per test session.
 
 The engine serves the shipped tiny L1 model (models/l1-tiny, the default) through
-the app's own supervisor (backend.engine.LocalEngine); it takes 30-70 s to
+the app's own supervisor (backend.serving.local.LocalEngine); it takes 30-70 s to
 start here, so every test that needs it shares it. Tests always go through
 `engine.ensure(...)`, never a cached endpoint, because a test may kill and
-restart the engine.
+restart the engine. The app (store, service, training jobs) is built by the same
+factory as `app.py serve` (backend.factory.open_app), over that engine.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from backend.client import EngineClient
-from backend.engine import LocalEngine
-from backend.generation import ModelSession
-from backend.models import ModelRegistry
-from backend.service import Budgetlab, engine_config
+from backend.controllers.session import ModelSession
+from backend.factory import open_app
+from backend.serving.client import EngineClient
+from backend.serving.local import LocalEngine
+from backend.serving.registry import ModelRegistry
 from backend.settings import REPO_ROOT, AppSettings
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -42,8 +43,8 @@ def tiny_spec(registry):
 
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory, tiny_spec):
-    config = engine_config(AppSettings(engine_kv_cache_gib=1, engine_max_model_len=2048, engine_start_timeout_s=300, engine_max_restarts=3))
-    engine = LocalEngine(config, log_dir=tmp_path_factory.mktemp("engine"), base_env=os.environ)
+    settings = AppSettings(engine_kv_cache_gib=1, engine_max_model_len=2048, engine_start_timeout_s=300, engine_max_restarts=3)
+    engine = LocalEngine(settings.engine_config(), log_dir=tmp_path_factory.mktemp("engine"), base_env=os.environ)
     engine.start(tiny_spec)
     engine.wait_ready(tiny_spec.name, timeout_s=300)
     yield engine
@@ -71,15 +72,6 @@ def session_factory(engine, tiny_spec):
 
 
 @pytest.fixture(scope="session")
-def store(tmp_path_factory):
-    from store.writer import StoreConfig, StoreWriter
-
-    writer = StoreWriter(StoreConfig(tmp_path_factory.mktemp("db") / "budgetlab.duckdb"))
-    yield writer
-    writer.close()
-
-
-@pytest.fixture(scope="session")
 def app_settings(tmp_path_factory) -> AppSettings:
     """The app's settings for the shared app: run-time folders (jobs, fine-tuned models) in a temp dir.
     Its dataset folders are a temp dir (first: bare names are looked up there) and the shared
@@ -93,19 +85,26 @@ def app_settings(tmp_path_factory) -> AppSettings:
 
 
 @pytest.fixture(scope="session")
-def service(engine, store, app_settings) -> Budgetlab:
-    return Budgetlab.from_settings(app_settings, store, env=os.environ, engine=engine)
+def app(engine, app_settings):
+    """The app as `app.py serve` builds it (store in a temp dir, real APScheduler with its SQLite
+    store), over the shared engine, which the app does not stop."""
+    with open_app(app_settings, env=os.environ, engine=engine, jobs=True) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="session")
-def training_jobs(store, app_settings):
-    """The shared app's job scheduler (real APScheduler, SQLite store in the temp dir)."""
-    from backend.training_jobs import TrainingJobs, jobs_config
+def store(app):
+    return app.store
 
-    jobs = TrainingJobs(jobs_config(app_settings), store, app_settings.model_registry())
-    jobs.start()
-    yield jobs
-    jobs.shutdown()
+
+@pytest.fixture(scope="session")
+def service(app):
+    return app.service
+
+
+@pytest.fixture(scope="session")
+def training_jobs(app):
+    return app.jobs
 
 
 def free_port() -> int:

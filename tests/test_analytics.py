@@ -9,7 +9,8 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from backend.analytics import KEYWORD_CATEGORIES, Price, cost_per_1k_questions, pareto_frontier, priced, recommend, recommendation_text
+from backend.evaluation.costs import Price, cost_per_1k_questions, pareto_frontier, priced, recommend, recommendation_text
+from backend.evaluation.keywords import KEYWORD_CATEGORIES
 from store import analytics
 from store.analytics import Filters
 from store.writer import StoreConfig, StoreWriter
@@ -139,7 +140,7 @@ def test_cost_frontier_and_recommendation():
 
 
 def test_price_table_rows_parse_with_defaults_and_refuse_nonsense():
-    from backend.analytics import parse_prices
+    from backend.evaluation.costs import parse_prices
 
     default = Price(0.5, 2.0)
     prices = parse_prices([["A", 1, "3.5"], ["B", "", None], ["", 9, 9], ["C", float("nan"), 0]], default)
@@ -151,7 +152,7 @@ def test_price_table_rows_parse_with_defaults_and_refuse_nonsense():
 
 
 def test_counts_stored_with_a_row_match_the_sql_count_and_are_used_when_current(tmp_path):
-    from backend.analytics import KEYWORDS_VERSION, keyword_counts
+    from backend.evaluation.keywords import KEYWORDS_VERSION, keyword_counts
 
     texts = ["Wait, wait. Let me check: so we need 5. Therefore 5.", "Maybe try another way, or perhaps not. Hence 7.", "", "WAIT but HOWEVER"]
     rows = [{**row(i, "A", "l1_exact", 100, 40, True, text=t), "keyword_counts": keyword_counts(t), "keywords_version": KEYWORDS_VERSION}
@@ -169,7 +170,7 @@ def test_counts_stored_with_a_row_match_the_sql_count_and_are_used_when_current(
 
 
 def test_stored_counts_are_what_the_view_sums_when_the_lists_match(tmp_path):
-    from backend.analytics import KEYWORDS_VERSION
+    from backend.evaluation.keywords import KEYWORDS_VERSION
 
     fake = {**row(1, "A", "s1", 64, 10, False, text="no keywords here"), "keyword_counts": [7, 0, 0, 0], "keywords_version": KEYWORDS_VERSION}
     with StoreWriter(StoreConfig(tmp_path / "f.duckdb")) as store:

@@ -7,15 +7,8 @@ import re
 
 import pytest
 
-from training.arith import (
-    STYLES,
-    ArithProblem,
-    column_work,
-    format_completion,
-    make_problems,
-    make_trace,
-    parse_question,
-)
+from backend.evaluation.arith import ArithProblem, make_problems, parse_question
+from training.traces import STYLES, column_work, format_completion, make_trace
 
 
 def _independent_value(question: str) -> int:

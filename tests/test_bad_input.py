@@ -23,11 +23,11 @@ import pytest
 import yaml
 
 import app
-from backend.models import ModelRegistry
+from backend.serving.registry import ModelRegistry
 from backend.settings import REPO_ROOT
-from backend.training_jobs import form_defaults
 from store import queries
 from tests.test_training_jobs import TINY_JOB
+from training.jobs import form_defaults
 from ui.train_tab import FORM_FIELDS, JOB_INPUTS
 
 MB = 2**20

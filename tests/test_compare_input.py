@@ -2,8 +2,11 @@
 
 import pytest
 
-from backend.compare import InputError, estimate_cost, parse_budgets, parse_compare_request
-from backend.models import ModelRegistry, UnknownModelError
+from backend.errors import InputError
+from backend.evaluation.costs import estimate_cost
+from backend.service.compare import parse_compare_request
+from backend.service.inputs import parse_budgets
+from backend.serving.registry import ModelRegistry, UnknownModelError
 from backend.settings import REPO_ROOT
 
 
@@ -48,7 +51,7 @@ def test_bad_requests(kwargs, message):
 
 
 def test_good_request_keeps_order_and_gold():
-    request = parse_compare_request("Q?", "tiny-r1-base", ["128", "64"], ["s1", "l1_exact"], gold=" 7 ", seed="3")
+    request = parse_compare_request("Q?", "tiny-r1-base", ["128", "64"], ["s1", "l1_exact"], gold=" 7 ", seed="3", max_columns=24)
     assert request.columns == [("s1", 64), ("s1", 128), ("l1_exact", 64), ("l1_exact", 128)]
     assert request.gold == "7" and request.seed == 3
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend.compare import InputError, parse_compare_request
+from backend.errors import InputError
+from backend.service.compare import parse_compare_request
 from store import queries
 from tests.conftest import run
 
@@ -22,7 +23,7 @@ async def collect(service, request, watch=None):
 
 def test_compare_streams_and_stores_every_generation(service, store):
     # s1 at 1024 is forced to think 1024 tokens, long enough (seconds) to be seen streaming.
-    request = parse_compare_request("Compute 12 + 7 - 3.", "l1-tiny", "32 128 1024", ["l1_exact", "s1", "hard_cap"], gold="16", seed=11)
+    request = parse_compare_request("Compute 12 + 7 - 3.", "l1-tiny", "32 128 1024", ["l1_exact", "s1", "hard_cap"], gold="16", seed=11, max_columns=24)
     snapshots, s1_counts = run(collect(service, request, watch=("s1", 1024)))
     final = snapshots[-1]
     assert final.done and len(final.generations) == 9
@@ -47,7 +48,7 @@ def test_compare_streams_and_stores_every_generation(service, store):
 def test_budget_over_the_context_writes_nothing(service, store):
     with store.reader() as cur:
         before = queries.count_generations(cur)
-    request = parse_compare_request("Compute 1 + 1.", "l1-tiny", "64 5000", ["hard_cap"])
+    request = parse_compare_request("Compute 1 + 1.", "l1-tiny", "64 5000", ["hard_cap"], max_columns=24)
     with pytest.raises(InputError, match="budget 5000: larger than the model's context"):
         run(collect(service, request))
     with store.reader() as cur:
@@ -55,6 +56,6 @@ def test_budget_over_the_context_writes_nothing(service, store):
 
 
 def test_unknown_model_is_refused_before_anything_runs(service):
-    request = parse_compare_request("Compute 1 + 1.", "no-such-model", "64", ["hard_cap"])
+    request = parse_compare_request("Compute 1 + 1.", "no-such-model", "64", ["hard_cap"], max_columns=24)
     with pytest.raises(InputError, match="unknown model 'no-such-model'"):
         run(collect(service, request))

@@ -10,11 +10,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from backend import prompts
-from backend.client import Sampling
-from backend.compare import InputError, check_budgets_fit
-from backend.controllers import ControllerConfig, make_controller
-from backend.generation import BudgetError, LiveGeneration
+from backend.controllers import prompts
+from backend.controllers.config import ControllerConfig
+from backend.controllers.live import LiveGeneration
+from backend.controllers.registry import make_controller
+from backend.controllers.session import BudgetError
+from backend.errors import InputError
+from backend.service.compare import check_budgets_fit
+from backend.serving.sampling import Sampling
 from tests.conftest import run
 
 pytestmark = pytest.mark.engine

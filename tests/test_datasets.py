@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.compare import InputError
-from backend.datasets import ARITH_SIZE, BadRecord, DatasetError, DatasetPolicy, Question, load_dataset
+from backend.errors import InputError
+from backend.evaluation.arith import make_problems
+from backend.evaluation.datasets import ARITH_SIZE, BadRecord, DatasetError, DatasetPolicy, Question, load_dataset
 from backend.settings import REPO_ROOT
-from training.arith import make_problems
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

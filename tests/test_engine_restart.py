@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from backend.compare import parse_compare_request
-from backend.engine import State
+from backend.service.compare import parse_compare_request
+from backend.serving.engine import State
 from tests.conftest import run, wait_for
 
 pytestmark = pytest.mark.engine
@@ -24,7 +24,7 @@ def test_killed_engine_is_restarted(engine, tiny_spec, service):
     assert engine.status().restarts == restarts + 1
 
     async def one():
-        request = parse_compare_request("Compute 3 + 4.", tiny_spec.name, "16", ["hard_cap"], gold="7")
+        request = parse_compare_request("Compute 3 + 4.", tiny_spec.name, "16", ["hard_cap"], gold="7", max_columns=24)
         return [s async for s in service.compare_stream(request)][-1]
 
     final = run(one())

@@ -22,7 +22,7 @@ import psutil
 import pytest
 from gradio_client import Client
 
-from backend.engine import State
+from backend.serving.engine import State
 from backend.settings import REPO_ROOT
 from store import queries
 from tests.conftest import free_port, wait_for

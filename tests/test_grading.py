@@ -1,4 +1,4 @@
-"""Tests for backend/grading.py: extraction, gold parsing, MATH-500 / GSM8K round trips,
+"""Tests for backend/evaluation/grading.py and verifier.py: extraction, gold parsing, MATH-500 / GSM8K round trips,
 threads, and the wall-clock timeout of the math-verify worker."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from backend import grading
-from backend.grading import Grade, extract_boxed, gold_answer, grade, verify_equivalent
+from backend.evaluation import grading, verifier
+from backend.evaluation.grading import Grade, extract_boxed, gold_answer, grade, verify_equivalent
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -152,7 +152,7 @@ def test_math500_gold_against_itself(math500: list[dict]) -> None:
 def test_math500_gold_against_itself_through_math_verify(math500: list[dict]) -> None:
     # Same round trip without the fast path, so math-verify's parse of every gold is exercised.
     golds = [r["answer"] for r in math500]
-    with ThreadPoolExecutor(max_workers=grading._POOL.size) as ex:  # all workers at once
+    with ThreadPoolExecutor(max_workers=verifier._POOL.size) as ex:  # all workers at once
         verdicts = list(ex.map(lambda g: verify_equivalent(g, g, timeout_s=30), golds))
     assert [g for g, v in zip(golds, verdicts) if v is not True] == []
 
@@ -286,7 +286,7 @@ def test_grading_from_threads_matches_main_thread() -> None:
 
 
 def test_timeout_returns_none_quickly_and_recovers() -> None:
-    grading.warmup()  # worker start-up is not part of the timeout
+    verifier.warmup()  # worker start-up is not part of the timeout
     t0 = time.monotonic()
     g = grade(f"the answer is {HOPELESS}", "5", timeout_s=1.0)
     elapsed = time.monotonic() - t0
@@ -297,7 +297,7 @@ def test_timeout_returns_none_quickly_and_recovers() -> None:
 
 
 def test_timeout_from_a_thread() -> None:
-    grading.warmup()
+    verifier.warmup()
     with ThreadPoolExecutor(max_workers=2) as ex:
         slow = ex.submit(grade, HOPELESS, "5", None, 1.0)
         fast = ex.submit(grade, r"\boxed{0.25}", r"\frac14", None, 30.0)
@@ -309,10 +309,10 @@ def test_timeout_from_a_thread() -> None:
 
 def test_shutdown_kills_workers_and_they_restart() -> None:
     assert grade(r"\boxed{0.5}", r"\frac12").correct is True
-    pids = grading._worker_pids()
+    pids = verifier._worker_pids()
     assert pids
-    grading.shutdown()
-    assert grading._worker_pids() == []
+    verifier.shutdown()
+    assert verifier._worker_pids() == []
     assert all(not _alive(p) for p in pids)
     assert grade(r"\boxed{0.5}", r"\frac12").correct is True
 
@@ -330,15 +330,15 @@ def test_no_worker_outlives_the_interpreter() -> None:
     script = textwrap.dedent(
         r"""
         import threading, time
-        from backend import grading
+        from backend.evaluation import grading, verifier
         threading.Thread(
             target=grading.grade, args=(r"\boxed{9^{9^{9^{9}}}}", "5", None, 600.0), daemon=True
         ).start()
         deadline = time.monotonic() + 60
-        while not grading._worker_pids() and time.monotonic() < deadline:
+        while not verifier._worker_pids() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
-        print(grading._worker_pids(), flush=True)
+        print(verifier._worker_pids(), flush=True)
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -355,13 +355,13 @@ def test_no_worker_outlives_the_interpreter() -> None:
 
 
 def _grade_in_child(q: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    q.put((grade(r"\boxed{0.5}", r"\frac12").correct, grading._worker_pids()))
-    grading.shutdown()
+    q.put((grade(r"\boxed{0.5}", r"\frac12").correct, verifier._worker_pids()))
+    verifier.shutdown()
 
 
 def test_forked_child_does_not_share_the_parents_workers() -> None:
-    grading.warmup()
-    parent_pids = grading._worker_pids()
+    verifier.warmup()
+    parent_pids = verifier._worker_pids()
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     p = ctx.Process(target=_grade_in_child, args=(q,))
@@ -370,5 +370,5 @@ def test_forked_child_does_not_share_the_parents_workers() -> None:
     p.join(timeout=30)
     assert correct is True
     assert child_pids and not set(child_pids) & set(parent_pids)
-    assert grading._worker_pids() == parent_pids and all(_alive(pid) for pid in parent_pids)
+    assert verifier._worker_pids() == parent_pids and all(_alive(pid) for pid in parent_pids)
     assert grade(r"\boxed{0.25}", r"\frac14").correct is True

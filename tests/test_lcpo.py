@@ -11,7 +11,8 @@ import pytest
 from safetensors.torch import load_file
 
 from backend.settings import REPO_ROOT
-from training.lcpo import ConfigError, LCPOConfig, config_from_dict, load_config, load_job, training_rows
+from training.config import ConfigError, LCPOConfig, config_from_dict, load_config, load_job
+from training.lcpo import training_rows
 
 BASE = REPO_ROOT / "models" / "tiny-r1-base"
 
@@ -129,7 +130,7 @@ def test_train_refuses_a_bad_job_with_one_line(tmp_path):
 
 
 def test_base_model_jobs_are_typed_and_checked(tmp_path):
-    from training.tiny_model import TinyBaseConfig
+    from training.tiny.job import TinyBaseConfig
 
     job = tmp_path / "base.yaml"
     job.write_text("job: tiny_base\nsteps: 10\nmax_minutes: 1\n")

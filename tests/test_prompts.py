@@ -1,6 +1,6 @@
 """The L1 prompt strings, byte for byte as in the L1 release's data scripts."""
 
-from backend import prompts
+from backend.controllers import prompts
 
 
 def test_l1_exact_prompt_bytes():

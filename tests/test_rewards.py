@@ -11,7 +11,6 @@ import doctest
 import pytest
 
 import training.rewards as rewards_module
-from training.arith import format_completion
 from training.rewards import (
     answer_after_thinking,
     completion_text,
@@ -21,6 +20,7 @@ from training.rewards import (
     make_lcpo_reward,
     max_reward,
 )
+from training.traces import format_completion
 
 # Completions in the tiny model's format: they start inside the thinking (the prompt opened <think>).
 RIGHT = format_completion("Let me compute step by step.\n37 + 48 = 85.\nSo the answer is 85.", 85)

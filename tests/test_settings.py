@@ -81,7 +81,7 @@ def test_readme_configuration_reference_is_current():
 
 
 def test_dataset_settings_make_the_dashboards_policy_and_the_shells():
-    from backend.datasets import DatasetPolicy
+    from backend.evaluation.datasets import DatasetPolicy
 
     settings = AppSettings(dataset_dirs="data/datasets, /srv/questions,", dataset_max_mb=2)
     web, shell = settings.dataset_policy(), settings.dataset_policy(any_path=True)

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from backend import prompts
-from backend.client import Sampling
-from backend.controllers import ControllerConfig, make_controller
-from backend.generation import LiveGeneration
+from backend.controllers import prompts
+from backend.controllers.config import ControllerConfig
+from backend.controllers.live import LiveGeneration
+from backend.controllers.registry import make_controller
+from backend.evaluation.arith import make_problems
+from backend.serving.sampling import Sampling
 from backend.settings import REPO_ROOT, AppSettings
 from tests.conftest import TINY_MODEL, run
-from training.arith import make_problems
-from training.lcpo import load_job
+from training.config import load_job
 
 MODELS = REPO_ROOT / "models"
 

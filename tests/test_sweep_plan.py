@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from backend.compare import InputError
-from backend.datasets import Question
-from backend.sweep import parse_sweep_request, plan_items, sample_seed, sweep_key
+from backend.errors import InputError
+from backend.evaluation.datasets import Question
+from backend.service.sweep_plan import parse_sweep_request, plan_items, sample_seed, sweep_key
 from store import queries
 from store.summary import run_summary
 from store.writer import StoreConfig, StoreWriter
@@ -109,12 +109,13 @@ def test_rows_count_as_done_only_once_the_store_has_them(tmp_path):
     import asyncio
     from types import SimpleNamespace
 
-    from backend.sweep import SweepProgress, _ModelWorker
+    from backend.service.sweep_plan import SweepProgress
+    from backend.service.sweep_worker import ModelWorker
 
     store = StoreWriter(StoreConfig(tmp_path / "closed.duckdb"))
     store.close()  # a real store that refuses every write
     progress = SweepProgress("r", total=3, output_tokens=30)
-    worker = _ModelWorker(SimpleNamespace(store=store), None, 8, None, None, progress, lambda p: None)
+    worker = ModelWorker(SimpleNamespace(store=store), None, 8, None, None, progress, lambda p: None)
     worker.rows = [{"total_tokens": 10}, {"total_tokens": 20}]
     asyncio.run(worker._flush())
     assert (progress.done, progress.failed, progress.output_tokens, progress.complete) == (0, 2, 0, 0)
@@ -128,12 +129,13 @@ def test_rows_finished_while_a_flush_waits_for_the_store_are_all_stored(tmp_path
     import threading
     from types import SimpleNamespace
 
-    from backend.sweep import FLUSH_EVERY_S, SweepProgress, _ModelWorker
+    from backend.service.sweep_plan import SweepProgress
+    from backend.service.sweep_worker import FLUSH_EVERY_S, ModelWorker
     from tests.test_store import block_writer, make_row
 
     store = StoreWriter(StoreConfig(tmp_path / "slow.duckdb"))
     progress = SweepProgress("r", total=2)
-    worker = _ModelWorker(SimpleNamespace(store=store), None, 2, None, None, progress, lambda p: None)
+    worker = ModelWorker(SimpleNamespace(store=store), None, 2, None, None, progress, lambda p: None)
 
     async def generate(item, session):  # stands in for the engine: one fast item, one that ends mid-flush
         if item == "slow":

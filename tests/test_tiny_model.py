@@ -10,15 +10,13 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from backend.prompts import chat_messages, l1_exact_prompt
-from training.arith import format_completion, make_problems, make_trace
-from training.tiny_model import (
-    build_untrained,
-    encode_example,
-    make_example,
-    parse_output,
-    prompt_text,
-)
+from backend.controllers.prompts import chat_messages, l1_exact_prompt
+from backend.evaluation.arith import make_problems
+from training.tiny.data import make_example
+from training.tiny.evaluate import parse_output
+from training.tiny.job import build_untrained
+from training.tiny.tokenizer import encode_example, prompt_text
+from training.traces import format_completion, make_trace
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,15 @@ import sys
 import pytest
 from gradio_client import Client
 
-from backend import jobs as disk
-from backend.models import ModelRegistry
+from backend.jobs import disk
+from backend.serving.registry import ModelRegistry
 from backend.settings import REPO_ROOT
-from backend.training_jobs import form_defaults
 from store import training as store_training
 from tests.conftest import free_port, wait_for
 from tests.test_browser import ARGS, CHROMIUM
 from tests.test_serve_cli import _up, run_time_dirs
 from tests.test_training_jobs import TINY_JOB
+from training.jobs import form_defaults
 from ui.train_tab import FORM_FIELDS, JOB_INPUTS
 
 pytestmark = pytest.mark.engine

@@ -13,13 +13,15 @@ import threading
 
 import pytest
 
-from backend import jobs as disk
-from backend.models import ModelRegistry
+from backend.evaluation.datasets import DatasetPolicy
+from backend.jobs import disk
+from backend.jobs.scheduler import JobsConfig, JobStateError, TrainingJobs
+from backend.serving.registry import ModelRegistry
 from backend.settings import REPO_ROOT
-from backend.training_jobs import JobInputError, JobsConfig, JobStateError, TrainingJobs, parse_job_request
 from store import training as store_training
 from store.writer import StoreConfig, StoreWriter
 from tests.conftest import wait_for
+from training.jobs import JobInputError, parse_job_request
 
 # About 15 s a job on 2 cores, most of it imports: 2 GRPO steps of 8 short completions.
 TINY_JOB = {
@@ -32,7 +34,7 @@ TINY_JOB = {
 def make_jobs(root, store, poll_s=0.3) -> TrainingJobs:
     trained = root / "trained"
     command = (sys.executable, str(REPO_ROOT / "app.py"), "train", "--models-dir", str(REPO_ROOT / "models"), "--trained-models-dir", str(trained))
-    config = JobsConfig(root / "jobs", root / "scheduler.sqlite", trained, command, poll_s)
+    config = JobsConfig(root / "jobs", root / "scheduler.sqlite", trained, command, poll_s, DatasetPolicy(roots=()))
     return TrainingJobs(config, store, ModelRegistry(REPO_ROOT / "models", (trained,)))
 
 
@@ -96,7 +98,6 @@ def test_bad_requests_are_refused_field_by_field_and_nothing_is_scheduled(jobs):
 
 
 def test_a_dataset_file_from_a_request_must_be_one_the_policy_allows_and_is_named_by_its_checked_path(tmp_path):
-    from backend.datasets import DatasetPolicy
 
     (tmp_path / "datasets").mkdir()
     (tmp_path / "datasets" / "train.jsonl").write_text('{"question": "Compute 1 + 1.", "answer": "2"}\n')

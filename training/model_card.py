@@ -1,6 +1,7 @@
-"""Model cards (README.md) for LCPO models: the recipe, the job's numbers, the measured quality.
+"""Model cards (README.md): the tiny base model's, and the LCPO models' (recipe, numbers, measured quality).
 
-`write_lcpo_card` is called when an LCPO job finishes; it writes what the job knows (config,
+`write_base_card` is called when the tiny base model's job (`training.tiny.job`) finishes or is
+checked in vLLM: what it is, how it was made, its quick eval. `write_lcpo_card` is called when an LCPO job finishes; it writes what the job knows (config,
 warm start, GRPO metrics, time) and keeps the block between ``<!-- quality:start -->`` and
 ``<!-- quality:end -->`` of an existing card, which ``bench/tiny_l1_quality.py --write-card``
 fills with measured numbers. So retraining never erases a measurement silently: the old one
@@ -97,3 +98,92 @@ def write_lcpo_card(model_dir: Path, job_dir: Path, config: dict[str, Any], comm
         lines.append(f"- job wall time (warm start and GRPO, from the job's last start to this card): {time.time() - config_file.stat().st_mtime:.0f} s")
     lines += ["", "## Measured quality", "", quality_block(existing), ""]
     (model_dir / "README.md").write_text("\n".join(lines))
+
+
+def write_base_card(out: Path, summary: dict) -> None:
+    """``out/README.md`` of the tiny base model: what it is, how it was made, the quick eval (and the vLLM check)."""
+    lines = _base_intro() + _base_recipe(summary) + _base_eval(summary)
+    if "vllm_check" in summary:
+        lines += _base_vllm(summary["vllm_check"])
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def _base_intro() -> list[str]:
+    return [
+        "# tiny-r1-base",
+        "",
+        "A tiny Qwen2 \"reasoning\" model trained from scratch on CPU on budgetlab's built-in arithmetic",
+        "suite (`backend/evaluation/arith.py`, dataset `arith`), by `training/tiny/`: the base that the",
+        "LCPO model `l1-tiny` is trained from, and the model the `s1` baseline runs on. It thinks inside",
+        "`<think> ... </think>` (the chat template's generation prompt opens `<think>\\n`, as",
+        "DeepSeek-R1-Distill's does) and answers `The answer is \\boxed{N}.` (or `Final Answer: \\boxed{N}`,",
+        "the opening s1 forces). Its traces come in four styles of very different lengths (terse / brief /",
+        "steps / checked, see `training/traces.py`), and only the worked ones are reliable; it was not taught",
+        "to obey a thinking budget (that is what LCPO adds).",
+        "",
+    ]
+
+
+def _base_recipe(summary: dict) -> list[str]:
+    tr = summary["train"]
+    return [
+        "## How it was made",
+        "",
+        "```",
+        summary["command"],
+        "```",
+        "",
+        f"- seed: {summary['seed']}",
+        f"- parameters: {summary['parameters']:,} ({summary['shape']})",
+        f"- vocabulary: {summary['tokenizer_size']} tokens (byte-level BPE, digits split), model vocab {summary['vocab_size']}",
+        f"- weights: {summary['weights_dtype']} safetensors, {summary['weights_bytes'] / 1e6:.1f} MB",
+        (f"- training: {tr['steps_done']} steps, {tr['train_tokens']:,} tokens, {tr['train_seconds']:.0f} s "
+         f"on {summary['threads']} CPU threads (shared machine), stopped by {tr['stopped_by']}; final loss {tr['final_loss']}"),
+        f"- total time (tokenizer + training + eval): {summary['total_seconds']:.0f} s",
+        f"- token ids: {summary['token_ids']}",
+        "",
+    ]
+
+
+def _base_eval(summary: dict) -> list[str]:
+    ev = summary["eval_greedy"]
+    lines = [
+        "## Quick eval",
+        "",
+        f"{ev['problems']} fresh problems (seed {ev['problem_seed']}), base prompt, {ev['decoding']} decoding with transformers `generate`:",
+        "",
+        f"- format (`</think>` then `\\boxed{{...}}`): {ev['format_rate']:.0%}",
+        f"- accuracy: {ev['accuracy']:.0%} (1-2 ops: {ev['accuracy_1_2_ops']}, 5-6 ops: {ev['accuracy_5_6_ops']})",
+        f"- accuracy by number of operations: {ev['accuracy_by_ops']}",
+        f"- thinking tokens: mean {ev['mean_think_tokens']}, min {ev['min_think_tokens']}, max {ev['max_think_tokens']}",
+        f"- by style: {ev['by_style']}",
+    ]
+    if "eval_sampled" in summary:
+        es = summary["eval_sampled"]
+        lines += ["", (f"Same problems, {es['decoding']}: format {es['format_rate']:.0%}, accuracy {es['accuracy']:.0%}, "
+                       f"thinking tokens mean {es['mean_think_tokens']} (min {es['min_think_tokens']}, "
+                       f"max {es['max_think_tokens']}), by style: {es['by_style']}")]
+    if "eval_forced_style" in summary:
+        lines += ["", "Same problems, greedy, with each style's opening prefilled in the think block:", "",
+                  "| style | format | accuracy | 1-2 ops | 5-6 ops | mean thinking tokens |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {style} | {e['format_rate']:.0%} | {e['accuracy']:.0%} | {e['accuracy_1_2_ops']} | {e['accuracy_5_6_ops']} | {e['mean_think_tokens']} |"
+                  for style, e in summary["eval_forced_style"].items()]
+    return lines
+
+
+def _base_vllm(vc: dict) -> list[str]:
+    return [
+        "",
+        "## Served by vLLM",
+        "",
+        (f"vLLM {vc['vllm']} on CPU (`LLM(model=..., max_model_len=2048, enforce_eager=True)`, "
+         "`VLLM_CPU_KVCACHE_SPACE=1`, weights cast to bf16 by vLLM), chat template applied, "
+         f"temperature 0.6, {vc['problems']} problems: format {vc['format_rate']:.0%}, "
+         f"`</think>` a single id ({vc['think_end_id']}) in the output token ids "
+         f"{vc['think_end_single_id_rate']:.0%}, accuracy {vc['accuracy']:.0%}; greedy on the same "
+         f"problems (those of the quick eval): accuracy {vc['greedy_accuracy']:.0%}. Example output:"),
+        "",
+        "```",
+        vc["example"],
+        "```",
+    ]

@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Mapping, Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from backend.grading import grade
-from backend.prompts import THINK_END
+from backend.controllers.prompts import THINK_END
+from backend.evaluation.grading import grade
 
 __all__ = [
     "DEFAULT_ALPHA",

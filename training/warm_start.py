@@ -44,11 +44,11 @@ def sample_with_vllm(model: str, questions: list[dict[str, str]], per_problem: i
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from vllm import LLM, SamplingParams
 
-    from backend import prompts
-    from backend.engine import cpu_flags, resolve_dtype
+    from backend.controllers import prompts
+    from backend.serving.engine import cpu_flags, resolve_dtype
 
     on_cpu = _on_cpu()
-    # No chunked prefill on CPU: seeded requests crash vLLM's CPU sampler with it (as in backend/engine.py).
+    # No chunked prefill on CPU: seeded requests crash vLLM's CPU sampler with it (as in backend/serving/local.py).
     llm = LLM(model=model, enforce_eager=True, seed=seed, dtype=resolve_dtype("auto", "cpu" if on_cpu else "gpu", cpu_flags()),
               enable_chunked_prefill=not on_cpu)
     tokenizer = llm.get_tokenizer()
@@ -64,7 +64,7 @@ def sample_with_vllm(model: str, questions: list[dict[str, str]], per_problem: i
 
 def chat_prompt_ids(tokenizer, user_text: str) -> list[int]:
     """Token ids of the chat prompt (generation prompt included) for one user message."""
-    from backend import prompts
+    from backend.controllers import prompts
 
     ids = tokenizer.apply_chat_template(prompts.chat_messages(user_text), add_generation_prompt=True, tokenize=True)
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
@@ -103,7 +103,7 @@ def relabel(samples: list[dict[str, Any]], mode: str, n_min: int, n_max: int, rn
     target drawn uniformly in [n, ``max_slack`` * n] (a wrong one's below the shortest correct
     length), raised to ``n_min`` (a shorter completion obeys a larger maximum): the larger the
     slack, the further below N the model learns to keep."""
-    from backend import prompts
+    from backend.controllers import prompts
     from training.rewards import answer_after_thinking, is_correct
 
     formed = []
@@ -184,7 +184,8 @@ def warm_start(config, questions: list[dict[str, str]]) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.tiny_model import padded_batches, train
+    from training.tiny.data import padded_batches
+    from training.tiny.sft import train
 
     out = Path(config.output_dir) / "warm_start"
     if (out / SUMMARY_FILE).exists():
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.questions:
         questions = json.loads(Path(args.questions).read_text())
     else:
-        from training.arith import make_problems
+        from backend.evaluation.arith import make_problems
 
         questions = [{"question": p.question, "gold": str(p.answer)} for p in make_problems(1, args.problems)]
     sample_with_vllm(args.model, questions, args.per_problem, args.temperature, args.max_tokens, args.seed, Path(args.out))

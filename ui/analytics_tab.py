@@ -4,22 +4,20 @@ thinking to pay for.
 `build_analytics_tab(service, jobs, export_dir)` adds the tab. One set of filters (model,
 controller, dataset, run, budget range) drives every view: accuracy against tokens, accuracy
 against cost with the Pareto frontier and a recommender, length adherence, keywords, thinking
-against answer tokens, and the fine-tunes' training curves. Handlers call `store.analytics` (the
-SQL) and `backend.analytics` (prices, frontier); the charts come from `ui.charts`.
+against answer tokens, and the fine-tunes' training curves. Handlers ask the service's
+`Analytics` (`backend.service.analytics`: the aggregates, priced) and draw with `ui.charts`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from backend.analytics import KEYWORD_CATEGORIES, KEYWORDS_VERSION, Price, parse_prices, pareto_frontier, priced, recommend, recommendation_text
-from backend.service import Budgetlab
-from backend.training_jobs import TrainingJobs
-from store import analytics, queries
-from store.analytics import Filters
+from backend.jobs.scheduler import TrainingJobs
+from backend.service.analytics import Analytics, AnalyticsView, filters_from_form
+from backend.service.budgetlab import Budgetlab
 from ui import charts
 
 AGGREGATE_COLUMNS = ("model", "controller", "budget", "n", "accuracy", "accuracy_low", "accuracy_high", "mean_tokens",
@@ -27,39 +25,31 @@ AGGREGATE_COLUMNS = ("model", "controller", "budget", "n", "accuracy", "accuracy
 GENERATION_COLUMNS = ("gen_id", "run_id", "model", "controller", "budget", "total_tokens", "correct", "question")
 
 
+@dataclass
+class _Views:
+    """The output components of every view, in the order `_draw` fills them."""
+
+    status: gr.Markdown
+    recommendation: gr.Markdown
+    tradeoff: gr.Plot
+    cost: gr.Plot
+    adherence: gr.Plot
+    thinking: gr.Plot
+    keywords: gr.Plot
+    aggregates: gr.Dataframe
+    generations: gr.Dataframe
+
+    def outputs(self) -> list:
+        return list(vars(self).values())
+
+
 def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path) -> None:
-    default_price = Price(service.price_in_per_m, service.price_out_per_m)
-    with service.store.reader() as cur:
-        options = analytics.filter_options(cur)
+    analytics = service.analytics
     with gr.Tab("Analytics", id="analytics") as tab:
-        with gr.Row():
-            # Custom values allowed: a script may name a run that the page has not listed yet.
-            pick = {"multiselect": True, "allow_custom_value": True}
-            models = gr.Dropdown(label="Models", choices=options["models"], elem_id="bl-an-models", **pick)
-            controllers = gr.Dropdown(label="Controllers", choices=options["controllers"], elem_id="bl-an-controllers", **pick)
-            datasets = gr.Dropdown(label="Datasets", choices=options["datasets"], elem_id="bl-an-datasets", **pick)
-            runs = gr.Dropdown(label="Runs", choices=options["runs"], elem_id="bl-an-runs", **pick)
-        with gr.Row():
-            budget_min = gr.Number(label="Budget from (0: any)", value=0, precision=0, minimum=0, elem_id="bl-an-budget-min")
-            budget_max = gr.Number(label="Budget to (0: any)", value=0, precision=0, minimum=0, elem_id="bl-an-budget-max")
-            log_tokens = gr.Checkbox(label="Log token axis", value=False, elem_id="bl-an-log")
-            target = gr.Slider(label="Target accuracy (%)", minimum=0, maximum=100, step=1, value=80, elem_id="bl-an-target")
-            refresh = gr.Button("Refresh", variant="primary", elem_id="bl-an-refresh")
+        filters, log_tokens, target, refresh = _filter_controls(analytics.filter_options())
         with gr.Accordion("Prices per model ($ per 1M tokens; empty: the defaults)", open=False):
             prices = gr.Dataframe(headers=["model", "$ per 1M input", "$ per 1M output"], value=[], interactive=True, column_count=(3, "fixed"), elem_id="bl-an-prices")
-        status = gr.Markdown("", elem_id="bl-an-status")
-        recommendation = gr.Markdown("", elem_id="bl-an-recommendation")
-        with gr.Row():
-            tradeoff_plot = gr.Plot(label="Accuracy against tokens", elem_id="bl-an-tradeoff")
-            cost_plot = gr.Plot(label="Accuracy against cost", elem_id="bl-an-cost")
-        with gr.Row():
-            adherence_plot = gr.Plot(label="Length adherence", elem_id="bl-an-adherence")
-            thinking_plot = gr.Plot(label="Thinking and answer tokens", elem_id="bl-an-thinking")
-        keyword_plot = gr.Plot(label="Keywords", elem_id="bl-an-keywords")
-        aggregates = gr.Dataframe(headers=list(AGGREGATE_COLUMNS), label="Aggregates per (model, controller, budget)", interactive=False, elem_id="bl-an-aggregates")
-        # Not in an accordion: a Dataframe filled while folded away shows no rows when unfolded.
-        gr.Markdown("#### Generations: open one, or export the filtered ones")
-        generations = gr.Dataframe(headers=list(GENERATION_COLUMNS), label="Newest 50 under the filters (select a row to open it)", interactive=False, elem_id="bl-an-generations")
+        views = _view_components()
         opened = gr.Markdown("", elem_id="bl-an-opened")
         with gr.Row():
             export_csv = gr.Button("Export CSV", elem_id="bl-an-export-csv")
@@ -69,79 +59,101 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
             job = gr.Dropdown(label="Fine-tune job", choices=[], elem_id="bl-an-job")
             curves = gr.Plot(label="Training curves", elem_id="bl-an-curves")
 
-        filter_inputs = [models, controllers, datasets, runs, budget_min, budget_max]
+        def draw(*values):
+            return _draw(analytics, *values)
 
-        def views(models, controllers, datasets, runs, budget_min, budget_max, log_tokens, target, price_rows):
-            try:
-                filters = _filters(models, controllers, datasets, runs, budget_min, budget_max)
-                price_table = parse_prices(_table_rows(price_rows), default_price)
-            except ValueError as exc:
-                return (f"**Not shown**: {exc}", *[gr.skip()] * 8)
-            with service.store.reader() as cur:
-                points = analytics.tradeoff(cur, filters)
-                spread = analytics.adherence(cur, filters)
-                words = analytics.keyword_rates(cur, filters, KEYWORD_CATEGORIES, KEYWORDS_VERSION)
-                recent = analytics.list_generations(cur, filters)
-            costed = priced(points, price_table, default_price)
-            best = recommend(costed, target / 100.0)
-            generations_total = sum(p["n"] for p in points)
-            return (f"{generations_total:,} generations in {len(points)} (model, controller, budget) groups.",
-                    recommendation_text(best, target / 100.0, costed),
-                    charts.tradeoff_chart(points, bool(log_tokens)), charts.cost_chart(costed, pareto_frontier(costed)),
-                    charts.adherence_chart(spread), charts.thinking_answer_chart(points), charts.keyword_chart(words),
-                    _aggregate_rows(costed, spread), [_generation_row(g) for g in recent])
-
-        view_outputs = [status, recommendation, tradeoff_plot, cost_plot, adherence_plot, thinking_plot, keyword_plot, aggregates, generations]
-        view_inputs = [*filter_inputs, log_tokens, target, prices]
-        refresh.click(views, inputs=view_inputs, outputs=view_outputs, api_visibility="private")
+        view_inputs = [*filters, log_tokens, target, prices]
+        refresh.click(draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private")
         for control in (log_tokens, target):
-            control.change(views, inputs=view_inputs, outputs=view_outputs, api_visibility="private")
+            control.change(draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private")
 
         def choices(price_rows):
-            with service.store.reader() as cur:
-                options = analytics.filter_options(cur)
+            options = analytics.filter_options()
             known = {row[0] for row in _table_rows(price_rows) if row and row[0]}
-            rows = _table_rows(price_rows) + [[m, default_price.input_per_m, default_price.output_per_m] for m in options["models"] if m not in known]
+            default = analytics.default_price
+            rows = _table_rows(price_rows) + [[m, default.input_per_m, default.output_per_m] for m in options["models"] if m not in known]
             job_choices = [(f"{j.get('name')} · {j.get('job_id')}", j["job_id"]) for j in jobs.jobs() if j.get("state") != "recurring"]
-            return (gr.update(choices=options["models"]), gr.update(choices=options["controllers"]), gr.update(choices=options["datasets"]),
-                    gr.update(choices=options["runs"]), rows, gr.update(choices=job_choices))
+            return (*(gr.update(choices=options[key]) for key in ("models", "controllers", "datasets", "runs")), rows, gr.update(choices=job_choices))
 
         # Opening the tab refreshes what the filters offer, then every view.
-        tab.select(choices, inputs=prices, outputs=[models, controllers, datasets, runs, prices, job], api_visibility="private").then(
-            views, inputs=view_inputs, outputs=view_outputs, api_visibility="private")
+        tab.select(choices, inputs=prices, outputs=[*filters[:4], prices, job], api_visibility="private").then(
+            draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private")
 
-        def open_generation(evt: gr.SelectData, table):
-            gen_id = _selected_gen_id(evt, table)
-            if not gen_id:
-                return ""
-            with service.store.reader() as cur:
-                generation = queries.get_generation(cur, gen_id)
-            return _generation_markdown(generation) if generation else f"no generation {gen_id}"
+        def open_generation(evt: gr.SelectData, table) -> str:  # the annotation is how Gradio passes the selection
+            return _open_generation(analytics, evt, table)
 
-        generations.select(open_generation, inputs=generations, outputs=opened, api_visibility="private")
-
-        def export(file_format: str):
-            def handler(*values):
-                try:
-                    filters = _filters(*values)
-                except ValueError as exc:
-                    raise gr.Error(str(exc)) from None
-                export_dir.mkdir(parents=True, exist_ok=True)
-                path = export_dir / f"generations-{dt.datetime.now():%Y%m%d-%H%M%S}.{file_format}"
-                with service.store.reader() as cur:
-                    analytics.export_generations(cur, filters, path, file_format)
-                return str(path)
-            return handler
-
-        export_csv.click(export("csv"), inputs=filter_inputs, outputs=exported, api_name="export_csv")
-        export_parquet.click(export("parquet"), inputs=filter_inputs, outputs=exported, api_name="export_parquet")
-        job.change(lambda job_id: charts.training_curves_chart(jobs.metrics(job_id), job_id) if job_id else None, inputs=job, outputs=curves, api_visibility="private")
+        views.generations.select(open_generation, inputs=views.generations, outputs=opened, api_visibility="private")
+        export_csv.click(_exporter(analytics, export_dir, "csv"), inputs=filters, outputs=exported, api_name="export_csv")
+        export_parquet.click(_exporter(analytics, export_dir, "parquet"), inputs=filters, outputs=exported, api_name="export_parquet")
+        job.change(lambda job_id: charts.training_curves_chart(jobs.metrics(job_id), job_id) if job_id else None, inputs=job, outputs=curves,
+                   api_visibility="private")
 
 
-def _filters(models, controllers, datasets, runs, budget_min, budget_max) -> Filters:
-    # An empty number box arrives as 0: 0 means no bound (budgets are positive).
-    return Filters(tuple(models or ()), tuple(controllers or ()), tuple(datasets or ()), tuple(runs or ()),
-                   int(budget_min) if budget_min else None, int(budget_max) if budget_max else None)
+def _filter_controls(options: dict) -> tuple[list, gr.Checkbox, gr.Slider, gr.Button]:
+    """The filters (models, controllers, datasets, runs, budget from, budget to), the log-axis box,
+    the target accuracy and the refresh button."""
+    with gr.Row():
+        # Custom values allowed: a script may name a run that the page has not listed yet.
+        pick = {"multiselect": True, "allow_custom_value": True}
+        models = gr.Dropdown(label="Models", choices=options["models"], elem_id="bl-an-models", **pick)
+        controllers = gr.Dropdown(label="Controllers", choices=options["controllers"], elem_id="bl-an-controllers", **pick)
+        datasets = gr.Dropdown(label="Datasets", choices=options["datasets"], elem_id="bl-an-datasets", **pick)
+        runs = gr.Dropdown(label="Runs", choices=options["runs"], elem_id="bl-an-runs", **pick)
+    with gr.Row():
+        budget_min = gr.Number(label="Budget from (0: any)", value=0, precision=0, minimum=0, elem_id="bl-an-budget-min")
+        budget_max = gr.Number(label="Budget to (0: any)", value=0, precision=0, minimum=0, elem_id="bl-an-budget-max")
+        log_tokens = gr.Checkbox(label="Log token axis", value=False, elem_id="bl-an-log")
+        target = gr.Slider(label="Target accuracy (%)", minimum=0, maximum=100, step=1, value=80, elem_id="bl-an-target")
+        refresh = gr.Button("Refresh", variant="primary", elem_id="bl-an-refresh")
+    return [models, controllers, datasets, runs, budget_min, budget_max], log_tokens, target, refresh
+
+
+def _view_components() -> _Views:
+    status = gr.Markdown("", elem_id="bl-an-status")
+    recommendation = gr.Markdown("", elem_id="bl-an-recommendation")
+    with gr.Row():
+        tradeoff = gr.Plot(label="Accuracy against tokens", elem_id="bl-an-tradeoff")
+        cost = gr.Plot(label="Accuracy against cost", elem_id="bl-an-cost")
+    with gr.Row():
+        adherence = gr.Plot(label="Length adherence", elem_id="bl-an-adherence")
+        thinking = gr.Plot(label="Thinking and answer tokens", elem_id="bl-an-thinking")
+    keywords = gr.Plot(label="Keywords", elem_id="bl-an-keywords")
+    aggregates = gr.Dataframe(headers=list(AGGREGATE_COLUMNS), label="Aggregates per (model, controller, budget)", interactive=False, elem_id="bl-an-aggregates")
+    # Not in an accordion: a Dataframe filled while folded away shows no rows when unfolded.
+    gr.Markdown("#### Generations: open one, or export the filtered ones")
+    generations = gr.Dataframe(headers=list(GENERATION_COLUMNS), label="Newest 50 under the filters (select a row to open it)", interactive=False, elem_id="bl-an-generations")
+    return _Views(status, recommendation, tradeoff, cost, adherence, thinking, keywords, aggregates, generations)
+
+
+def _draw(analytics: Analytics, models, controllers, datasets, runs, budget_min, budget_max, log_tokens, target, price_rows):
+    try:
+        filters = filters_from_form(models, controllers, datasets, runs, budget_min, budget_max)
+        prices = analytics.prices(_table_rows(price_rows))
+    except ValueError as exc:
+        return (f"**Not shown**: {exc}", *[gr.skip()] * 8)
+    view: AnalyticsView = analytics.view(filters, prices, target / 100.0)
+    return (f"{view.generations:,} generations in {len(view.points)} (model, controller, budget) groups.", view.recommendation,
+            charts.tradeoff_chart(view.points, bool(log_tokens)), charts.cost_chart(view.costed, view.frontier),
+            charts.adherence_chart(view.spread), charts.thinking_answer_chart(view.points), charts.keyword_chart(view.keywords),
+            _aggregate_rows(view.costed, view.spread), [_generation_row(g) for g in view.recent])
+
+
+def _exporter(analytics: Analytics, export_dir: Path, file_format: str):
+    def export(*filter_values) -> str:
+        try:
+            filters = filters_from_form(*filter_values)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return str(analytics.export(filters, export_dir, file_format))
+    return export
+
+
+def _open_generation(analytics: Analytics, evt: gr.SelectData, table) -> str:
+    gen_id = _selected_gen_id(evt, table)
+    if not gen_id:
+        return ""
+    generation = analytics.generation(gen_id)
+    return _generation_markdown(generation) if generation else f"no generation {gen_id}"
 
 
 def _table_rows(value) -> list[list]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from backend.engine import State
-from backend.service import Budgetlab
-from backend.training_jobs import TrainingJobs
+from backend.jobs.scheduler import TrainingJobs
+from backend.service.budgetlab import Budgetlab
+from backend.serving.engine import State
 from ui.analytics_tab import build_analytics_tab
 from ui.compare_tab import build_compare_tab
 from ui.render import CSS
@@ -34,7 +34,7 @@ def engine_status_markdown(service: Budgetlab) -> str:
     return text
 
 
-def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurrency_limit: int = 32, sweep_concurrency: int = 128) -> gr.Blocks:
+def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurrency_limit: int = 32) -> gr.Blocks:
     """`export_dir`: the only folder the Analytics tab writes its exports into."""
     with gr.Blocks(title="budgetlab", analytics_enabled=False) as demo:
         gr.Markdown("# budgetlab\nMake a reasoning model think for as many tokens as you ask, and see what that buys.")
@@ -43,8 +43,8 @@ def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurre
         timer.tick(lambda: engine_status_markdown(service), outputs=engine_status, api_visibility="private", queue=False)
         with gr.Tabs() as tabs:
             build_compare_tab(service, concurrency_limit)
-            build_sweep_tab(service, sweep_concurrency)
-            train_timer = build_train_tab(jobs, service.registry)
+            build_sweep_tab(service)
+            train_timer = build_train_tab(jobs)
             build_analytics_tab(service, jobs, export_dir)
         # The job list polls only while the Train tab is shown.
         tabs.select(_train_tab_shown, outputs=train_timer, api_visibility="private", queue=False)

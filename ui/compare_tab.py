@@ -1,8 +1,8 @@
 """The Compare tab: one question, several budgets and controllers, side by side, live.
 
 `build_compare_tab(service)` adds the tab to the enclosing Blocks. Handlers
-are thin: they parse input with backend.compare, stream from the service, and
-render with ui.render. The same comparison is the named API endpoint
+are thin: they parse input with backend.service.compare, stream from the service,
+and render with ui.render. The same comparison is the named API endpoint
 ``/compare`` (JSON in, JSON out) for scripts driving the app with gradio_client.
 """
 
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from backend.compare import InputError, estimate_cost, parse_compare_request
-from backend.controllers import CONTROLLERS
-from backend.engine import EngineUnavailable
-from backend.examples import builtin_examples
-from backend.service import Budgetlab
+from backend.controllers.registry import CONTROLLERS
+from backend.errors import InputError
+from backend.evaluation.costs import estimate_cost
+from backend.service.budgetlab import Budgetlab
+from backend.service.compare import parse_compare_request
+from backend.service.examples import builtin_examples
+from backend.serving.engine import EngineUnavailable
 from ui.render import render_columns
 
 DEFAULT_CONTROLLERS = ["l1_exact", "s1", "hard_cap"]
@@ -22,7 +24,7 @@ DEFAULT_CONTROLLERS = ["l1_exact", "s1", "hard_cap"]
 
 def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
     examples = builtin_examples()
-    default_spec = _default_spec(service)
+    default_spec = service.suggested_budgets()
     with gr.Tab("Compare", id="compare") as tab:
         with gr.Row():
             with gr.Column(scale=3):
@@ -40,8 +42,8 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                 )
                 with gr.Row():
                     seed = gr.Textbox(label="Seed (empty: random)", value="", elem_id="bl-seed")
-                    price_in = gr.Number(label="$ per 1M input tokens", value=service.price_in_per_m, minimum=0)
-                    price_out = gr.Number(label="$ per 1M output tokens", value=service.price_out_per_m, minimum=0)
+                    price_in = gr.Number(label="$ per 1M input tokens", value=service.price.input_per_m, minimum=0)
+                    price_out = gr.Number(label="$ per 1M output tokens", value=service.price.output_per_m, minimum=0)
                 run = gr.Button("Compare", variant="primary", elem_id="bl-run")
         status = gr.Markdown("", elem_id="bl-compare-status")
         cards = gr.HTML(render_columns([]), elem_id="bl-cards")
@@ -93,10 +95,3 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                 raise gr.Error(str(exc)) from None
 
         gr.api(compare, api_name="compare", concurrency_limit=concurrency_limit)
-
-
-def _default_spec(service: Budgetlab) -> tuple[int, ...]:
-    try:
-        return service.resolve_model(service.default_model).budgets
-    except InputError:
-        return (64, 128, 256, 512)

@@ -107,7 +107,7 @@ def render_status(message: str, error: str | None = None) -> str:
 
 
 def render_sweep_progress(progress, error: str | None = None) -> str:
-    """A bar and a line of counts for a `backend.sweep.SweepProgress` (None: nothing started)."""
+    """A bar and a line of counts for a `backend.service.sweep_plan.SweepProgress` (None: nothing started)."""
     if progress is None:
         body = "No sweep running." if error is None else ""
         return f'<div class="bl-progress" id="bl-sweep-state" data-state="{"error" if error else "idle"}">{body}{_error_line(error)}</div>'

@@ -1,7 +1,7 @@
 """The Sweep tab: the paper's evaluation from a form, with a live progress bar and a results table.
 
 `build_sweep_tab(service)` adds the tab to the enclosing Blocks. The handler parses the form with
-backend.sweep, runs `run_sweep` as a task and shows its progress twice a second; Stop cancels it
+backend.service.sweep_plan, runs the service's sweep as a task and shows its progress twice a second; Stop cancels it
 (what finished is stored, and the same run name resumes it). The same sweep is the named API
 endpoint ``/sweep`` (form values in, the summary as JSON out).
 """
@@ -12,20 +12,20 @@ import asyncio
 
 import gradio as gr
 
-from backend.compare import InputError
-from backend.controllers import CONTROLLERS
-from backend.datasets import BUILTIN_DATASETS
-from backend.engine import EngineUnavailable
-from backend.service import Budgetlab
-from backend.sweep import SweepProgress, parse_sweep_request, run_sweep
+from backend.controllers.registry import CONTROLLERS
+from backend.errors import InputError
+from backend.evaluation.datasets import BUILTIN_DATASETS
+from backend.service.budgetlab import Budgetlab
+from backend.service.sweep_plan import SweepProgress, parse_sweep_request
+from backend.serving.engine import EngineUnavailable
 from ui.render import SUMMARY_COLUMNS, render_sweep_progress, summary_rows
 
 DEFAULT_CONTROLLERS = ["l1_exact", "l1_max", "s1"]
 REFRESH_S = 0.5
 
 
-def build_sweep_tab(service: Budgetlab, concurrency: int) -> None:
-    budgets_default = _default_budgets(service)
+def build_sweep_tab(service: Budgetlab) -> None:
+    budgets_default = service.suggested_budgets()
     with gr.Tab("Sweep", id="sweep") as tab:
         with gr.Row():
             with gr.Column(scale=3):
@@ -44,7 +44,7 @@ def build_sweep_tab(service: Budgetlab, concurrency: int) -> None:
                     samples = gr.Number(label="Samples per question", value=1, precision=0, minimum=1, elem_id="bl-sweep-samples")
                 with gr.Row():
                     seed = gr.Number(label="Seed", value=0, precision=0, elem_id="bl-sweep-seed")
-                    parallel = gr.Number(label="Requests at once", value=concurrency, precision=0, minimum=1, elem_id="bl-sweep-concurrency")
+                    parallel = gr.Number(label="Requests at once", value=service.sweep_concurrency, precision=0, minimum=1, elem_id="bl-sweep-concurrency")
                 run_name = gr.Textbox(label="Run name (empty: automatic; an existing name resumes that run)", value="", elem_id="bl-sweep-run")
                 skip_bad = gr.Checkbox(label="Skip malformed records instead of refusing the file", value=False)
                 with gr.Row():
@@ -64,7 +64,7 @@ def build_sweep_tab(service: Budgetlab, concurrency: int) -> None:
                 yield render_sweep_progress(None, error=str(exc)), gr.skip(), gr.skip()
                 return
             latest: list[SweepProgress] = []
-            task = asyncio.create_task(run_sweep(service, request, latest.append))
+            task = asyncio.create_task(service.sweep(request, latest.append))
             try:
                 while not task.done():
                     await asyncio.wait({task}, timeout=REFRESH_S)
@@ -88,22 +88,26 @@ def build_sweep_tab(service: Budgetlab, concurrency: int) -> None:
         )
         stop.click(None, cancels=[event], api_visibility="private")
 
-        async def sweep(models: list[str], dataset: str, controllers: list[str], budgets: list[int], limit: int | None = None,
-                        samples: int = 1, seed: int = 0, run: str = "") -> list[dict]:
-            """Run (or resume) a sweep; returns its summary, one object per (model, controller, budget).
-            A sweep in which some generations failed is an error that says how many and the last
-            reason (what finished is stored; the same run name retries the rest)."""
-            try:
-                request = parse_sweep_request(models, dataset, controllers, budgets, samples, limit, seed, concurrency, run or None)
-                outcome = await run_sweep(service, request)
-            except (InputError, EngineUnavailable) as exc:
-                raise gr.Error(str(exc)) from None
-            if outcome.progress.failed or outcome.aborted:
-                raise gr.Error(f"run {outcome.run_id}: {outcome.progress.failed} of {outcome.progress.total} generations failed "
-                               f"(last: {outcome.progress.last_error}); {outcome.progress.complete} are stored, and the same run name retries the rest")
-            return outcome.summary
+        _api(service)
 
-        gr.api(sweep, api_name="sweep")
+
+def _api(service: Budgetlab) -> None:
+    async def sweep(models: list[str], dataset: str, controllers: list[str], budgets: list[int], limit: int | None = None,
+                    samples: int = 1, seed: int = 0, run: str = "") -> list[dict]:
+        """Run (or resume) a sweep; returns its summary, one object per (model, controller, budget).
+        A sweep in which some generations failed is an error that says how many and the last
+        reason (what finished is stored; the same run name retries the rest)."""
+        try:
+            request = parse_sweep_request(models, dataset, controllers, budgets, samples, limit, seed, None, run or None)
+            outcome = await service.sweep(request)
+        except (InputError, EngineUnavailable) as exc:
+            raise gr.Error(str(exc)) from None
+        if outcome.progress.failed or outcome.aborted:
+            raise gr.Error(f"run {outcome.run_id}: {outcome.progress.failed} of {outcome.progress.total} generations failed "
+                           f"(last: {outcome.progress.last_error}); {outcome.progress.complete} are stored, and the same run name retries the rest")
+        return outcome.summary
+
+    gr.api(sweep, api_name="sweep")
 
 
 def _run_note(outcome) -> str:
@@ -120,10 +124,3 @@ def _run_note(outcome) -> str:
 
 def _dataset_choices(service: Budgetlab) -> list[str]:
     return [*BUILTIN_DATASETS, *service.dataset_policy.files()]
-
-
-def _default_budgets(service: Budgetlab) -> tuple[int, ...]:
-    try:
-        return service.resolve_model(service.default_model).budgets
-    except InputError:
-        return (64, 128, 256, 512)

@@ -1,9 +1,10 @@
 """The Train tab: launch LCPO fine-tunes from a form, watch them learn, cancel, resume, retry.
 
-`build_train_tab(jobs, registry)` adds the tab to the enclosing Blocks. The form is generated from
-`training.lcpo.LCPOConfig`'s fields (help text as each field's info line), so a new config field
+`build_train_tab(jobs)` adds the tab to the enclosing Blocks. The form is generated from
+`training.config.LCPOConfig`'s fields (help text as each field's info line), so a new config field
 shows up here by itself; a refused form puts each reason under its field and schedules nothing.
-Handlers are thin: they call `backend.training_jobs` and render. Named API endpoints for scripts:
+Handlers are thin: they check a request with `training.jobs`, hand it to the scheduler
+(`backend.jobs`) and render. Named API endpoints for scripts:
 ``/train_start`` (the form, as the button sends it), ``/train_submit`` (a dict of fields),
 ``/train_jobs``, ``/train_cancel``, ``/train_resume``, ``/train_retry``.
 """
@@ -15,11 +16,10 @@ from typing import Any
 
 import gradio as gr
 
-from backend.models import ModelRegistry
-from backend.training_jobs import (
-    MANAGED_FIELDS, JobInputError, JobStateError, TrainingJobs, form_defaults, parse_job_request, recipe_values, recipes,
-)
-from training.lcpo import LOSS_TYPES, MODES, LCPOConfig
+from backend.jobs.scheduler import JobStateError, TrainingJobs
+from backend.serving.registry import ModelRegistry
+from training.config import LOSS_TYPES, MODES, LCPOConfig
+from training.jobs import MANAGED_FIELDS, JobInputError, JobRequest, form_defaults, parse_job_request, recipe_values, recipes
 from ui.charts import training_curves_chart
 
 REFRESH_S = 2.0
@@ -42,8 +42,9 @@ JOB_HELP = {
 }
 
 
-def build_train_tab(jobs: TrainingJobs, registry: ModelRegistry) -> gr.Timer:
+def build_train_tab(jobs: TrainingJobs) -> gr.Timer:
     """Returns the tab's refresh timer, inactive: the app turns it on while the tab is shown."""
+    registry = jobs.registry
     defaults = form_defaults(registry)
     with gr.Tab("Train", id="train"):
         with gr.Row():
@@ -72,8 +73,7 @@ def build_train_tab(jobs: TrainingJobs, registry: ModelRegistry) -> gr.Timer:
         def start_job(*values):
             job_values, config_values = values[: len(JOB_INPUTS)], dict(zip(FORM_FIELDS, values[len(JOB_INPUTS):]))
             try:
-                request = parse_job_request(config_values, *job_values, registry=jobs.registry, trained_models_dir=jobs.config.trained_models_dir,
-                                            dataset_policy=jobs.config.dataset_policy)
+                request = _parse(jobs, config_values, *job_values)
             except JobInputError as exc:
                 marks = _field_marks(exc.problems)
                 return (f"**Not scheduled**: {exc}", gr.skip(), *(marks.get(name, _clear(name)) for name in (*JOB_INPUTS, *FORM_FIELDS)))
@@ -108,18 +108,8 @@ def build_train_tab(jobs: TrainingJobs, registry: ModelRegistry) -> gr.Timer:
         timer.tick(refresh, inputs=[picked, shown], outputs=refresh_outputs, api_visibility="private", queue=False)
         picked.change(refresh, inputs=[picked, gr.State(None)], outputs=refresh_outputs, api_visibility="private")
 
-        def act(kind: str):
-            def handler(job_id: str | None) -> str:
-                try:
-                    if kind == "retry":
-                        return f"retry queued as **{jobs.retry(job_id or '')}**"
-                    return getattr(jobs, kind)(job_id or "")
-                except JobStateError as exc:
-                    return f"**{kind}**: {exc}"
-            return handler
-
         for button, kind in ((cancel, "cancel"), (resume, "resume"), (retry, "retry")):
-            button.click(act(kind), inputs=picked, outputs=action, api_visibility="private")
+            button.click(_action(jobs, kind), inputs=picked, outputs=action, api_visibility="private")
         _api(jobs)
     return timer
 
@@ -128,8 +118,7 @@ def _api(jobs: TrainingJobs) -> None:
     def train_submit(config: dict, name: str, model_name: str, schedule: str = "now", run_at: str = "", cron: str = "") -> str:
         """Schedule an LCPO job from a dict of LCPOConfig fields; returns the job's id (a schedule's id for cron)."""
         try:
-            request = parse_job_request(config, name, model_name, schedule, run_at or None, cron, registry=jobs.registry,
-                                        trained_models_dir=jobs.config.trained_models_dir, dataset_policy=jobs.config.dataset_policy)
+            request = _parse(jobs, config, name, model_name, schedule, run_at or None, cron)
         except JobInputError as exc:
             raise gr.Error(str(exc)) from None
         return jobs.submit(request)
@@ -152,6 +141,24 @@ def _api(jobs: TrainingJobs) -> None:
 
     for fn in (train_submit, train_jobs, train_cancel, train_resume, train_retry):
         gr.api(fn, api_name=fn.__name__)
+
+
+def _action(jobs: TrainingJobs, kind: str):
+    """The handler of the Cancel, Resume or Retry button: what happened, or why not."""
+    def handler(job_id: str | None) -> str:
+        try:
+            if kind == "retry":
+                return f"retry queued as **{jobs.retry(job_id or '')}**"
+            return getattr(jobs, kind)(job_id or "")
+        except JobStateError as exc:
+            return f"**{kind}**: {exc}"
+    return handler
+
+
+def _parse(jobs: TrainingJobs, config: dict, name: str, model_name: str, schedule: str, run_at, cron: str) -> JobRequest:
+    """A request from the dashboard: registered base models only, dataset files the policy allows."""
+    return parse_job_request(config, name, model_name, schedule, run_at, cron, registry=jobs.registry,
+                             trained_models_dir=jobs.config.trained_models_dir, dataset_policy=jobs.config.dataset_policy)
 
 
 def _checked(action, job_id: str) -> str:

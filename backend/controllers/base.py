@@ -1,0 +1,61 @@
+"""What every budget controller is: a config, a strategy with one ``run`` method, and streaming.
+
+A controller spends a budget of N tokens on one question. It has one method, ``run(session,
+question, budget, sampling, live)``, that fills in a `LiveGeneration` as tokens stream, and
+talks to the server only through completions on token ids (`ModelSession.generate`), so that
+multi-turn controllers (s1) work against any OpenAI-compatible vLLM server by continuation.
+
+A new controller is a subclass of `Controller` in a module of this package (single-request ones
+in `prompted.py`, multi-turn ones in their own module like `s1.py`), added to
+`registry.CONTROLLER_CLASSES`; Compare, Sweep, ``app.py sweep`` and the API list it from there.
+
+    controller = make_controller("s1", ControllerConfig())
+    await controller.run(session, "What is 2 + 3?", 128, Sampling(seed=0), live)
+"""
+
+from __future__ import annotations
+
+from backend.controllers import prompts
+from backend.controllers.config import ControllerConfig
+from backend.controllers.live import LiveGeneration, StreamSplitter
+from backend.controllers.session import ModelSession
+from backend.serving.sampling import Sampling
+
+
+class Controller:
+    name: str = ""
+    description: str = ""
+    opens_thinking = True  # the generation starts inside the thinking block
+
+    def __init__(self, config: ControllerConfig) -> None:
+        self.config = config
+
+    def user_text(self, question: str, budget: int) -> str:
+        return prompts.base_prompt(question)
+
+    def max_tokens(self, budget: int) -> int:
+        """How many tokens the single request may generate."""
+        return budget
+
+    async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
+        live.prompt = self.user_text(question, budget)
+        prompt_ids = await self.prompt_ids(session, live.prompt)
+        live.prompt_tokens = len(prompt_ids)
+        room = session.tokens.max_model_len - len(prompt_ids)
+        session.check_fits(len(prompt_ids), self.min_room(budget), budget)
+        await stream_into(session, prompt_ids, min(self.max_tokens(budget), room), sampling, live, in_thinking=self.opens_thinking)
+        live.finish()
+
+    def min_room(self, budget: int) -> int:
+        return budget
+
+    async def prompt_ids(self, session: ModelSession, user_text: str) -> list[int]:
+        return await session.chat_ids(user_text)
+
+
+async def stream_into(session: ModelSession, prompt_ids: list[int], max_tokens: int, sampling: Sampling, live: LiveGeneration, in_thinking: bool) -> None:
+    splitter = StreamSplitter(live, session.tokens.think_end_id, in_thinking)
+    async for chunk in session.generate(prompt_ids, max_tokens, sampling):
+        splitter.feed(chunk)
+        if chunk.finish_reason:
+            live.finish_reason = chunk.finish_reason

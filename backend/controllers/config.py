@@ -1,0 +1,30 @@
+"""What the controllers need besides the budget (a light module: the settings registry reads it).
+
+    ControllerConfig(s1_max_waits=4)     # every field is also a setting of the same name
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backend.config import setting
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """What the controllers need besides the budget; each field is also a setting (same name)."""
+
+    s1_max_waits: int = setting(8, "s1 budget forcing: how many times an early end of thinking is replaced by the wait text.")
+    s1_wait_text: str = setting("Wait", "s1 budget forcing: text appended to make the model think longer.")
+    s1_answer_prefix: str = setting("Final Answer:", "s1 budget forcing: text that forces the answer after the thinking is closed (no trailing space: BPE tokenizers attach a space to the word after it).")
+    answer_max_tokens: int = setting(256, "Tokens allowed for the answer after a forced end of thinking (s1).")
+    unconstrained_max_tokens: int = setting(8192, "Generation cap of the unconstrained controller (also capped by the context).")
+
+    def __post_init__(self) -> None:
+        if self.s1_max_waits < 0:
+            raise ValueError(f"s1_max_waits {self.s1_max_waits}: must be 0 or more")
+        if not self.s1_wait_text:
+            raise ValueError("s1_wait_text is empty: s1 needs a text to append, e.g. 'Wait'")
+        for name in ("answer_max_tokens", "unconstrained_max_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} {getattr(self, name)}: must be a positive integer")

@@ -1,0 +1,67 @@
+"""S1 budget forcing (Muennighoff et al., 2025): think for exactly N tokens, then answer.
+
+Thinking is capped at N tokens; an early end of thinking is replaced by the wait text ("Wait",
+up to ``s1_max_waits`` times) until N is reached; then the thinking is closed and the answer
+forced ("Final Answer:"), with ``answer_max_tokens`` for it. Each turn is a continuation request
+on the token ids so far, so the prefix cache makes it cheap.
+"""
+
+from __future__ import annotations
+
+from backend.controllers import prompts
+from backend.controllers.base import Controller, stream_into
+from backend.controllers.live import LiveGeneration
+from backend.controllers.session import ModelSession
+from backend.serving.sampling import Sampling
+
+
+class S1BudgetForcing(Controller):
+    name = "s1"
+    description = "S1 budget forcing: cap thinking at N, append 'Wait' if it stops early, then force the answer."
+
+    async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
+        live.prompt = self.user_text(question, budget)
+        prompt_ids = await self.prompt_ids(session, live.prompt)
+        live.prompt_tokens = len(prompt_ids)
+        answer_opening = "\n\n" + self.config.s1_answer_prefix
+        close_ids = list(session.tokens.think_end_ids) + list(await session.ids(answer_opening))
+        wait_ids = list(await session.ids(self.config.s1_wait_text))
+        session.check_fits(len(prompt_ids), budget + len(close_ids) + self.config.answer_max_tokens, budget)
+        live.phase = "thinking"
+        thinking_ids = await self._think(session, prompt_ids, budget, wait_ids, sampling, live)
+        # Close the thinking and force the answer; the inserted text is part of the output, so it is counted.
+        live.delimiter_tokens = len(session.tokens.think_end_ids)
+        live.answer_tokens = len(close_ids) - live.delimiter_tokens
+        live.answer_text = answer_opening
+        await stream_into(session, prompt_ids + thinking_ids + close_ids, self.config.answer_max_tokens, sampling, live, in_thinking=False)
+        live.finish()
+
+    async def _think(self, session: ModelSession, prompt_ids: list[int], budget: int, wait_ids: list[int], sampling: Sampling, live: LiveGeneration) -> list[int]:
+        """Generate thinking until exactly `budget` tokens, suppressing early ends with the wait text."""
+        end_id = session.tokens.think_end_id
+        stop_ids = (end_id,) if end_id is not None else ()
+        stop_text = () if end_id is not None else (prompts.THINK_END,)
+        thinking_ids: list[int] = []
+        while len(thinking_ids) < budget:
+            remaining = budget - len(thinking_ids)
+            ids, finish = [], None
+            async for chunk in session.generate(prompt_ids + thinking_ids, remaining, sampling, stop_ids, stop_text):
+                live.mark_first_token()
+                ids.extend(chunk.token_ids)
+                live.thinking_tokens = len(thinking_ids) + len(ids)
+                live.thinking_text += chunk.text
+                finish = chunk.finish_reason or finish
+            if finish == "stop" and ids:
+                ids.pop()  # the end of thinking (or EOS) that stopped it is not kept
+                live.thinking_text = live.thinking_text.removesuffix(prompts.THINK_END)
+            thinking_ids += ids
+            live.thinking_tokens = len(thinking_ids)
+            if finish != "stop" or len(thinking_ids) >= budget:
+                return thinking_ids  # reached the cap
+            if live.waits_used >= self.config.s1_max_waits or budget - len(thinking_ids) < len(wait_ids):
+                return thinking_ids  # the model is done and may not be pushed further
+            thinking_ids += wait_ids
+            live.waits_used += 1
+            live.thinking_text += self.config.s1_wait_text
+            live.thinking_tokens = len(thinking_ids)
+        return thinking_ids  # the last wait text filled the budget exactly

@@ -1,0 +1,102 @@
+"""A served model as the controllers see it: its context, its think delimiters, and generation.
+
+`ModelSession` holds what the controllers need to know about the served model (context length,
+the token ids of the think delimiters), looked up once per model through the server's tokenizer,
+and generates either live (streamed token by token: the comparison view) or in one response per
+completion (sweeps: the same tokens with far less work per token).
+
+    async with EngineClient(endpoint, timeout_s=600) as client:
+        session = await ModelSession.open(client, live=False)
+        session.check_fits(prompt_tokens=40, needed_tokens=512, budget=512)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from backend.controllers.prompts import THINK_END, THINK_START, chat_messages
+from backend.serving.client import Chunk, EngineClient
+from backend.serving.sampling import Sampling
+
+
+class BudgetError(ValueError):
+    """A budget or question does not fit the model; the message says which and by how much."""
+
+
+@dataclass(frozen=True)
+class ModelTokens:
+    """Token facts of the served model, from its own tokenizer."""
+
+    max_model_len: int
+    think_start_ids: tuple[int, ...]
+    think_end_ids: tuple[int, ...]
+
+    @property
+    def think_end_id(self) -> int | None:
+        """The delimiter's id when it is one token (R1 distills, L1, the tiny models)."""
+        return self.think_end_ids[0] if len(self.think_end_ids) == 1 else None
+
+
+@dataclass
+class ModelSession:
+    """One model on one engine, with the token ids the controllers need (cached).
+
+    ``live=True`` streams every completion token by token (the comparison view
+    shows them as they come); ``live=False`` asks for each completion in one
+    response (sweeps: the same tokens with far less work per token).
+    """
+
+    client: EngineClient
+    tokens: ModelTokens
+    live: bool = True
+    _ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    _chat_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @classmethod
+    async def open(cls, client: EngineClient, live: bool = True) -> ModelSession:
+        info = await client.model_info()
+        tokens = ModelTokens(
+            max_model_len=info.max_model_len,
+            think_start_ids=tuple(await client.token_ids(THINK_START)),
+            think_end_ids=tuple(await client.token_ids(THINK_END)),
+        )
+        return cls(client, tokens, live)
+
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        max_tokens: int,
+        sampling: Sampling,
+        stop_token_ids: tuple[int, ...] = (),
+        stop: tuple[str, ...] = (),
+    ) -> AsyncIterator[Chunk]:
+        """One completion as chunks: many when live, else a single one carrying everything."""
+        if self.live:
+            async for chunk in self.client.stream(prompt_ids, max_tokens, sampling, stop_token_ids, stop):
+                yield chunk
+        else:
+            yield await self.client.complete(prompt_ids, max_tokens, sampling, stop_token_ids, stop)
+
+    async def ids(self, text: str) -> tuple[int, ...]:
+        if text not in self._ids:
+            self._ids[text] = tuple(await self.client.token_ids(text))
+        return self._ids[text]
+
+    async def chat_ids(self, user_text: str) -> list[int]:
+        """The chat-templated prompt for one user message, ready for generation (cached: a
+        sweep's samples, and often its controllers, share prompts)."""
+        if user_text not in self._chat_ids:
+            self._chat_ids[user_text] = tuple(await self.client.chat_prompt_ids(chat_messages(user_text)))
+        return list(self._chat_ids[user_text])
+
+    def check_fits(self, prompt_tokens: int, needed_tokens: int, budget: int) -> None:
+        """Refuse a request the context cannot hold, before any token is generated."""
+        limit = self.tokens.max_model_len
+        if prompt_tokens >= limit:
+            raise BudgetError(f"question too long: the prompt is {prompt_tokens} tokens, the model's context is {limit}")
+        if prompt_tokens + needed_tokens > limit:
+            raise BudgetError(
+                f"budget {budget}: does not fit the model's context of {limit} tokens with this "
+                f"{prompt_tokens}-token prompt (at most {limit - prompt_tokens} tokens are left)"
+            )

@@ -1,0 +1,96 @@
+"""Cost and choice over the store's aggregates: price each (model, controller, budget) point, find
+the Pareto frontier of cost against accuracy, and recommend the cheapest setting for a target.
+
+The inputs are `store.analytics.tradeoff` rows (a few per model, controller and budget, never
+generation rows); everything here is a small pure function::
+
+    points = priced(tradeoff_rows, {"l1-tiny": Price(0.5, 2.0)}, default=Price(0.5, 2.0))
+    best = recommend(points, min_accuracy=0.8)
+    print(recommendation_text(best, 0.8))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Price:
+    """Dollars per 1M input (prompt) tokens and per 1M output tokens."""
+
+    input_per_m: float
+    output_per_m: float
+
+    def __post_init__(self) -> None:
+        if self.input_per_m < 0 or self.output_per_m < 0:
+            raise ValueError(f"price {self.input_per_m}/{self.output_per_m} per 1M tokens: prices must be 0 or more")
+
+
+def estimate_cost(prompt_tokens: int, output_tokens: int, price_in_per_m: float, price_out_per_m: float) -> float:
+    """Dollars for one generation at per-1M-token prices."""
+    return (prompt_tokens * price_in_per_m + output_tokens * price_out_per_m) / 1_000_000
+
+
+def cost_per_1k_questions(mean_prompt_tokens: float | None, mean_output_tokens: float | None, price: Price) -> float:
+    """Dollars for 1,000 questions at these mean token counts."""
+    return 1000.0 * ((mean_prompt_tokens or 0.0) * price.input_per_m + (mean_output_tokens or 0.0) * price.output_per_m) / 1e6
+
+
+def priced(points: Sequence[Mapping[str, Any]], prices: Mapping[str, Price], default: Price) -> list[dict[str, Any]]:
+    """The points with ``cost_per_1k`` (dollars per 1,000 questions) at their model's price."""
+    return [{**p, "cost_per_1k": cost_per_1k_questions(p.get("mean_prompt_tokens"), p.get("mean_tokens"), prices.get(p["model"], default))}
+            for p in points]
+
+
+def pareto_frontier(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The points no other point beats on both cost and accuracy, cheapest first: walking up in
+    cost, a point is kept when it is more accurate than every cheaper one."""
+    frontier: list[dict[str, Any]] = []
+    best = float("-inf")
+    for point in sorted(points, key=lambda p: (p["cost_per_1k"], -p["accuracy"])):
+        if point["accuracy"] > best:
+            frontier.append(dict(point))
+            best = point["accuracy"]
+    return frontier
+
+
+def recommend(points: Sequence[Mapping[str, Any]], min_accuracy: float) -> dict[str, Any] | None:
+    """The cheapest point with accuracy >= ``min_accuracy`` (ties: the more accurate), or None."""
+    if not 0.0 <= min_accuracy <= 1.0:
+        raise ValueError(f"target accuracy {min_accuracy}: must be between 0 and 1 (e.g. 0.8 for 80%)")
+    good = [p for p in points if p["accuracy"] >= min_accuracy]
+    return dict(min(good, key=lambda p: (p["cost_per_1k"], -p["accuracy"]))) if good else None
+
+
+def recommendation_text(best: Mapping[str, Any] | None, min_accuracy: float, points: Sequence[Mapping[str, Any]] = ()) -> str:
+    if best is None:
+        top = max((p["accuracy"] for p in points), default=None)
+        reach = f"; the best shown reaches {top:.1%}" if top is not None else "; there is no data under these filters"
+        return f"No setting reaches {min_accuracy:.0%} accuracy{reach}."
+    return (f"For at least {min_accuracy:.0%} accuracy, the cheapest setting is **{best['model']}** with **{best['controller']}** "
+            f"at a budget of **{best['budget']}** tokens: {best['accuracy']:.1%} accuracy over {best['n']} generations, "
+            f"{best['mean_tokens']:.0f} output tokens on average, **${best['cost_per_1k']:.4f} per 1,000 questions**.")
+
+
+def parse_prices(table: Sequence[Sequence[Any]], default: Price) -> dict[str, Price]:
+    """Prices per model from the tab's table rows ``[model, $ per 1M input, $ per 1M output]``;
+    an empty cell takes the default, anything else that is not a number 0 or more is refused."""
+    prices = {}
+    for row in table:
+        cells = [*(row or []), None, None, None]
+        model = str(cells[0] or "").strip()
+        if not model:
+            continue
+        try:
+            price_in = default.input_per_m if _blank(cells[1]) else float(cells[1])
+            price_out = default.output_per_m if _blank(cells[2]) else float(cells[2])
+            prices[model] = Price(price_in, price_out)
+        except (TypeError, ValueError):
+            raise ValueError(f"price of {model}: {cells[1]!r}, {cells[2]!r} is not two amounts in dollars per 1M tokens, 0 or more") from None
+    return prices
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and value != value)

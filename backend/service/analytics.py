@@ -1,0 +1,88 @@
+"""What the Analytics tab asks of the store, answered in one place: views, one generation, exports.
+
+`Analytics` runs the aggregates of `store.analytics` under one set of filters and prices them
+(`backend.evaluation.costs`); the tab only draws what it gets. Filters come from the form's
+loose values (`filters_from_form`), checked here.
+
+    analytics = Analytics(store, default_price=Price(0.5, 2.0))
+    view = analytics.view(filters_from_form(["l1-tiny"], [], [], [], 64, 0), prices={}, target=0.8)
+    view.recommendation      # "For at least 80% accuracy, the cheapest setting is ..."
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backend.evaluation.costs import Price, pareto_frontier, parse_prices, priced, recommend, recommendation_text
+from backend.evaluation.keywords import KEYWORD_CATEGORIES, KEYWORDS_VERSION
+from store import analytics, queries
+from store.analytics import Filters
+
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+def filters_from_form(models, controllers, datasets, runs, budget_min, budget_max) -> Filters:
+    """The form's values as filters; a 0 (or empty) budget bound means open. ValueError says what is wrong."""
+    return Filters(tuple(models or ()), tuple(controllers or ()), tuple(datasets or ()), tuple(runs or ()),
+                   int(budget_min) if budget_min else None, int(budget_max) if budget_max else None)
+
+
+@dataclass(frozen=True)
+class AnalyticsView:
+    """Every view under one set of filters: the aggregates, priced, and what they recommend."""
+
+    points: list[dict[str, Any]]  # store.analytics.tradeoff rows
+    costed: list[dict[str, Any]]  # the same, with cost_per_1k at each model's price
+    frontier: list[dict[str, Any]]  # the Pareto frontier of cost against accuracy
+    spread: list[dict[str, Any]]  # store.analytics.adherence rows
+    keywords: list[dict[str, Any]]  # store.analytics.keyword_rates rows
+    recent: list[dict[str, Any]]  # the newest generations under the filters
+    recommendation: str
+
+    @property
+    def generations(self) -> int:
+        return sum(p["n"] for p in self.points)
+
+
+class Analytics:
+    def __init__(self, store, default_price: Price) -> None:
+        self.store = store
+        self.default_price = default_price
+
+    def filter_options(self) -> dict[str, Any]:
+        """What the filters can pick: models, controllers, datasets, runs that have generations."""
+        with self.store.reader() as cur:
+            return analytics.filter_options(cur)
+
+    def prices(self, table: Sequence[Sequence[Any]]) -> dict[str, Price]:
+        """Prices per model from the tab's table rows; ValueError for a cell that is not an amount."""
+        return parse_prices(table, self.default_price)
+
+    def view(self, filters: Filters, prices: Mapping[str, Price], target: float) -> AnalyticsView:
+        """Every view under ``filters``; ``target``: the accuracy (0-1) the recommender looks for."""
+        with self.store.reader() as cur:
+            points = analytics.tradeoff(cur, filters)
+            spread = analytics.adherence(cur, filters)
+            words = analytics.keyword_rates(cur, filters, KEYWORD_CATEGORIES, KEYWORDS_VERSION)
+            recent = analytics.list_generations(cur, filters)
+        costed = priced(points, prices, self.default_price)
+        best = recommend(costed, target)
+        return AnalyticsView(points, costed, pareto_frontier(costed), spread, words, recent, recommendation_text(best, target, costed))
+
+    def generation(self, gen_id: str) -> dict[str, Any] | None:
+        with self.store.reader() as cur:
+            return queries.get_generation(cur, gen_id)
+
+    def export(self, filters: Filters, folder: Path, file_format: str) -> Path:
+        """The filtered generations as a new CSV or Parquet file in ``folder`` (and nowhere else)."""
+        if file_format not in EXPORT_FORMATS:
+            raise ValueError(f"export format {file_format!r}: choose csv or parquet")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"generations-{dt.datetime.now():%Y%m%d-%H%M%S}.{file_format}"
+        with self.store.reader() as cur:
+            analytics.export_generations(cur, filters, path, file_format)
+        return path

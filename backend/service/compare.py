@@ -1,0 +1,100 @@
+"""One question at several budgets and controllers, all generating at once.
+
+`parse_compare_request` turns loose user input (from the UI, the API or a
+script) into a validated `CompareRequest`, or raises `InputError` with a
+message that says what to fix. `run_columns` runs every (controller, budget)
+column concurrently against one model session and yields snapshots while
+they stream; each finished column is graded and handed to `on_done` (the
+service stores it) before it is shown as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from backend.controllers.config import ControllerConfig
+from backend.controllers.live import LiveGeneration
+from backend.controllers.registry import make_controller
+from backend.controllers.session import BudgetError, ModelSession
+from backend.errors import InputError
+from backend.service.inputs import parse_budgets, parse_controllers, parse_seed
+from backend.serving.client import EngineRequestError
+from backend.serving.engine import EngineUnavailable
+from backend.serving.sampling import Sampling
+
+MAX_QUESTION_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    question: str
+    model: str
+    budgets: tuple[int, ...]
+    controllers: tuple[str, ...]
+    gold: str | None = None
+    seed: int | None = None
+
+    @property
+    def columns(self) -> list[tuple[str, int]]:
+        return [(c, b) for c in self.controllers for b in self.budgets]
+
+
+def parse_compare_request(question, model, budgets, controllers, gold=None, seed=None, *, max_columns: int) -> CompareRequest:
+    question = (question or "").strip()
+    if not question:
+        raise InputError("the question is empty: type a question or pick an example")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InputError(f"the question is {len(question)} characters long: at most {MAX_QUESTION_CHARS} are accepted")
+    if not (model or "").strip():
+        raise InputError("no model chosen: pick a model")
+    request = CompareRequest(
+        question=question,
+        model=model.strip(),
+        budgets=parse_budgets(budgets),
+        controllers=parse_controllers(controllers),
+        gold=(str(gold).strip() or None) if gold is not None else None,
+        seed=parse_seed(seed),
+    )
+    if len(request.columns) > max_columns:
+        raise InputError(f"{len(request.columns)} columns ({len(request.controllers)} controllers x {len(request.budgets)} budgets): at most {max_columns} at once")
+    return request
+
+
+def check_budgets_fit(session: ModelSession, budgets: Iterable[int]) -> None:
+    limit = session.tokens.max_model_len
+    for budget in budgets:
+        if budget >= limit:
+            raise InputError(f"budget {budget}: larger than the model's context of {limit} tokens")
+
+
+async def run_columns(
+    session: ModelSession,
+    request: CompareRequest,
+    config: ControllerConfig,
+    sampling: Sampling,
+    on_done: Callable[[LiveGeneration], Awaitable[None]],
+    tick_s: float = 0.25,
+) -> AsyncIterator[list[LiveGeneration]]:
+    """Run all columns at once; yield the live records every `tick_s` and once at the end."""
+    lives = [LiveGeneration(controller=c, budget=b) for c, b in request.columns]
+
+    async def one(live: LiveGeneration) -> None:
+        try:
+            await make_controller(live.controller, config).run(session, request.question, live.budget, sampling, live)
+            await on_done(live)
+        except (BudgetError, EngineUnavailable, EngineRequestError, InputError) as exc:
+            live.fail(str(exc))
+        except Exception as exc:  # a column must never take the others down
+            live.fail(f"{type(exc).__name__}: {exc}")
+
+    tasks = [asyncio.create_task(one(live)) for live in lives]
+    try:
+        while not all(t.done() for t in tasks):
+            await asyncio.wait(tasks, timeout=tick_s)
+            yield lives
+    finally:
+        for task in tasks:
+            task.cancel()
+    yield lives

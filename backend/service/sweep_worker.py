@@ -1,0 +1,181 @@
+"""Runs one model's share of a sweep: bounded concurrency, engine losses ridden out, rows batched into the store.
+
+`ModelWorker` keeps ``concurrency`` generations in flight (vLLM batches them), stores finished
+rows every ``FLUSH_EVERY_S`` (what the progress shows as done is stored), puts the items in
+flight back when the engine goes away and carries on once it answers again, and gives up after a
+long streak of failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from dataclasses import replace
+
+from backend.controllers.live import LiveGeneration
+from backend.controllers.registry import make_controller
+from backend.controllers.session import BudgetError, ModelSession
+from backend.errors import InputError
+from backend.evaluation.datasets import Dataset
+from backend.evaluation.grading import grade
+from backend.service.records import generation_row
+from backend.service.sweep_plan import SweepItem, SweepProgress
+from backend.serving.client import EngineClient, EngineRequestError
+from backend.serving.engine import EngineUnavailable
+from backend.serving.sampling import Sampling
+from store.schema import utc_now
+
+# Rows wait this long at most before going to the store, so an interruption loses little.
+FLUSH_EVERY_S = 0.5
+# A run of this many failures in a row, with nothing succeeding, means the engine or the
+# dataset is broken for good: stop instead of failing every remaining item one by one.
+MIN_FAILURE_STREAK = 32
+# Times one item is put back after the engine went away under it, before it counts as failed.
+ENGINE_LOSS_RETRIES = 3
+
+
+ProgressCallback = Callable[[SweepProgress], None]
+
+
+class ModelWorker:
+    """Runs one model's items with bounded concurrency and batches their rows into the store.
+
+    When the engine goes away under it (killed, crashed, a remote one restarting), the items in
+    flight are put back, the worker waits for the engine to answer again (the supervisor restarts
+    a local one on a new port) and carries on with a new connection: an item is stored once, by
+    whichever attempt finishes it.
+    """
+
+    def __init__(self, service, spec, concurrency: int, dataset: Dataset, sampling: Sampling, progress: SweepProgress, notify: ProgressCallback) -> None:
+        self.service = service
+        self.spec = spec
+        self.concurrency = concurrency
+        self.dataset = dataset
+        self.sampling = sampling
+        self.progress = progress
+        self.notify = notify
+        self.max_failure_streak = max(MIN_FAILURE_STREAK, concurrency)
+        self.session: ModelSession | None = None
+        self.clients: list[EngineClient] = []  # closed at the end: a request in flight may still use an old one
+        self.reconnecting = asyncio.Lock()
+        self.engine_losses: collections.Counter[str] = collections.Counter()
+        self.rows: list[dict] = []
+        self.failure_streak = 0
+        self.abort_reason: str | None = None
+
+    async def connect(self, endpoint) -> None:
+        client = EngineClient(endpoint, timeout_s=self.service.request_timeout_s, max_connections=self.concurrency)
+        self.clients.append(client)
+        self.session = await ModelSession.open(client, live=False)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+    async def run(self, items: list[SweepItem]) -> str | None:
+        queue = collections.deque(items)
+        workers = [asyncio.create_task(self._work(queue)) for _ in range(min(self.concurrency, len(items)))]
+        stop = asyncio.Event()
+        # Stopped, not cancelled: cancelling it in the middle of a flush would cancel a batch the
+        # writer had not started yet, and its rows would be lost (a row or three, once in a while).
+        flusher = asyncio.create_task(self._flush_periodically(stop))
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            stop.set()
+            await asyncio.gather(flusher, return_exceptions=True)
+            await self._flush()  # what finished before an interruption is kept
+        return self.abort_reason
+
+    async def _work(self, queue: collections.deque[SweepItem]) -> None:
+        while queue and self.abort_reason is None:
+            item = queue.popleft()
+            session = self.session
+            try:
+                row = await self._generate(item, session)
+            except EngineUnavailable as exc:
+                if await self._engine_back(item, session, str(exc)):
+                    queue.appendleft(item)  # generated again, on the engine that is back
+                    continue
+                self._failed(str(exc))
+            except (BudgetError, EngineRequestError, InputError) as exc:
+                self._failed(str(exc))
+            except Exception as exc:  # one item must never take the sweep down
+                self._failed(f"{type(exc).__name__}: {exc}")
+            else:
+                # Appended only now: the flusher swaps self.rows while generations are awaited.
+                self.rows.append(row)
+                self.failure_streak = 0
+                self.progress.output_tokens += row["total_tokens"]
+            self.notify(self.progress)
+
+    async def _engine_back(self, item: SweepItem, session: ModelSession, why: str) -> bool:
+        """After `item` lost the engine: True once it answers again and the item may be retried."""
+        self.engine_losses[item.gen_id] += 1
+        if self.engine_losses[item.gen_id] > ENGINE_LOSS_RETRIES:
+            return False
+        async with self.reconnecting:
+            if self.session is not session:
+                return True  # another item already reconnected
+            self.progress.message = f"{self.spec.name}: lost the engine ({why}); waiting for it to come back"
+            self.notify(self.progress)
+            try:
+                endpoint = await self.service.recover_endpoint(self.spec, session.client.endpoint)
+                if endpoint != session.client.endpoint:
+                    await self.connect(endpoint)
+            except EngineUnavailable as exc:
+                self.abort_reason = f"lost the engine and it did not come back: {exc}"
+                return False
+            self.progress.message = f"{self.spec.name}: generating (the engine is back)"
+            return True
+
+    def _failed(self, message: str) -> None:
+        self.progress.failed += 1
+        self.progress.last_error = message
+        self.failure_streak += 1
+        if self.failure_streak >= self.max_failure_streak:
+            self.abort_reason = f"{self.failure_streak} generations failed in a row, the last with: {message}"
+
+    async def _generate(self, item: SweepItem, session: ModelSession) -> dict:
+        live = LiveGeneration(controller=item.controller, budget=item.budget)
+        sampling = replace(self.sampling, seed=item.seed)
+        controller = make_controller(item.controller, self.service.controller_config)
+        await controller.run(session, item.question.question, item.budget, sampling, live)
+        live.ttft_s = None  # not streamed: the first token's time is not observed
+        finished_at = utc_now()
+        result = await asyncio.to_thread(grade, live.answer_text, item.question.gold, live.full_text, self.service.grade_timeout_s)
+        live.extracted_answer, live.correct = result.extracted, result.correct
+        q = item.question
+        return generation_row(live, gen_id=item.gen_id, run_id=self.progress.run_id, created_at=finished_at, model=item.model,
+                              question=q.question, gold=q.gold, sampling=sampling, dataset=self.dataset.name, question_id=q.qid,
+                              sample_idx=item.sample_idx)
+
+    async def _flush_periodically(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), FLUSH_EVERY_S)
+            except asyncio.TimeoutError:
+                pass
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Store the finished rows; only then do they count as done (what a progress bar shows is stored)."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        try:
+            # Shielded: even if this task is cancelled (asyncio.run's cleanup after Ctrl-C), the
+            # batch stays queued with the writer, which stores it before the store closes.
+            await asyncio.shield(asyncio.wrap_future(self.service.store.insert_generations(rows)))
+        except Exception as exc:  # noqa: BLE001 - the periodic flusher's errors would otherwise vanish with its task
+            # Not stored, so not done: counted as failed, and the same run name generates them again.
+            self.progress.output_tokens -= sum(row["total_tokens"] or 0 for row in rows)
+            for _ in rows:
+                self._failed(f"storing the batch failed: {type(exc).__name__}: {exc}")
+        else:
+            self.progress.done += len(rows)
+        self.notify(self.progress)

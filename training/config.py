@@ -1,0 +1,213 @@
+"""An LCPO job's typed config, checked field by field, and job files (YAML) read into it.
+
+`LCPOConfig` holds every field of a fine-tune with its default and help text (the Train tab's
+form is generated from it); a config that cannot run raises `ConfigError` naming each field and
+what to change. A job file holds the fields as YAML; with ``job: tiny_base`` it describes the
+tiny base model's training instead (`training.tiny.job.TinyBaseConfig`).
+
+    config = load_config("training/configs/tiny-smoke.yaml", output_dir="/tmp/smoke")
+    job = load_job("training/configs/tiny-r1-base.yaml")      # a TinyBaseConfig
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend.evaluation.grading import GRADE_TIMEOUT_S
+
+MODES = ("exact", "max", "both")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
+JOB_LCPO, JOB_TINY_BASE = "lcpo", "tiny_base"
+
+
+class ConfigError(ValueError):
+    """A job config that cannot run; the message names the field and what to change.
+
+    ``problems`` holds (field, message) pairs, so a form can show each beside its field."""
+
+    def __init__(self, message: str, problems: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+def _f(default, help: str, **kwargs):  # noqa: A002 - "help" reads best in the field list
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclass(frozen=True)
+class LCPOConfig:
+    base_model: str = _f("", "Model to fine-tune: a local folder (e.g. models/tiny-r1-base) or a Hugging Face id.")
+    output_dir: str = _f("", "Folder for checkpoints, metrics.jsonl and the final model (final/).")
+    dataset: str = _f("arith", "Training questions: 'arith' (generated with dataset_seed) or a JSONL/Parquet/CSV file.")
+    dataset_seed: int = _f(1, "Seed of the arith training problems; evaluations use other seeds.")
+    num_examples: int = _f(2000, "Training examples (arith: generated; a file: a seeded sample).")
+    arith_min_ops: int = _f(1, "arith: fewest operations per problem.")
+    arith_max_ops: int = _f(6, "arith: most operations per problem.")
+    mode: str = _f("exact", "'exact' (Think for N tokens.), 'max' (Think for maximum N tokens.) or 'both' (half each).")
+    alpha_exact: float = _f(0.0003, "Exact reward: penalty per token of |n_gold - n_y|.")
+    alpha_max: float = _f(0.001, "Max reward: slope of the length term alpha * (n_gold - n_y).")
+    delta: float = _f(0.5, "Max reward: offset of the length term before clipping to [0, 1].")
+    n_min: int = _f(32, "Smallest target length N drawn for a prompt.")
+    n_max: int = _f(256, "Largest target length N drawn for a prompt.")
+    num_generations: int = _f(8, "GRPO group size: completions per prompt.")
+    per_device_train_batch_size: int = _f(16, "Completions per device per step (a multiple of num_generations).")
+    gradient_accumulation_steps: int = _f(1, "Steps whose gradients are summed before an update.")
+    learning_rate: float = _f(1e-5, "AdamW learning rate.")
+    max_steps: int = _f(100, "Optimizer steps of the job.")
+    max_completion_length: int = _f(512, "Most tokens generated per completion (thinking and answer).")
+    temperature: float = _f(0.6, "Sampling temperature of the rollouts.")
+    top_p: float = _f(0.95, "Nucleus sampling top_p of the rollouts.")
+    beta: float = _f(0.0, "KL coefficient against the reference model (0: no reference model).")
+    loss_type: str = _f("grpo", f"TRL loss type: one of {', '.join(LOSS_TYPES)}.")
+    logging_steps: int = _f(1, "Steps between metric lines in metrics.jsonl.")
+    save_steps: int = _f(25, "Steps between checkpoints (a killed job resumes from the last one).")
+    save_total_limit: int = _f(2, "Checkpoints kept.")
+    seed: int = _f(0, "Seed of target lengths, sampling and initialization.")
+    grade_timeout_s: float = _f(GRADE_TIMEOUT_S, "Bound on grading one answer, in seconds.")
+    warm_start_problems: int = _f(0, "Warm start before GRPO (training/warm_start.py): problems to sample the base model on; 0 skips it.")
+    warm_start_per_problem: int = _f(4, "Warm start: completions sampled per problem.")
+    warm_start_temperature: float = _f(1.0, "Warm start: sampling temperature (higher: more varied lengths).")
+    warm_start_epochs: int = _f(2, "Warm start: passes of SFT over the relabeled samples.")
+    warm_start_learning_rate: float = _f(0.001, "Warm start: peak SFT learning rate (warmup, then cosine).")
+    warm_start_batch_tokens: int = _f(2048, "Warm start: padded tokens per SFT batch.")
+    warm_start_max_slack: float = _f(1.2, "Warm start: a Max example of n tokens gets a maximum drawn in [n, slack * n]; larger: the model keeps further below N.")
+    warm_start_decision_weight: float = _f(0.0, "Warm start: extra loss weight per nat of the base model's entropy at a token (the length-setting choices); 0: plain SFT.")
+    precision: str = _f("auto", "Training precision: 'auto' (bf16 on a GPU, fp32 on a CPU), 'bf16' or 'fp32'.")
+    use_vllm: bool = _f(False, "Generate rollouts with TRL's vLLM integration (GPU machines; colocated).")
+    export_dir: str = _f("", "Also copy the finished model here (e.g. models/l1-tiny), replacing what is there.")
+    max_context: int = _f(0, "The model's context length; 0: read from the base model's config.")
+
+    def __post_init__(self) -> None:
+        problems = tuple(_problems(self))
+        if problems:
+            raise ConfigError("; ".join(message for _, message in problems), problems)
+
+    @property
+    def group_count(self) -> int:
+        return self.per_device_train_batch_size // self.num_generations
+
+
+def _problems(c: LCPOConfig):
+    """(field, message) for each thing wrong with `c`; the form shows each message beside its field."""
+    if not c.base_model:
+        yield "base_model", "base_model is empty: give a model folder (e.g. models/tiny-r1-base) or a Hugging Face id"
+    if c.mode not in MODES:
+        yield "mode", f"mode {c.mode!r}: choose exact, max or both"
+    if c.precision not in ("auto", "bf16", "fp32"):
+        yield "precision", f"precision {c.precision!r}: choose auto, bf16 or fp32"
+    if c.loss_type not in LOSS_TYPES:
+        yield "loss_type", f"loss_type {c.loss_type!r}: choose one of {', '.join(LOSS_TYPES)}"
+    if c.num_generations < 2:
+        yield "num_generations", f"num_generations {c.num_generations}: GRPO compares completions within a group, so it needs at least 2"
+    elif c.per_device_train_batch_size % c.num_generations:
+        yield "per_device_train_batch_size", (
+            f"per_device_train_batch_size {c.per_device_train_batch_size} is not divisible by num_generations "
+            f"{c.num_generations}: use a multiple, e.g. {c.num_generations * max(1, c.per_device_train_batch_size // c.num_generations)}")
+    if not 1 <= c.n_min <= c.n_max:
+        yield "n_min", f"n_min {c.n_min}, n_max {c.n_max}: need 1 <= n_min <= n_max"
+    if c.max_context and c.n_max >= c.max_context:
+        yield "n_max", f"n_max {c.n_max}: must be below the model's context of {c.max_context} tokens"
+    if c.max_completion_length < c.n_max:
+        yield "max_completion_length", f"max_completion_length {c.max_completion_length}: below n_max {c.n_max}, so no completion could reach its target; raise it (e.g. {2 * c.n_max})"
+    for name in ("num_examples", "max_steps", "logging_steps", "save_steps", "save_total_limit", "gradient_accumulation_steps", "per_device_train_batch_size"):
+        if getattr(c, name) < 1:
+            yield name, f"{name} {getattr(c, name)}: must be a positive whole number"
+    if c.learning_rate <= 0:
+        yield "learning_rate", f"learning_rate {c.learning_rate}: must be positive"
+    for name in ("alpha_exact", "alpha_max"):
+        if getattr(c, name) < 0:
+            yield name, f"{name} {getattr(c, name)}: must be 0 or more"
+    if not 0 <= c.delta <= 1:
+        yield "delta", f"delta {c.delta}: must be between 0 and 1"
+    if c.temperature <= 0:
+        yield "temperature", f"temperature {c.temperature}: must be above 0 (rollouts are sampled)"
+    if not 0 < c.top_p <= 1:
+        yield "top_p", f"top_p {c.top_p}: need 0 < top_p <= 1"
+    if c.beta < 0:
+        yield "beta", f"beta {c.beta}: must be 0 or more"
+    if c.warm_start_problems < 0:
+        yield "warm_start_problems", f"warm_start_problems {c.warm_start_problems}: must be 0 (no warm start) or more"
+    elif c.warm_start_problems:
+        for name in ("warm_start_per_problem", "warm_start_epochs", "warm_start_batch_tokens"):
+            if getattr(c, name) < 1:
+                yield name, f"{name} {getattr(c, name)}: must be a positive whole number"
+        if c.warm_start_max_slack < 1:
+            yield "warm_start_max_slack", f"warm_start_max_slack {c.warm_start_max_slack}: must be 1 or more (a maximum is at least the sample's length)"
+        if c.warm_start_decision_weight < 0:
+            yield "warm_start_decision_weight", f"warm_start_decision_weight {c.warm_start_decision_weight}: must be 0 or more"
+        for name in ("warm_start_temperature", "warm_start_learning_rate"):
+            if getattr(c, name) <= 0:
+                yield name, f"{name} {getattr(c, name)}: must be positive"
+    if not 1 <= c.arith_min_ops <= c.arith_max_ops:
+        yield "arith_min_ops", f"arith_min_ops {c.arith_min_ops}, arith_max_ops {c.arith_max_ops}: need 1 <= min <= max"
+
+
+def config_fields() -> list[dataclasses.Field]:
+    return list(dataclasses.fields(LCPOConfig))
+
+
+def load_config(path: str | Path, **overrides: Any) -> LCPOConfig:
+    """Read an LCPO job file (YAML or JSON); ``overrides`` (e.g. output_dir) win over the file."""
+    job = load_job(path, **overrides)
+    if not isinstance(job, LCPOConfig):
+        raise ConfigError(f"{path}: a {JOB_TINY_BASE} job, not an LCPO job")
+    return job
+
+
+def load_job(path: str | Path, **overrides: Any):
+    """An `LCPOConfig`, or with ``job: tiny_base`` in the file the base model's
+    `training.tiny.job.TinyBaseConfig` (``output_dir`` is its ``out``)."""
+    data = _read_job_file(Path(path))
+    kind = data.pop("job", JOB_LCPO)
+    if kind == JOB_TINY_BASE:
+        from training.tiny.job import TinyBaseConfig
+
+        if overrides.get("output_dir") is not None:
+            data["out"] = overrides.pop("output_dir")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return config_from_dict(data, where=str(path), cls=TinyBaseConfig)
+    if kind != JOB_LCPO:
+        raise ConfigError(f"{path}: job {kind!r}: choose {JOB_LCPO} or {JOB_TINY_BASE}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_dict(data, where=str(path))
+
+
+def _read_job_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"no job file at {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of field: value")
+    return data
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config", cls: type = None):
+    """A ``cls`` (default `LCPOConfig`) from plain values, type-checked field by field."""
+    cls = cls or LCPOConfig
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(known)}")
+    values = {}
+    for name, value in data.items():
+        kind = type(known[name].default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            message = f"{name} = {value!r} is a {type(value).__name__}; it must be {kind.__name__}"
+            raise ConfigError(f"{where}: {message}", ((name, message),))
+        values[name] = value
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
