@@ -8,7 +8,12 @@ same for the Sweep tab.
 
 from __future__ import annotations
 
+import re
 from html import escape
+
+# A model's self-emitted countdown ("‹24›": about 240 tokens left), shown muted: it is part of the
+# thinking (and counted in it), but not reasoning to read.
+TICK = re.compile(r"‹\d+›")
 
 CSS = """
 .bl-grid {display:grid; grid-template-columns:repeat(auto-fill,minmax(300px,1fr)); gap:12px;}
@@ -24,6 +29,7 @@ CSS = """
 .bl-ok {background:#d8f0d2; color:#1b5e20;} .bl-bad {background:#fbd5d5; color:#8b1a1a;} .bl-na {background:#eee; color:#555;}
 .bl-error {color:#b00020; font-size:13px; white-space:pre-wrap;}
 .bl-progress {font-size:13px;} .bl-progress .bl-meter {height:10px;}
+.bl-tick {color:var(--body-text-color-subdued,#999); font-size:10px; opacity:0.7;}
 .bl-invalid {outline:2px solid #e45756; border-radius:6px;} .bl-invalid [data-testid="block-info"] {color:#b00020; font-weight:600;}
 """
 
@@ -85,11 +91,16 @@ def render_card(generation: dict, cost_usd: float | None = None) -> str:
     ]
     if generation.get("error"):
         body.append(f'<div class="bl-error">{escape(generation["error"])}</div>')
-    body.append(f'<div class="bl-think">{escape(generation["thinking_text"]) or "<i>no thinking</i>"}</div>')
+    body.append(f'<div class="bl-think">{thinking_html(generation["thinking_text"]) or "<i>no thinking</i>"}</div>')
     if generation.get("answer_text"):
         body.append(f'<div class="bl-answer">{escape(generation["answer_text"])}</div>')
     body.append("</div>")
     return "\n".join(body)
+
+
+def thinking_html(text: str) -> str:
+    """The thinking, escaped, with countdown ticks muted (`TICK`)."""
+    return TICK.sub(lambda m: f'<span class="bl-tick">{m.group(0)}</span>', escape(text))
 
 
 def render_columns(generations: list[dict], costs: list[float] | None = None) -> str:

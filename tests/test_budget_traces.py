@@ -1,0 +1,137 @@
+"""The budget-aware trace generator (training/budget_traces.py), counted with the shipped tokenizer:
+every Exact trace is exactly N tokens, every Max trace at most M, across the trained range and
+every problem size; ticks are single tokens whose values are the remaining tokens in tens; the
+answer is boxed after </think> and the thinking's work is right."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from backend.evaluation.arith import make_problems
+from backend.evaluation.grading import extract_boxed
+from backend.settings import REPO_ROOT
+from training.budget_traces import MAX_TICK, TICK_UNIT, TraceWriter, chain_lines, operations, tick_tokens
+from training.traces import column_work
+
+TICK = re.compile(r"‹(\d+)›")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(REPO_ROOT / "models" / "tiny-r1-base")
+
+
+@pytest.fixture(scope="module")
+def ticked_tokenizer():
+    from transformers import AutoTokenizer
+
+    from training.budget_sft import add_ticks
+
+    tokenizer = AutoTokenizer.from_pretrained(REPO_ROOT / "models" / "tiny-r1-base")
+    add_ticks(tokenizer)
+    return tokenizer
+
+
+def _count(tokenizer, completion: str) -> int:
+    return len(tokenizer(completion, add_special_tokens=False)["input_ids"]) + 1  # the end token counts
+
+
+def _problems_and_budgets(n_problems: int = 60):
+    rng = random.Random(5)
+    for problem in make_problems(2024, n_problems):
+        for budget in sorted({64, 512, *(rng.randint(64, 512) for _ in range(4))}):
+            yield problem, budget
+
+
+@pytest.mark.parametrize("tick_every", [0, 10])
+def test_every_exact_trace_is_exactly_n_tokens(tokenizer, ticked_tokenizer, tick_every):
+    tok = ticked_tokenizer if tick_every else tokenizer
+    writer, rng = TraceWriter(tok, tick_every=tick_every), random.Random(0)
+    for problem, budget in _problems_and_budgets():
+        trace = writer.exact(problem, budget, rng)
+        assert trace.tokens == budget == _count(tok, trace.completion), (problem.question, budget, trace.plan)
+
+
+@pytest.mark.parametrize("tick_every", [0, 10])
+def test_every_max_trace_is_at_most_m_tokens_and_close_below(tokenizer, ticked_tokenizer, tick_every):
+    tok = ticked_tokenizer if tick_every else tokenizer
+    writer, rng = TraceWriter(tok, tick_every=tick_every), random.Random(1)
+    for problem, budget in _problems_and_budgets():
+        trace = writer.at_most(problem, budget, rng)
+        n = _count(tok, trace.completion)
+        assert n == trace.tokens <= budget, (problem.question, budget)
+        assert n >= budget * 0.85 or n == writer.shortest(problem), (problem.question, budget, n)
+
+
+def test_the_answer_is_boxed_after_the_thinking_and_the_work_is_right(tokenizer):
+    writer, rng = TraceWriter(tokenizer), random.Random(2)
+    for problem, budget in _problems_and_budgets(30):
+        trace = writer.exact(problem, budget, rng)
+        thinking, _, answer = trace.completion.partition("</think>")
+        assert extract_boxed(answer) == str(problem.answer)
+        assert f"{problem.answer}." in thinking.splitlines()[-1]  # the closing states the result
+        assert "</think>" not in answer
+        for a, op, b, _ in operations(problem):  # any column working shown is the right one
+            if f"{a} {op} {b}:" in thinking:
+                assert column_work(a, op, b).split(": ", 1)[1] in thinking
+
+
+def test_more_budget_buys_more_work(tokenizer):
+    writer = TraceWriter(tokenizer)
+    problem = make_problems(7, 1, min_ops=4, max_ops=4)[0]
+    small, large = writer.exact(problem, 64, random.Random(3)), writer.exact(problem, 400, random.Random(3))
+    assert small.plan.startswith(("brief", "terse")) and "Let me check" not in small.thinking
+    assert large.plan.startswith("checked") and all(line in large.thinking for line in chain_lines(problem))
+    for a, op, b, _ in operations(problem):
+        assert column_work(a, op, b) in large.thinking
+
+
+def _ticks(tokenizer, completion: str, style: str) -> list[tuple[int, int]]:
+    """(position of the tick's first token, its value) for every tick of a completion."""
+    digit_of = {tokenizer.convert_tokens_to_ids(t): int(t[1:-1]) for t in tick_tokens(style)}
+    ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    found, position = [], 0
+    while position < len(ids):
+        if ids[position] in digit_of:
+            start, digits = position, ""
+            while position < len(ids) and ids[position] in digit_of:
+                digits += str(digit_of[ids[position]])
+                position += 1
+            found.append((start, int(digits)))
+        else:
+            position += 1
+    return found
+
+
+@pytest.mark.parametrize("style", ["token", "digits"])
+def test_ticks_count_down_the_remaining_tokens_in_tens(tokenizer, style):
+    from transformers import AutoTokenizer
+
+    from training.budget_sft import add_ticks
+
+    ticked = AutoTokenizer.from_pretrained(REPO_ROOT / "models" / "tiny-r1-base")
+    add_ticks(ticked, style=style)
+    ids = [ticked.convert_tokens_to_ids(t) for t in tick_tokens(style)]
+    assert len(set(ids)) == len(ids) and max(ids) < 448  # single tokens, in the model's embedding rows
+    writer, rng = TraceWriter(ticked, tick_every=10, tick_style=style), random.Random(4)
+    for problem, budget in _problems_and_budgets(20):
+        trace = writer.exact(problem, budget, rng)
+        assert trace.tokens == budget == _count(ticked, trace.completion)
+        assert trace.thinking.startswith("‹") and not TICK.search(trace.completion.split("</think>", 1)[1])
+        ticks = _ticks(ticked, trace.completion, style)
+        for position, value in ticks:
+            assert value == min(MAX_TICK, (budget - position) // TICK_UNIT), (position, value)
+        values = [value for _, value in ticks]
+        assert values == sorted(values, reverse=True) and values[0] == budget // TICK_UNIT  # the budget's leading digits
+
+
+def test_a_budget_below_the_shortest_trace_is_refused(tokenizer):
+    writer = TraceWriter(tokenizer)
+    problem = make_problems(1, 1, min_ops=6, max_ops=6)[0]
+    with pytest.raises(ValueError, match="budget 10: no trace"):
+        writer.exact(problem, 10, random.Random(0))

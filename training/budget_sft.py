@@ -1,0 +1,169 @@
+"""Supervised fine-tuning on budget-aware traces, and the greedy length check that judges it.
+
+The warm start of the L1 recipe for the tiny models: the unchanged base model is fine-tuned on
+fresh generated examples (`training.budget_traces`: a problem worked for exactly N tokens under
+"Think for N tokens.", or for at most M under "Think for maximum M tokens."), with N drawn
+uniformly in ``[n_min, n_max]``; no sampling of the base is needed. With ``tick_every`` the tick
+tokens are added to the tokenizer (in the model's unused embedding rows: no shape change).
+
+`length_check` decodes fresh problems greedily at a few budgets with transformers and reports
+each budget's mean |n - N| / N (or share over M) and accuracy: the numbers of
+``models/l1-tiny/EXPERIMENTS.md``. From the shell (one arm of an experiment):
+
+    python -m training.budget_sft --out /tmp/ticks --tick-every 10 --examples 6000 --steps 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from backend.controllers.prompts import l1_exact_prompt, l1_max_prompt
+from backend.evaluation.arith import make_problems
+from training.budget_traces import TraceWriter, tick_tokens
+from training.tiny.evaluate import parse_output
+from training.tiny.tokenizer import encode_example, prompt_text
+
+EVAL_SEED = 4242  # fresh problems: training draws from other seeds
+
+
+@dataclass(frozen=True)
+class BudgetSFTConfig:
+    base_model: str = "models/tiny-r1-base"
+    out: str = ""
+    tick_every: int = 10
+    tick_style: str = "token"
+    examples: int = 6000
+    max_share: float = 0.0  # share of examples in Max form
+    n_min: int = 64
+    n_max: int = 512
+    steps: int = 1000
+    lr: float = 1e-3
+    batch_tokens: int = 2048
+    seed: int = 0
+    min_ops: int = 1
+    max_ops: int = 6
+
+
+def add_ticks(tokenizer, model=None, style: str = "token") -> None:
+    """Add the tick tokens of ``style``; they must fit the model's embedding rows (the tiny models have 54 unused)."""
+    from tokenizers import AddedToken
+
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in tick_tokens(style)])
+    if model is not None and len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"{len(tokenizer)} tokens with the ticks, but the model has {model.config.vocab_size} embedding rows")
+
+
+def budget_examples(tokenizer, writer: TraceWriter, config: BudgetSFTConfig) -> tuple[list[tuple[list[int], int]], dict]:
+    """(token ids, prompt length) of ``config.examples`` fresh examples, and counts by plan."""
+    rng = random.Random(config.seed + 7)
+    pool, plans = [], {}
+    for problem in make_problems(config.seed + 31_337, config.examples, config.min_ops, config.max_ops):
+        target = rng.randint(config.n_min, config.n_max)
+        if rng.random() < config.max_share:
+            trace, prompt = writer.at_most(problem, target, rng), l1_max_prompt(problem.question, target)
+        else:
+            trace, prompt = writer.exact(problem, target, rng), l1_exact_prompt(problem.question, target)
+        pool.append(encode_example(tokenizer, prompt, trace.completion))
+        plans[trace.plan.rstrip("0123456789")] = plans.get(trace.plan.rstrip("0123456789"), 0) + 1
+    return pool, plans
+
+
+def finetune(config: BudgetSFTConfig) -> dict:
+    """SFT of the base on generated examples; saves model and tokenizer in ``config.out``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.tiny.data import padded_batches
+    from training.tiny.sft import train
+
+    torch.set_num_threads(2)
+    t0 = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32)
+    if config.tick_every:
+        add_ticks(tokenizer, model, config.tick_style)
+    pool, plans = budget_examples(tokenizer, TraceWriter(tokenizer, tick_every=config.tick_every, tick_style=config.tick_style), config)
+    rng = random.Random(config.seed)
+
+    def batches():
+        while True:
+            yield from padded_batches(pool, tokenizer.pad_token_id, config.batch_tokens, rng)
+
+    info = train(model, tokenizer, config.seed, config.steps, max_minutes=10_000, lr=config.lr, warmup=min(50, config.steps // 10),
+                 tokens_per_batch=config.batch_tokens, data=batches(), log_every=100)
+    out = Path(config.out)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return {"config": asdict(config), "plans": plans, "sft": info, "seconds": round(time.time() - t0, 1)}
+
+
+def length_check(model_dir: str | Path, budgets=(64, 243, 512), n: int = 40, mode: str = "exact", seed: int = EVAL_SEED,
+                 batch_size: int = 20) -> dict:
+    """Greedy decoding of ``n`` fresh problems at each budget: mean |n - N| / N (exact) or share
+    over N (max), accuracy, mean tokens; n counts every completion token and the end token."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    problems = make_problems(seed, n)
+    prompt_of = l1_exact_prompt if mode == "exact" else l1_max_prompt
+    result = {}
+    for budget in budgets:
+        rows = []
+        for i in range(0, n, batch_size):
+            chunk = problems[i:i + batch_size]
+            rows += _decode(model, tokenizer, [prompt_of(p.question, budget) for p in chunk], chunk, budget)
+        result[budget] = _budget_summary(rows, budget, mode)
+    return result
+
+
+def _decode(model, tokenizer, prompts: list[str], problems, budget: int) -> list[dict]:
+    import torch
+
+    eos = tokenizer.eos_token_id
+    tokenizer.padding_side = "left"
+    enc = tokenizer([prompt_text(tokenizer, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+    tokenizer.padding_side = "right"
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=2 * budget + 64, do_sample=False, top_p=None, top_k=None, temperature=None,
+                             pad_token_id=eos, eos_token_id=eos)
+    rows = []
+    for problem, ids in zip(problems, out[:, enc["input_ids"].shape[1]:].tolist()):
+        length = ids.index(eos) + 1 if eos in ids else len(ids)
+        ok, got = parse_output(tokenizer.decode(ids[:length], skip_special_tokens=True))
+        rows.append({"tokens": length, "correct": ok and got == problem.answer})
+    return rows
+
+
+def _budget_summary(rows: list[dict], budget: int, mode: str) -> dict:
+    k = len(rows)
+    summary = {"accuracy": round(sum(r["correct"] for r in rows) / k, 3), "mean_tokens": round(sum(r["tokens"] for r in rows) / k, 1)}
+    if mode == "exact":
+        summary["mean_abs_rel_dev"] = round(sum(abs(r["tokens"] - budget) / budget for r in rows) / k, 4)
+    else:
+        summary["over_budget"] = round(sum(r["tokens"] > budget for r in rows) / k, 3)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="SFT a tiny base model on budget-aware traces, then check its lengths greedily.")
+    for name, default in asdict(BudgetSFTConfig()).items():
+        ap.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+    ap.add_argument("--check-only", action="store_true", help="only the length check of --out")
+    args = vars(ap.parse_args(argv))
+    check_only = args.pop("check_only")
+    config = BudgetSFTConfig(**args)
+    report = {} if check_only else finetune(config)
+    report["exact"] = length_check(config.out)
+    print(json.dumps(report, indent=1), flush=True)
+    (Path(config.out) / "budget_sft.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""Budget-aware thinking traces: an arith problem worked for exactly N tokens, or for at most M.
+
+Built only from the base model's own pieces (`training.traces`): the expression line, per
+operation a chain line with its column working and re-checks, whole re-passes, closing sentences
+of several lengths; for a tiny budget a partial chain that jumps to a guess. Given a target, the
+work is allocated in a natural order (the chain, then column work operation by operation while
+it fits, then a re-check of each operation, then further rounds of checks and whole re-passes) and
+the trace lands on exactly N tokens, counted with the policy's tokenizer over the whole
+completion (thinking, ``</think>``, the boxed answer and the end token). The richest plan that
+can land exactly is used; its check variants and closing are drawn at random among those that do.
+
+With ``tick_every`` the thinking carries a self-emitted countdown: at the start of a line, once
+``tick_every`` tokens have passed since the last tick (and before the first line), a tick says
+that ``10 k`` to ``10 k + 9`` tokens of the completion remain (k = remaining // 10, the tick
+counted), so the first tick of "Think for 243 tokens." is 24: the budget's leading digits. Two
+spellings (``tick_style``): ``"token"``, one added token per value (``‹24›``), and ``"digits"``, one
+added token per digit (``‹2›‹4›``), which the model can copy from the budget's digits in the
+prompt and count down digit by digit. Ticks are ordinary tokens of the completion: they count in
+n, and none comes after ``</think>``.
+
+    writer = TraceWriter(tokenizer, tick_every=10)
+    trace = writer.exact(problem, 243, random.Random(0))      # trace.tokens == 243
+    trace = writer.at_most(problem, 243, random.Random(0))    # trace.tokens <= 243
+
+Lengths are additive per line when each line is counted with its newline (a punctuation mark and
+the newline after it are one token), which `_cost` relies on; `TraceWriter` checks the total of
+every trace it returns against the tokenizer's count of the whole text.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from dataclasses import dataclass
+
+from backend.evaluation.arith import ArithProblem, apply_op, parse_question
+from training.traces import CHECKED_OPENING, STEPS_OPENING, column_work, format_completion
+
+TICK_UNIT = 10  # a tick's value counts tokens in tens
+MAX_TICK = 52  # ticks ‹0›..‹52›: budgets up to about 520 tokens, in the 54 unused embedding rows of the tiny models
+CHECK_ROUND_OPENING = "Let me check each step again."
+REPASS_OPENING = "Wait, let me check the whole computation again."
+# The closing of a thinking: an optional summary line, an optional remark, and a sentence that
+# states the result, each of several lengths, so that a trace can land on any length. A remark
+# that claims checks is used only after a plan that checked.
+FINALS = ("The answer is {x}.", "So the answer is {x}.", "So the final answer is {x}.", "Therefore, the final answer is {x}.",
+          "Yes. So the final answer is {x}.")
+SUMMARIES = ("", "So the result is {x}.")
+REMARKS = ("", "Good.", "That is right.")
+CHECK_REMARKS = ("All the steps check.", "I checked every step.", "Everything checks out.", "Every line above agrees.")
+
+
+def closings(answer: int, checked: bool) -> list[str]:
+    """Every closing (lines joined by newlines) for a thinking that did, or did not, check its work."""
+    remarks = REMARKS + (CHECK_REMARKS if checked else ())
+    return ["\n".join(part for part in (s, r, f) if part).format(x=answer) for s in SUMMARIES for r in remarks for f in FINALS]
+
+
+TICK_STYLES = ("token", "digits")
+
+
+def tick_token(value: int) -> str:
+    return f"‹{value}›"
+
+
+def tick_text(value: int, style: str = "token") -> str:
+    """The tick of ``value`` (remaining tokens // 10) in ``style``."""
+    return tick_token(value) if style == "token" else "".join(tick_token(int(d)) for d in str(value))
+
+
+def tick_tokens(style: str = "token") -> list[str]:
+    """The tick tokens of ``style``, to add to a tokenizer (as added tokens: one id each)."""
+    return [tick_token(v) for v in range(MAX_TICK + 1 if style == "token" else 10)]
+
+
+@dataclass(frozen=True)
+class BudgetTrace:
+    thinking: str
+    completion: str  # what follows the generation prompt, without the end token
+    tokens: int  # tokens of the completion plus the end token: the n the budget counts
+    target: int  # N (exact) or M (at most)
+    mode: str  # "exact" or "max"
+    plan: str  # which allocation it is, e.g. "checked+2r"
+
+
+def operations(problem: ArithProblem) -> list[tuple[int, str, int, int]]:
+    """(a, op, b, a op b) for each operation, left to right."""
+    acc, ops = parse_question(problem.question)
+    out = []
+    for op, b in ops:
+        new = apply_op(acc, op, b)
+        out.append((acc, op, b, new))
+        acc = new
+    return out
+
+
+def chain_lines(problem: ArithProblem) -> list[str]:
+    """The expression, then one line per operation folding it ("= 85 - 12 + 5")."""
+    acc, ops = parse_question(problem.question)
+    lines = [problem.question.removeprefix("Compute ").removesuffix(".")]
+    for i, (op, b) in enumerate(ops):
+        acc = apply_op(acc, op, b)
+        lines.append(f"= {acc}" + "".join(f" {o} {v}" for o, v in ops[i + 1:]))
+    return lines
+
+
+def check_variants(a: int, op: str, b: int, c: int) -> list[str]:
+    """The base model's re-checks of ``a op b = c`` (by the inverse operation or by recomputing)."""
+    inverse = f"{c} - {b} = {a}" if op == "+" else f"{c} + {b} = {a}"
+    return [f"Wait, let me check: {inverse}. Yes.", f"Let me check: {inverse}, so {a} {op} {b} = {c} is right.",
+            f"Wait, {a} {op} {b}... check: {inverse}. So it is {c}.", f"Check again: {a} {op} {b} = {c}. Therefore {c}."]
+
+
+def redo_variants(a: int, op: str, b: int, c: int) -> list[str]:
+    """A later round's check of one operation: the inverse, or the column working again."""
+    return check_variants(a, op, b, c)[:2] + [f"Let me redo {column_work(a, op, b)}"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Lines of a thinking before its closing; each slot is a list of interchangeable lines."""
+
+    name: str
+    slots: tuple[tuple[str, ...], ...]
+
+
+class TraceWriter:
+    def __init__(self, tokenizer, tick_every: int = 0, tick_style: str = "token", max_rounds: int = 40) -> None:
+        """``tick_every``: tokens between two ticks at least (0: no ticks); the tokenizer must then
+        hold the tick tokens of ``tick_style`` (`tick_tokens`)."""
+        if tick_style not in TICK_STYLES:
+            raise ValueError(f"tick_style {tick_style!r}: choose token or digits")
+        self.tokenizer = tokenizer
+        self.tick_every = tick_every
+        self.tick_style = tick_style
+        self.max_rounds = max_rounds
+        if tick_every and any(len(tokenizer(tick, add_special_tokens=False)["input_ids"]) != 1 for tick in tick_tokens(tick_style)):
+            raise ValueError("tick tokens are not single tokens in this tokenizer: add training.budget_traces.tick_tokens() first")
+
+    @functools.lru_cache(maxsize=200_000)
+    def _cost(self, line: str) -> int:
+        """Tokens of one line with its newline (additive: see the module docstring)."""
+        return len(self.tokenizer(line + "\n", add_special_tokens=False)["input_ids"])
+
+    def count(self, completion: str) -> int:
+        """Tokens of a completion plus the end token."""
+        return len(self.tokenizer(completion, add_special_tokens=False)["input_ids"]) + 1
+
+    # --- the two modes
+    def exact(self, problem: ArithProblem, n: int, rng: random.Random) -> BudgetTrace:
+        """A trace of exactly ``n`` tokens; ValueError if ``n`` is below the shortest possible trace."""
+        lines, plan = self._fit(problem, n, rng)
+        return self._finish(problem, lines, n, n, "exact", plan)
+
+    def at_most(self, problem: ArithProblem, m: int, rng: random.Random, slack: tuple[float, float] = (0.02, 0.12)) -> BudgetTrace:
+        """A trace of at most ``m`` tokens: exactly ``m`` minus a small margin drawn in ``slack`` (a
+        share of ``m``); ticks count down to ``m``, so the model learns to stop a little before it."""
+        n = max(self.shortest(problem), m - max(1, round(m * rng.uniform(*slack))))
+        if n > m:
+            raise ValueError(f"maximum {m}: below the shortest trace of {problem.question!r} ({n} tokens)")
+        lines, plan = self._fit(problem, n, rng, tick_target=m)
+        return self._finish(problem, lines, n, m, "max", plan, tick_target=m)
+
+    def shortest(self, problem: ArithProblem) -> int:
+        return self._answer_cost(problem) + self._cost(f"The result is {problem.answer}.") + (1 if self.tick_every else 0)  # ticks: ‹0›..
+
+    # --- allocation
+    def _fit(self, problem: ArithProblem, n: int, rng: random.Random, tick_target: int | None = None) -> tuple[list[str], str]:
+        """The lines of the richest plan that lands on ``n`` tokens exactly."""
+        budget = n - self._answer_cost(problem)
+        fitting = []
+        for plan in self._plans(problem):
+            if sum(min(self._cost(line) if line else 0 for line in slot) for slot in plan.slots) > budget:
+                break
+            fitting.append(plan)
+        for plan in reversed(fitting):  # the richest first
+            lines = self._assign(plan, problem, budget, rng, tick_target or n)
+            if lines is not None:
+                return lines, plan.name
+        raise ValueError(f"budget {n}: no trace of {problem.question!r} has exactly {n} tokens (the shortest has {self.shortest(problem)})")
+
+    def _assign(self, plan: _Plan, problem: ArithProblem, budget: int, rng: random.Random, tick_target: int) -> list[str] | None:
+        """A choice of one line per slot and a closing whose cost, ticks included, is ``budget``.
+        The tokens the ticks take depend on the choice: guess them, choose, count, and choose again."""
+        endings = closings(problem.answer, checked=plan.name.startswith("checked")) if plan.name != "terse" else [""]
+        per_tick = 1 if self.tick_style == "token" else 1.7
+        ticks = round(per_tick * budget / (self.tick_every + 8)) if self.tick_every else 0
+        tried = set()
+        for _ in range(12):
+            chosen = self._choose(plan.slots, endings, budget - ticks, rng)
+            if chosen is None:
+                if not self.tick_every or ticks in tried or ticks <= 0:
+                    return None
+                tried.add(ticks)
+                ticks -= 1
+                continue
+            lines = [line for line in chosen if line]
+            actual = self._ticked(lines, tick_target)[1]
+            if actual == ticks:
+                return lines
+            tried.add(ticks)
+            ticks = actual if actual not in tried else ticks + (1 if actual > ticks else -1)
+        return None
+
+    def _choose(self, slots, closings: list[str], target: int, rng: random.Random) -> list[str] | None:
+        """One line per slot (in order) plus a closing, summing to ``target`` tokens; random among
+        the ways that do (set DP over reachable sums, then a random walk back)."""
+        options = [[(line, self._cost(line) if line else 0) for line in slot] for slot in [*slots, closings]]
+        reach = [{0}]
+        for opts in options:
+            reach.append({s + cost for s in reach[-1] for _, cost in opts if s + cost <= target})
+        if target not in reach[-1]:
+            return None
+        picked, remaining = [], target
+        for i in range(len(options) - 1, -1, -1):
+            ways = [(line, cost) for line, cost in options[i] if remaining - cost in reach[i]]
+            line, cost = rng.choice(ways)
+            picked.append(line)
+            remaining -= cost
+        return picked[::-1]
+
+    def _plans(self, problem: ArithProblem):
+        """Plans in the natural order of work, each at least as long as the one before: the
+        result alone; a partial chain that jumps to it; the chain with column work for the first
+        ``w`` operations (any operation optionally re-checked); every operation worked and
+        re-checked; then rounds of re-checks and whole re-passes."""
+        x, ops, chain = problem.answer, operations(problem), chain_lines(problem)
+        k = len(ops)
+        yield _Plan("terse", ((f"The result is {x}.",),))
+        for shown in range(k):
+            yield _Plan(f"brief{shown}", (("", STEPS_OPENING), *((line,) for line in chain[:shown + 1]), (f"= {x}",)))
+        works = [column_work(a, op, b) for a, op, b, _ in ops]
+        for w in range(k + 1):
+            slots = [(STEPS_OPENING, CHECKED_OPENING), (chain[0],)]
+            for i in range(k):
+                slots += ([(works[i],)] if i < w else []) + [(chain[i + 1],), ("", *check_variants(*ops[i]))]
+            yield _Plan(f"steps{w}", tuple(slots))
+        slots = [(CHECKED_OPENING,), (chain[0],)]
+        for i in range(k):
+            slots += [(works[i],), (chain[i + 1],), tuple(check_variants(*ops[i]))]
+        yield _Plan("checked", tuple(slots))
+        yield from self._rounds(slots, problem, ops, chain)
+
+    def _rounds(self, slots, problem: ArithProblem, ops, chain):
+        """After every operation is checked: rounds of re-checks (any of the operations), each
+        followed by a whole re-pass."""
+        slots = list(slots)
+        for r in range(1, self.max_rounds + 1):
+            slots.append((CHECK_ROUND_OPENING,))
+            slots += [("", *redo_variants(*op)) for op in ops]
+            yield _Plan(f"checked+{r}c", tuple(slots))
+            slots += [(REPASS_OPENING,), *((line,) for line in chain), (f"Yes, so it is {problem.answer}.",)]
+            yield _Plan(f"checked+{r}r", tuple(slots))
+
+    # --- assembly
+    def _answer_cost(self, problem: ArithProblem) -> int:
+        """Tokens after the thinking: ``</think>``, the answer, the end token."""
+        return self.count(format_completion("", problem.answer)) - self.count("")
+
+    def _ticked(self, lines: list[str], tick_target: int) -> tuple[list[str], int]:
+        """The lines with a tick at the start of the first line and of each line that comes
+        ``tick_every`` tokens or more after the last tick; and how many tokens the ticks take."""
+        if not self.tick_every:
+            return lines, 0
+        out, used, last, tick_tokens_used = [], 0, None, 0
+        for line in lines:
+            cost = self._cost(line)
+            if last is None or used - last >= self.tick_every:
+                last = used
+                tick = tick_text(max(0, min(MAX_TICK, (tick_target - used) // TICK_UNIT)), self.tick_style)
+                width = tick.count("‹")
+                used += width
+                tick_tokens_used += width
+                line = tick + line
+            out.append(line)
+            used += cost
+        return out, tick_tokens_used
+
+    def _finish(self, problem, lines: list[str], n: int, target: int, mode: str, plan: str, tick_target: int | None = None) -> BudgetTrace:
+        thinking = "\n".join(self._ticked(lines, tick_target or n)[0])
+        completion = format_completion(thinking, problem.answer)
+        tokens = self.count(completion)
+        if tokens != n:  # never expected: lengths are additive per line (module docstring)
+            raise AssertionError(f"trace of {problem.question!r} for {mode} {target}: {tokens} tokens, planned {n}")
+        return BudgetTrace(thinking, completion, tokens, target, mode, plan)
