@@ -28,6 +28,9 @@ BASE = REPO_ROOT / "models" / "tiny-r1-base"
     ({"delta": 1.5}, "delta 1.5"),
     ({"base_model": ""}, "base_model is empty"),
     ({"warm_start_problems": 10, "warm_start_max_slack": 0.9}, r"warm_start_max_slack 0.9: must be 1 or more"),
+    ({"warm_start_problems": 10, "warm_start_traces": 100}, "two kinds of warm start: set one of them to 0"),
+    ({"warm_start_traces": 100, "dataset": "gsm8k.jsonl"}, "budget-aware traces are written for the arith suite"),
+    ({"warm_start_traces": 100, "warm_start_tick_style": "roman"}, "warm_start_tick_style 'roman': choose token or digits"),
 ])
 def test_bad_configs_are_refused_with_what_to_change(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -206,6 +209,28 @@ def test_warm_start_then_grpo_runs_end_to_end(tmp_path):
     assert (exported / "model.safetensors").is_file() and json.loads((exported / "lcpo_config.json").read_text())["warm_start_problems"] == 6
     card = (exported / "README.md").read_text()
     assert f"--config {job}" in card and "warm start" in card and "quality:start" in card
+
+
+def test_a_warm_start_on_budget_aware_traces_adds_the_ticks_and_trains_on_them(tmp_path):
+    """The generated-traces warm start (training/budget_sft.py): no sampling, the tick tokens in the
+    model's spare embedding rows (same shapes as the base), then one GRPO step on the result."""
+    job = tmp_path / "traces.yaml"
+    job.write_text((REPO_ROOT / "training/configs/tiny-smoke.yaml").read_text().replace("max_steps: 4", "max_steps: 1")
+                   + "warm_start_traces: 40\nwarm_start_steps: 3\nwarm_start_tick_every: 10\n")
+    out = tmp_path / "job"
+    done = subprocess.run([sys.executable, "app.py", "train", "--config", str(job), "--output-dir", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "warm_start" / "warm_start.json").read_text())
+    assert summary["sft"]["steps_done"] == 3 and sum(summary["plans"].values()) - summary["plans"]["unplaceable"] == 40
+    assert not (out / "warm_start_samples.jsonl").exists()
+    base, warm, final = (load_file(d / "model.safetensors") for d in (BASE, out / "warm_start", out / "final"))
+    assert {k: v.shape for k, v in warm.items()} == {k: v.shape for k, v in base.items()} == {k: v.shape for k, v in final.items()}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out / "final")
+    assert tokenizer.convert_tokens_to_ids("‹24›") < warm["model.embed_tokens.weight"].shape[0]
+    assert "budget-aware traces" in (out / "final" / "README.md").read_text()
 
 
 def test_two_processes_train_one_job_data_parallel(tmp_path):

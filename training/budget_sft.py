@@ -37,11 +37,13 @@ class BudgetSFTConfig:
     out: str = ""
     tick_every: int = 10
     tick_style: str = "token"
+    tick_place: str = "lines"
     examples: int = 6000
     max_share: float = 0.0  # share of examples in Max form
     n_min: int = 64
     n_max: int = 512
-    steps: int = 1000
+    steps: int = 1000  # 0: ``epochs`` passes over the examples
+    epochs: int = 1
     lr: float = 1e-3
     batch_tokens: int = 2048
     seed: int = 0
@@ -61,15 +63,20 @@ def add_ticks(tokenizer, model=None, style: str = "token") -> None:
 def budget_examples(tokenizer, writer: TraceWriter, config: BudgetSFTConfig) -> tuple[list[tuple[list[int], int]], dict]:
     """(token ids, prompt length) of ``config.examples`` fresh examples, and counts by plan."""
     rng = random.Random(config.seed + 7)
-    pool, plans = [], {}
+    pool, plans = [], {"unplaceable": 0}
     for problem in make_problems(config.seed + 31_337, config.examples, config.min_ops, config.max_ops):
-        target = rng.randint(config.n_min, config.n_max)
-        if rng.random() < config.max_share:
-            trace, prompt = writer.at_most(problem, target, rng), l1_max_prompt(problem.question, target)
-        else:
-            trace, prompt = writer.exact(problem, target, rng), l1_exact_prompt(problem.question, target)
-        pool.append(encode_example(tokenizer, prompt, trace.completion))
-        plans[trace.plan.rstrip("0123456789")] = plans.get(trace.plan.rstrip("0123456789"), 0) + 1
+        for _ in range(5):  # a target no trace of this problem lands on (rare) is drawn again
+            target, exact = rng.randint(config.n_min, config.n_max), rng.random() >= config.max_share
+            try:
+                trace = writer.exact(problem, target, rng) if exact else writer.at_most(problem, target, rng)
+            except ValueError:
+                plans["unplaceable"] += 1
+                continue
+            prompt = l1_exact_prompt(problem.question, target) if exact else l1_max_prompt(problem.question, target)
+            pool.append(encode_example(tokenizer, prompt, trace.completion))
+            kind = trace.plan.rstrip("0123456789")
+            plans[kind] = plans.get(kind, 0) + 1
+            break
     return pool, plans
 
 
@@ -87,19 +94,38 @@ def finetune(config: BudgetSFTConfig) -> dict:
     model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32)
     if config.tick_every:
         add_ticks(tokenizer, model, config.tick_style)
-    pool, plans = budget_examples(tokenizer, TraceWriter(tokenizer, tick_every=config.tick_every, tick_style=config.tick_style), config)
+    pool, plans = budget_examples(tokenizer, TraceWriter(tokenizer, tick_every=config.tick_every, tick_style=config.tick_style, tick_place=config.tick_place), config)
     rng = random.Random(config.seed)
 
     def batches():
         while True:
             yield from padded_batches(pool, tokenizer.pad_token_id, config.batch_tokens, rng)
 
-    info = train(model, tokenizer, config.seed, config.steps, max_minutes=10_000, lr=config.lr, warmup=min(50, config.steps // 10),
+    steps = config.steps or config.epochs * sum(1 for _ in padded_batches(pool, tokenizer.pad_token_id, config.batch_tokens, random.Random(0)))
+    info = train(model, tokenizer, config.seed, steps, max_minutes=10_000, lr=config.lr, warmup=min(50, steps // 10),
                  tokens_per_batch=config.batch_tokens, data=batches(), log_every=100)
     out = Path(config.out)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return {"config": asdict(config), "plans": plans, "sft": info, "seconds": round(time.time() - t0, 1)}
+
+
+def warm_start_from_traces(config) -> Path:
+    """The LCPO warm start on budget-aware traces for an `LCPOConfig` (``warm_start_traces``): the
+    fine-tuned model's folder, ``<output_dir>/warm_start``; a finished one is reused."""
+    from training.warm_start import SUMMARY_FILE
+
+    out = Path(config.output_dir) / "warm_start"
+    if (out / SUMMARY_FILE).exists():
+        return out
+    sft = BudgetSFTConfig(
+        base_model=config.base_model, out=str(out), tick_every=config.warm_start_tick_every, tick_style=config.warm_start_tick_style,
+        tick_place=config.warm_start_tick_place, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
+        n_min=config.n_min, n_max=config.n_max, steps=config.warm_start_steps, epochs=config.warm_start_epochs, lr=config.warm_start_learning_rate,
+        batch_tokens=config.warm_start_batch_tokens, seed=config.seed, min_ops=config.arith_min_ops, max_ops=config.arith_max_ops)
+    summary = finetune(sft)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return out
 
 
 def length_check(model_dir: str | Path, budgets=(64, 243, 512), n: int = 40, mode: str = "exact", seed: int = EVAL_SEED,

@@ -125,11 +125,15 @@ class _Plan:
 
 
 class TraceWriter:
-    def __init__(self, tokenizer, tick_every: int = 0, tick_style: str = "token", max_rounds: int = 40) -> None:
+    def __init__(self, tokenizer, tick_every: int = 0, tick_style: str = "token", tick_place: str = "lines", max_rounds: int = 40) -> None:
         """``tick_every``: tokens between two ticks at least (0: no ticks); the tokenizer must then
-        hold the tick tokens of ``tick_style`` (`tick_tokens`)."""
+        hold the tick tokens of ``tick_style`` (`tick_tokens`); ``tick_place``: "lines" or
+        "interval" (see `_line_ticks`)."""
         if tick_style not in TICK_STYLES:
             raise ValueError(f"tick_style {tick_style!r}: choose token or digits")
+        if tick_place not in ("lines", "interval"):
+            raise ValueError(f"tick_place {tick_place!r}: choose lines or interval")
+        self.tick_place = tick_place
         self.tokenizer = tokenizer
         self.tick_every = tick_every
         self.tick_style = tick_style
@@ -184,22 +188,23 @@ class TraceWriter:
         The tokens the ticks take depend on the choice: guess them, choose, count, and choose again."""
         endings = closings(problem.answer, checked=plan.name.startswith("checked")) if plan.name != "terse" else [""]
         per_tick = 1 if self.tick_style == "token" else 1.7
-        ticks = round(per_tick * budget / (self.tick_every + 8)) if self.tick_every else 0
-        tried = set()
-        for _ in range(12):
-            chosen = self._choose(plan.slots, endings, budget - ticks, rng)
-            if chosen is None:
-                if not self.tick_every or ticks in tried or ticks <= 0:
-                    return None
-                tried.add(ticks)
-                ticks -= 1
-                continue
-            lines = [line for line in chosen if line]
-            actual = self._ticked(lines, tick_target)[1]
-            if actual == ticks:
-                return lines
-            tried.add(ticks)
-            ticks = actual if actual not in tried else ticks + (1 if actual > ticks else -1)
+        guess = round(per_tick * budget / (self.tick_every + 8)) if self.tick_every else 0
+        tries: dict[int, int] = {}
+        for _ in range(60 if self.tick_every else 1):
+            tries[guess] = tries.get(guess, 0) + 1
+            chosen = self._choose(plan.slots, endings, budget - guess, rng) if guess >= 0 else None
+            actual = None
+            if chosen is not None:
+                lines = [line for line in chosen if line]
+                actual = self._ticked(lines, tick_target)[1]
+                if actual == guess:
+                    return lines
+            # The fixed point is where the ticks of the chosen lines take what was set aside for them;
+            # step to the count just seen, or look around the guess once that was tried enough.
+            if actual is not None and tries.get(actual, 0) < 3:
+                guess = actual
+            else:
+                guess = max(0, guess + rng.choice((-3, -2, -1, 1, 2, 3)))
         return None
 
     def _choose(self, slots, closings: list[str], target: int, rng: random.Random) -> list[str] | None:
@@ -258,23 +263,50 @@ class TraceWriter:
         return self.count(format_completion("", problem.answer)) - self.count("")
 
     def _ticked(self, lines: list[str], tick_target: int) -> tuple[list[str], int]:
-        """The lines with a tick at the start of the first line and of each line that comes
-        ``tick_every`` tokens or more after the last tick; and how many tokens the ticks take."""
+        """The lines with their ticks, and how many tokens the ticks take (see `_line_ticks`)."""
         if not self.tick_every:
             return lines, 0
-        out, used, last, tick_tokens_used = [], 0, None, 0
+        out, used, width = [], 0, 0
+        state = {"last": None, "next": None}
         for line in lines:
-            cost = self._cost(line)
-            if last is None or used - last >= self.tick_every:
-                last = used
-                tick = tick_text(max(0, min(MAX_TICK, (tick_target - used) // TICK_UNIT)), self.tick_style)
-                width = tick.count("‹")
-                used += width
-                tick_tokens_used += width
-                line = tick + line
+            line, line_tokens, line_width = self._line_ticks(line, used, tick_target, state)
             out.append(line)
-            used += cost
-        return out, tick_tokens_used
+            used += line_tokens
+            width += line_width
+        return out, width
+
+    def _line_ticks(self, line: str, used: int, tick_target: int, state: dict) -> tuple[str, int, int]:
+        """One line with its ticks: (text, tokens with its ticks and newline, tokens of ticks).
+
+        ``tick_place="lines"``: a tick at the start of a line once ``tick_every`` tokens have passed
+        since the last one, valued remaining // 10. ``"interval"``: the first tick before the first
+        line, then tick k0 - 1, k0 - 2, ... each at the first word boundary (a line start or a
+        token that begins with a space: never inside a number) where remaining // 10 has come down
+        to it, so consecutive ticks always step down by one, about every 10 tokens."""
+        if self.tick_place == "lines":
+            if state["last"] is None or used - state["last"] >= self.tick_every:
+                state["last"] = used
+                tick = tick_text(max(0, min(MAX_TICK, (tick_target - used) // TICK_UNIT)), self.tick_style)
+                return tick + line, self._cost(line) + tick.count("‹"), tick.count("‹")
+            return line, self._cost(line), 0
+        starts = self._token_starts(line)
+        pieces, cut, width = [], 0, 0
+        for index, start in enumerate(starts):
+            if start < len(line) and (start == 0 or line[start] == " "):
+                if state["next"] is None:
+                    state["next"] = min(MAX_TICK, (tick_target - used - index - width) // TICK_UNIT)
+                if state["next"] >= 0 and (tick_target - used - index - width) // TICK_UNIT <= state["next"]:
+                    tick = tick_text(state["next"], self.tick_style)
+                    pieces += [line[cut:start], tick]
+                    cut, width, state["next"] = start, width + tick.count("‹"), state["next"] - 1
+        pieces.append(line[cut:])
+        return "".join(pieces), len(starts) + width, width
+
+    @functools.lru_cache(maxsize=200_000)
+    def _token_starts(self, line: str) -> tuple[int, ...]:
+        """Where each token of ``line`` (counted with its newline) starts, in characters."""
+        encoding = self.tokenizer(line + "\n", add_special_tokens=False, return_offsets_mapping=True)
+        return tuple(start for start, _ in encoding["offset_mapping"])
 
     def _finish(self, problem, lines: list[str], n: int, target: int, mode: str, plan: str, tick_target: int | None = None) -> BudgetTrace:
         thinking = "\n".join(self._ticked(lines, tick_target or n)[0])

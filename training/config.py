@@ -75,6 +75,11 @@ class LCPOConfig:
     warm_start_batch_tokens: int = _f(2048, "Warm start: padded tokens per SFT batch.")
     warm_start_max_slack: float = _f(1.2, "Warm start: a Max example of n tokens gets a maximum drawn in [n, slack * n]; larger: the model keeps further below N.")
     warm_start_decision_weight: float = _f(0.0, "Warm start: extra loss weight per nat of the base model's entropy at a token (the length-setting choices); 0: plain SFT.")
+    warm_start_traces: int = _f(0, "Warm start on generated budget-aware traces (training/budget_traces.py, arith only) instead of the base's samples: examples to generate, N uniform in [n_min, n_max], Exact and Max as mode says; 0: none.")
+    warm_start_steps: int = _f(0, "Budget-aware traces: SFT steps (0: warm_start_epochs passes over the examples).")
+    warm_start_tick_every: int = _f(0, "Budget-aware traces: about how many tokens between two countdown ticks the model writes (0: no ticks).")
+    warm_start_tick_style: str = _f("token", "Budget-aware traces: a tick is one token per value (token) or one per digit (digits).")
+    warm_start_tick_place: str = _f("interval", "Budget-aware traces: ticks at word boundaries about every tick_every tokens, each one less than the last (interval), or at line starts (lines).")
     precision: str = _f("auto", "Training precision: 'auto' (bf16 on a GPU, fp32 on a CPU), 'bf16' or 'fp32'.")
     use_vllm: bool = _f(False, "Generate rollouts with TRL's vLLM integration (GPU machines; colocated).")
     export_dir: str = _f("", "Also copy the finished model here (e.g. models/l1-tiny), replacing what is there.")
@@ -128,21 +133,39 @@ def _problems(c: LCPOConfig):
         yield "top_p", f"top_p {c.top_p}: need 0 < top_p <= 1"
     if c.beta < 0:
         yield "beta", f"beta {c.beta}: must be 0 or more"
-    if c.warm_start_problems < 0:
-        yield "warm_start_problems", f"warm_start_problems {c.warm_start_problems}: must be 0 (no warm start) or more"
-    elif c.warm_start_problems:
-        for name in ("warm_start_per_problem", "warm_start_epochs", "warm_start_batch_tokens"):
+    yield from _warm_start_problems(c)
+    if not 1 <= c.arith_min_ops <= c.arith_max_ops:
+        yield "arith_min_ops", f"arith_min_ops {c.arith_min_ops}, arith_max_ops {c.arith_max_ops}: need 1 <= min <= max"
+
+
+def _warm_start_problems(c: LCPOConfig):
+    if c.warm_start_problems < 0 or c.warm_start_traces < 0:
+        name = "warm_start_problems" if c.warm_start_problems < 0 else "warm_start_traces"
+        yield name, f"{name} {getattr(c, name)}: must be 0 (no warm start) or more"
+        return
+    if c.warm_start_problems and c.warm_start_traces:
+        yield "warm_start_traces", "warm_start_traces and warm_start_problems are two kinds of warm start: set one of them to 0"
+    if c.warm_start_problems or c.warm_start_traces:
+        for name in ("warm_start_epochs", "warm_start_batch_tokens") + (("warm_start_per_problem",) if c.warm_start_problems else ()):
             if getattr(c, name) < 1:
                 yield name, f"{name} {getattr(c, name)}: must be a positive whole number"
+        for name in ("warm_start_temperature", "warm_start_learning_rate"):
+            if getattr(c, name) <= 0:
+                yield name, f"{name} {getattr(c, name)}: must be positive"
+    if c.warm_start_problems:
         if c.warm_start_max_slack < 1:
             yield "warm_start_max_slack", f"warm_start_max_slack {c.warm_start_max_slack}: must be 1 or more (a maximum is at least the sample's length)"
         if c.warm_start_decision_weight < 0:
             yield "warm_start_decision_weight", f"warm_start_decision_weight {c.warm_start_decision_weight}: must be 0 or more"
-        for name in ("warm_start_temperature", "warm_start_learning_rate"):
-            if getattr(c, name) <= 0:
-                yield name, f"{name} {getattr(c, name)}: must be positive"
-    if not 1 <= c.arith_min_ops <= c.arith_max_ops:
-        yield "arith_min_ops", f"arith_min_ops {c.arith_min_ops}, arith_max_ops {c.arith_max_ops}: need 1 <= min <= max"
+    if c.warm_start_traces:
+        if c.dataset != "arith":
+            yield "warm_start_traces", f"warm_start_traces: budget-aware traces are written for the arith suite, not for {c.dataset!r}"
+        if c.warm_start_steps < 0 or c.warm_start_tick_every < 0:
+            yield "warm_start_steps", "warm_start_steps and warm_start_tick_every: must be 0 or more"
+        if c.warm_start_tick_style not in ("token", "digits"):
+            yield "warm_start_tick_style", f"warm_start_tick_style {c.warm_start_tick_style!r}: choose token or digits"
+        if c.warm_start_tick_place not in ("interval", "lines"):
+            yield "warm_start_tick_place", f"warm_start_tick_place {c.warm_start_tick_place!r}: choose interval or lines"
 
 
 def config_fields() -> list[dataclasses.Field]:

@@ -147,7 +147,11 @@ def run_job(config: LCPOConfig, device: str | None = None, command: str = "", da
         if main:
             out.mkdir(parents=True, exist_ok=True)
             (out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-        if config.warm_start_problems:
+        if config.warm_start_traces:
+            from training.budget_sft import warm_start_from_traces
+
+            policy = str(warm_start_from_traces(config))
+        elif config.warm_start_problems:
             from training.warm_start import warm_start
 
             policy = str(warm_start(config, warm_start_questions(config, dataset_policy)))

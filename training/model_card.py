@@ -47,6 +47,21 @@ def _metrics_summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
             "first": {k: mean(head, k) for k in keys}, "last": {k: mean(tail, k) for k in keys}}
 
 
+def _warm_start_line(warm_info: dict[str, Any], config: dict[str, Any]) -> str:
+    sft = warm_info["sft"]
+    if "plans" in warm_info:  # budget-aware traces (training/budget_sft.py)
+        ticks = (f"a countdown tick about every {config['warm_start_tick_every']} tokens ({config['warm_start_tick_style']}, "
+                 f"{config['warm_start_tick_place']})" if config["warm_start_tick_every"] else "no ticks")
+        return (f"- warm start (`training/budget_sft.py`): SFT of the base on {config['warm_start_traces']} generated budget-aware traces "
+                f"(`training/budget_traces.py`: each worked for exactly N tokens, or at most M; {ticks}), {sft['steps_done']} steps, "
+                f"final loss {sft['final_loss']}, {sft['train_seconds']:.0f} s training")
+    return (f"- warm start (`training/warm_start.py`): {warm_info['samples']} samples of the base model "
+            f"({config['warm_start_problems']} problems x {config['warm_start_per_problem']}, T={config['warm_start_temperature']}), "
+            f"{warm_info['correct']} correct, relabeled into {warm_info['exact_examples']} Exact and {warm_info['max_examples']} Max "
+            f"examples; SFT {sft['steps_done']} steps, final loss {sft['final_loss']}; "
+            f"{warm_info['sampling_seconds']:.0f} s sampling + {sft['train_seconds']:.0f} s training")
+
+
 def write_lcpo_card(model_dir: Path, job_dir: Path, config: dict[str, Any], command: str, existing: str = "", name: str = "") -> None:
     """README.md of an LCPO model (``name``: default the folder's): recipe, warm start, GRPO
     metrics, job time; the quality block of ``existing`` kept."""
@@ -76,14 +91,7 @@ def write_lcpo_card(model_dir: Path, job_dir: Path, config: dict[str, Any], comm
         f"Max `1[correct] * clip({config['alpha_max']} * (N - n_y) + {config['delta']}, 0, 1)`",
     ]
     if warm_info:
-        sft = warm_info["sft"]
-        lines += [
-            f"- warm start (`training/warm_start.py`): {warm_info['samples']} samples of the base model "
-            f"({config['warm_start_problems']} problems x {config['warm_start_per_problem']}, T={config['warm_start_temperature']}), "
-            f"{warm_info['correct']} correct, relabeled into {warm_info['exact_examples']} Exact and {warm_info['max_examples']} Max "
-            f"examples; SFT {sft['steps_done']} steps, final loss {sft['final_loss']}; "
-            f"{warm_info['sampling_seconds']:.0f} s sampling + {sft['train_seconds']:.0f} s training",
-        ]
+        lines.append(_warm_start_line(warm_info, config))
     if grpo:
         first, last = grpo["first"], grpo["last"]
         lines += [
