@@ -8,11 +8,16 @@ store as in ``app.py sweep``), the paper's sampling (temperature 0.6, top_p 0.95
    over the trained range ``[n_min, n_max]`` read from the model's ``lcpo_config.json``);
 2. the base model with ``s1`` budget forcing at the two smallest of those budgets.
 
-It prints one row per budget and the bars of issue 4, each with its measured value:
+It prints one row per budget and the bars of issue 21, each with its measured value:
 
 - Exact: mean |n_y - N| / N <= 5%;      - Max: share of outputs with n_y > N <= 3%;
-- Spearman(budget, accuracy) >= 0.9 and accuracy >= 80% at the largest budget (each mode);
+- accuracy rises with the budget (each mode): no budget's accuracy more than 6 points below the
+  best accuracy at a smaller budget, at least 80% at the largest budget, and at least 40 points
+  above the smallest budget's;
 - L1 (Exact) at least 10 points above s1 on the base model at the two smallest budgets.
+
+It also reports the share of the L1 model's thinking tokens that are countdown ticks (``‹k›``),
+and Spearman(budget, accuracy) for reference.
 
 The last stdout line is one JSON object. ``--write-card`` puts the table into the model card
 between ``<!-- quality:start -->`` and ``<!-- quality:end -->`` (training/model_card.py)::
@@ -29,6 +34,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -41,10 +47,12 @@ from backend.service.sweep_plan import SweepRequest  # noqa: E402
 from backend.serving.engine import detect_device  # noqa: E402
 from backend.serving.registry import ModelRegistry  # noqa: E402
 from backend.settings import REPO_ROOT, AppSettings  # noqa: E402
+from store import queries  # noqa: E402
 from training.model_card import replace_quality_block  # noqa: E402
 
-BARS = {"exact_mean_abs_rel_dev_max": 0.05, "max_over_budget_max": 0.03, "spearman_min": 0.9,
-        "accuracy_at_largest_min": 0.80, "gain_vs_s1_min": 0.10}
+BARS = {"exact_mean_abs_rel_dev_max": 0.05, "max_over_budget_max": 0.03, "drop_below_best_smaller_max": 0.06,
+        "accuracy_at_largest_min": 0.80, "largest_over_smallest_min": 0.40, "gain_vs_s1_min": 0.10}
+TICK = re.compile(r"‹\d+›")
 
 
 def parse_args() -> argparse.Namespace:
@@ -90,7 +98,13 @@ def spearman(xs: list[float], ys: list[float]) -> float:
     return cov / var if var else 0.0
 
 
-def run_sweeps(settings: AppSettings, requests: list[SweepRequest], workdir: Path) -> list[dict]:
+def worst_drop(accuracies: list[float]) -> float:
+    """The largest amount by which a budget's accuracy falls below the best at a smaller budget (0 if none)."""
+    return max([0.0] + [max(accuracies[:i]) - a for i, a in enumerate(accuracies) if i])
+
+
+def run_sweeps(settings: AppSettings, requests: list[SweepRequest], workdir: Path) -> tuple[list[dict], float]:
+    """The sweeps' summary groups, and the share of the first run's thinking tokens that are ticks."""
     settings = dataclasses.replace(settings, db=str(workdir / "bench.duckdb"), data_dir=str(workdir))
     groups = []
     with open_app(settings, env=os.environ, shell=True) as app:  # a command-line tool: any model folder
@@ -99,7 +113,10 @@ def run_sweeps(settings: AppSettings, requests: list[SweepRequest], workdir: Pat
             if outcome.progress.failed:
                 raise RuntimeError(f"{outcome.progress.failed} generations failed: {outcome.progress.last_error}")
             groups += outcome.summary
-    return groups
+        with app.store.reader() as cur:
+            rows = queries.get_generations(cur, requests[0].run)
+    ticks = sum(len(TICK.findall(r["thinking_text"] or "")) for r in rows)
+    return groups, ticks / max(1, sum(r["thinking_tokens"] or 0 for r in rows))
 
 
 def measure(groups: list[dict], l1_name: str, base_name: str, budgets: tuple[int, ...]) -> dict:
@@ -126,12 +143,17 @@ def measure(groups: list[dict], l1_name: str, base_name: str, budgets: tuple[int
         "exact_accuracy_at_largest": rows[-1]["exact_accuracy"],
         "max_accuracy_at_largest": rows[-1]["max_accuracy"],
         "gain_vs_s1": [r["exact_accuracy"] - r["s1_base_accuracy"] for r in rows[:2]],
+        "exact_largest_over_smallest": rows[-1]["exact_accuracy"] - rows[0]["exact_accuracy"],
+        "max_largest_over_smallest": rows[-1]["max_accuracy"] - rows[0]["max_accuracy"],
+        "exact_worst_drop": worst_drop([r["exact_accuracy"] for r in rows]),
+        "max_worst_drop": worst_drop([r["max_accuracy"] for r in rows]),
     }
     bars = {
         "exact_dev": figures["exact_mean_abs_rel_dev"] <= BARS["exact_mean_abs_rel_dev_max"],
         "max_over_budget": figures["max_over_budget"] <= BARS["max_over_budget_max"],
-        "spearman": min(figures["exact_spearman"], figures["max_spearman"]) >= BARS["spearman_min"],
+        "rises_with_budget": max(figures["exact_worst_drop"], figures["max_worst_drop"]) <= BARS["drop_below_best_smaller_max"],
         "accuracy_at_largest": min(figures["exact_accuracy_at_largest"], figures["max_accuracy_at_largest"]) >= BARS["accuracy_at_largest_min"],
+        "largest_over_smallest": min(figures["exact_largest_over_smallest"], figures["max_largest_over_smallest"]) >= BARS["largest_over_smallest_min"],
         "gain_vs_s1": min(figures["gain_vs_s1"]) >= BARS["gain_vs_s1_min"],
     }
     return {"rows": rows, "figures": figures, "bars": bars}
@@ -152,10 +174,14 @@ def table(result: dict, questions: int, samples: int, seed: int) -> str:
     lines += ["",
               f"- Exact mean abs(n-N)/N over all budgets: {f['exact_mean_abs_rel_dev']:.1%} (bar <= 5%: {mark[ok['exact_dev']]})",
               f"- Max share of outputs over budget: {f['max_over_budget']:.1%} (bar <= 3%: {mark[ok['max_over_budget']]})",
-              f"- Spearman(budget, accuracy): Exact {f['exact_spearman']:.2f}, Max {f['max_spearman']:.2f} (bar >= 0.9: {mark[ok['spearman']]})",
+              f"- accuracy rises with the budget: worst drop below the best at a smaller budget Exact {f['exact_worst_drop'] * 100:.1f}, "
+              f"Max {f['max_worst_drop'] * 100:.1f} points (bar <= 6: {mark[ok['rises_with_budget']]}); Spearman Exact {f['exact_spearman']:.2f}, Max {f['max_spearman']:.2f}",
               f"- accuracy at the largest budget: Exact {f['exact_accuracy_at_largest']:.1%}, Max {f['max_accuracy_at_largest']:.1%} (bar >= 80%: {mark[ok['accuracy_at_largest']]})",
+              f"- largest minus smallest budget's accuracy: Exact {f['exact_largest_over_smallest'] * 100:+.1f}, Max {f['max_largest_over_smallest'] * 100:+.1f} points "
+              f"(bar >= +40: {mark[ok['largest_over_smallest']]})",
               f"- Exact minus s1-on-base at the two smallest budgets: {', '.join(f'{g * 100:+.1f}' for g in f['gain_vs_s1'])} points "
-              f"(bar >= +10: {mark[ok['gain_vs_s1']]})"]
+              f"(bar >= +10: {mark[ok['gain_vs_s1']]})",
+              f"- countdown ticks: {f.get('tick_share_of_thinking', 0.0):.1%} of the L1 model's thinking tokens"]
     return "\n".join(lines)
 
 
@@ -176,8 +202,9 @@ def main() -> None:
     print(f"budgets {budgets}; {args.questions} questions x {args.samples} samples; L1 {l1.name} ({l1.source}); base {base.name}", flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
-        groups = run_sweeps(settings, requests, Path(tmp))
+        groups, tick_share = run_sweeps(settings, requests, Path(tmp))
     result = measure(groups, l1.name, base.name, budgets)
+    result["figures"]["tick_share_of_thinking"] = tick_share
     text = table(result, args.questions, args.samples, args.seed)
     print(text, flush=True)
     if args.write_card:
