@@ -65,7 +65,10 @@ def test_every_max_trace_is_at_most_m_tokens_and_close_below(tokenizer, ticked_t
         trace = writer.at_most(problem, budget, rng)
         n = _count(tok, trace.completion)
         assert n == trace.tokens <= budget, (problem.question, budget)
-        assert n >= budget * 0.85 or n == writer.shortest(problem), (problem.question, budget, n)
+        assert n >= budget * 0.84 or n == writer.shortest(problem), (problem.question, budget, n)
+        assert n <= budget - 3 or n == writer.shortest(problem), (problem.question, budget, n)  # a margin for the model's counting
+        if tick_every:  # the countdown runs to where the trace ends, not to M
+            assert trace.thinking.startswith(f"‹{n // TICK_UNIT}›"), (budget, n, trace.thinking[:20])
 
 
 def test_the_answer_is_boxed_after_the_thinking_and_the_work_is_right(tokenizer):
@@ -85,7 +88,7 @@ def test_more_budget_buys_more_work(tokenizer):
     writer = TraceWriter(tokenizer)
     problem = make_problems(7, 1, min_ops=4, max_ops=4)[0]
     small, large = writer.exact(problem, 64, random.Random(3)), writer.exact(problem, 400, random.Random(3))
-    assert small.plan.startswith(("brief", "terse")) and "Let me check" not in small.thinking
+    assert small.plan.startswith(("worked", "terse")) and "Let me check" not in small.thinking
     assert large.plan.startswith("checked") and all(line in large.thinking for line in chain_lines(problem))
     for a, op, b, _ in operations(problem):
         assert column_work(a, op, b) in large.thinking

@@ -1,22 +1,23 @@
 """Budget-aware thinking traces: an arith problem worked for exactly N tokens, or for at most M.
 
-Built only from the base model's own pieces (`training.traces`): the expression line, per
-operation a chain line with its column working and re-checks, whole re-passes, closing sentences
-of several lengths; for a tiny budget a partial chain that jumps to a guess. Given a target, the
-work is allocated in a natural order (the chain, then column work operation by operation while
-it fits, then a re-check of each operation, then further rounds of checks and whole re-passes) and
-the trace lands on exactly N tokens, counted with the policy's tokenizer over the whole
-completion (thinking, ``</think>``, the boxed answer and the end token). The richest plan that
-can land exactly is used; its check variants and closing are drawn at random among those that do.
+Built only from the base model's own pieces (`training.traces`): per operation its column working
+("37 + 48: 7 + 8 = 15, 3 + 4 + 1 = 8, so 85."), the expression and chain lines, re-checks, whole
+re-passes, closing sentences of several lengths; for a tiny budget the column work of the first
+operations, then a jump to the result (a guess). Given a target, the work is allocated in a
+natural order (column work operation by operation while it fits, then a re-check of each
+operation, then the chain lines, then further rounds of checks and whole re-passes) and the trace
+lands on exactly N tokens, counted with the policy's tokenizer over the whole completion
+(thinking, ``</think>``, the boxed answer and the end token). The richest plan that can land
+exactly is used; its check variants and closing are drawn at random among those that do. A Max
+trace is an Exact one a little under M.
 
-With ``tick_every`` the thinking carries a self-emitted countdown: at the start of a line, once
-``tick_every`` tokens have passed since the last tick (and before the first line), a tick says
-that ``10 k`` to ``10 k + 9`` tokens of the completion remain (k = remaining // 10, the tick
-counted), so the first tick of "Think for 243 tokens." is 24: the budget's leading digits. Two
-spellings (``tick_style``): ``"token"``, one added token per value (``‹24›``), and ``"digits"``, one
-added token per digit (``‹2›‹4›``), which the model can copy from the budget's digits in the
-prompt and count down digit by digit. Ticks are ordinary tokens of the completion: they count in
-n, and none comes after ``</think>``.
+With ``tick_every`` the thinking carries a self-emitted countdown: a tick says that ``10 k`` to
+``10 k + 9`` tokens of the completion remain (k = remaining // 10, the tick counted), so the first
+tick of "Think for 243 tokens." is 24: the budget's leading digits. Two spellings
+(``tick_style``): ``"token"``, one added token per value (``‹24›``), and ``"digits"``, one added
+token per digit (``‹2›‹4›``). Two placements (``tick_place``): at line starts (``"lines"``), or
+about every ten tokens at word boundaries, each one less than the last (``"interval"``). Ticks
+are ordinary tokens of the completion: they count in n, and none comes after ``</think>``.
 
     writer = TraceWriter(tokenizer, tick_every=10)
     trace = writer.exact(problem, 243, random.Random(0))      # trace.tokens == 243
@@ -37,7 +38,7 @@ from backend.evaluation.arith import ArithProblem, apply_op, parse_question
 from training.traces import CHECKED_OPENING, STEPS_OPENING, column_work, format_completion
 
 TICK_UNIT = 10  # a tick's value counts tokens in tens
-MAX_TICK = 52  # ticks ‹0›..‹52›: budgets up to about 520 tokens, in the 54 unused embedding rows of the tiny models
+MAX_TICK = 53  # ticks ‹0›..‹53›: budgets up to 539 tokens, in the 54 unused embedding rows of the tiny models
 CHECK_ROUND_OPENING = "Let me check each step again."
 REPASS_OPENING = "Wait, let me check the whole computation again."
 # The closing of a thinking: an optional summary line, an optional remark, and a sentence that
@@ -156,20 +157,23 @@ class TraceWriter:
         lines, plan = self._fit(problem, n, rng)
         return self._finish(problem, lines, n, n, "exact", plan)
 
-    def at_most(self, problem: ArithProblem, m: int, rng: random.Random, slack: tuple[float, float] = (0.02, 0.12)) -> BudgetTrace:
-        """A trace of at most ``m`` tokens: exactly ``m`` minus a small margin drawn in ``slack`` (a
-        share of ``m``); ticks count down to ``m``, so the model learns to stop a little before it."""
-        n = max(self.shortest(problem), m - max(1, round(m * rng.uniform(*slack))))
+    def at_most(self, problem: ArithProblem, m: int, rng: random.Random, slack: tuple[float, float] = (0.06, 0.15)) -> BudgetTrace:
+        """A trace of at most ``m`` tokens: an Exact trace of ``m`` minus a margin drawn in ``slack``
+        (a share of ``m``, at least 3 tokens). Its ticks count down to where it ends, not to ``m``:
+        the model reads a length a little under M from the prompt and counts as it does for
+        Exact, so its counting error lands under M rather than over it."""
+        n = max(self.shortest(problem), m - max(3, round(m * rng.uniform(*slack))))
         if n > m:
             raise ValueError(f"maximum {m}: below the shortest trace of {problem.question!r} ({n} tokens)")
-        lines, plan = self._fit(problem, n, rng, tick_target=m)
-        return self._finish(problem, lines, n, m, "max", plan, tick_target=m)
+        lines, plan = self._fit(problem, n, rng)
+        return self._finish(problem, lines, n, m, "max", plan)
 
     def shortest(self, problem: ArithProblem) -> int:
-        return self._answer_cost(problem) + self._cost(f"The result is {problem.answer}.") + (1 if self.tick_every else 0)  # ticks: ‹0›..
+        closing = min(self._cost(text) for text in closings(problem.answer, checked=False))
+        return self._answer_cost(problem) + closing + (1 if self.tick_every else 0)  # ticks: ‹0›..
 
     # --- allocation
-    def _fit(self, problem: ArithProblem, n: int, rng: random.Random, tick_target: int | None = None) -> tuple[list[str], str]:
+    def _fit(self, problem: ArithProblem, n: int, rng: random.Random) -> tuple[list[str], str]:
         """The lines of the richest plan that lands on ``n`` tokens exactly."""
         budget = n - self._answer_cost(problem)
         fitting = []
@@ -178,7 +182,7 @@ class TraceWriter:
                 break
             fitting.append(plan)
         for plan in reversed(fitting):  # the richest first
-            lines = self._assign(plan, problem, budget, rng, tick_target or n)
+            lines = self._assign(plan, problem, budget, rng, n)
             if lines is not None:
                 return lines, plan.name
         raise ValueError(f"budget {n}: no trace of {problem.question!r} has exactly {n} tokens (the shortest has {self.shortest(problem)})")
@@ -186,7 +190,7 @@ class TraceWriter:
     def _assign(self, plan: _Plan, problem: ArithProblem, budget: int, rng: random.Random, tick_target: int) -> list[str] | None:
         """A choice of one line per slot and a closing whose cost, ticks included, is ``budget``.
         The tokens the ticks take depend on the choice: guess them, choose, count, and choose again."""
-        endings = closings(problem.answer, checked=plan.name.startswith("checked")) if plan.name != "terse" else [""]
+        endings = closings(problem.answer, checked=plan.name.startswith("checked"))
         per_tick = 1 if self.tick_style == "token" else 1.7
         guess = round(per_tick * budget / (self.tick_every + 8)) if self.tick_every else 0
         tries: dict[int, int] = {}
@@ -226,20 +230,26 @@ class TraceWriter:
 
     def _plans(self, problem: ArithProblem):
         """Plans in the natural order of work, each at least as long as the one before: the
-        result alone; a partial chain that jumps to it; the chain with column work for the first
-        ``w`` operations (any operation optionally re-checked); every operation worked and
-        re-checked; then rounds of re-checks and whole re-passes."""
+        result (the closing, after the expression or not); column work for the first ``w`` operations (each optionally re-checked: the
+        richest plan that lands is used, so a check only fills what is too short for the next
+        operation) that then jumps to the result, a guess while ``w`` is short of all of them; the chain of lines with every operation worked (each
+        optionally re-checked); every operation worked and re-checked; then rounds of re-checks
+        and whole re-passes. Column work comes first because it is what a small model gets right:
+        a chain line alone is a whole operation done in one shot."""
         x, ops, chain = problem.answer, operations(problem), chain_lines(problem)
         k = len(ops)
-        yield _Plan("terse", ((f"The result is {x}.",),))
-        for shown in range(k):
-            yield _Plan(f"brief{shown}", (("", STEPS_OPENING), *((line,) for line in chain[:shown + 1]), (f"= {x}",)))
         works = [column_work(a, op, b) for a, op, b, _ in ops]
-        for w in range(k + 1):
-            slots = [(STEPS_OPENING, CHECKED_OPENING), (chain[0],)]
-            for i in range(k):
-                slots += ([(works[i],)] if i < w else []) + [(chain[i + 1],), ("", *check_variants(*ops[i]))]
-            yield _Plan(f"steps{w}", tuple(slots))
+        opening = (("", STEPS_OPENING), ("", chain[0]))
+        yield _Plan("terse", opening)
+        for w in range(1, k + 1):
+            slots = list(opening)
+            for i in range(w):
+                slots += [(works[i],), ("", *check_variants(*ops[i]))]
+            yield _Plan(f"worked{w}", tuple(slots))
+        slots = [(STEPS_OPENING, CHECKED_OPENING), (chain[0],)]
+        for i in range(k):
+            slots += [(works[i],), (chain[i + 1],), ("", *check_variants(*ops[i]))]
+        yield _Plan("steps", tuple(slots))
         slots = [(CHECKED_OPENING,), (chain[0],)]
         for i in range(k):
             slots += [(works[i],), (chain[i + 1],), tuple(check_variants(*ops[i]))]
@@ -308,8 +318,8 @@ class TraceWriter:
         encoding = self.tokenizer(line + "\n", add_special_tokens=False, return_offsets_mapping=True)
         return tuple(start for start, _ in encoding["offset_mapping"])
 
-    def _finish(self, problem, lines: list[str], n: int, target: int, mode: str, plan: str, tick_target: int | None = None) -> BudgetTrace:
-        thinking = "\n".join(self._ticked(lines, tick_target or n)[0])
+    def _finish(self, problem, lines: list[str], n: int, target: int, mode: str, plan: str) -> BudgetTrace:
+        thinking = "\n".join(self._ticked(lines, n)[0])
         completion = format_completion(thinking, problem.answer)
         tokens = self.count(completion)
         if tokens != n:  # never expected: lengths are additive per line (module docstring)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.evaluation.grading import GRADE_TIMEOUT_S
+from training.budget_traces import MAX_TICK, TICK_UNIT
 
 MODES = ("exact", "max", "both")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
@@ -79,6 +80,7 @@ class LCPOConfig:
     warm_start_steps: int = _f(0, "Budget-aware traces: SFT steps (0: warm_start_epochs passes over the examples).")
     warm_start_tick_every: int = _f(0, "Budget-aware traces: about how many tokens between two countdown ticks the model writes (0: no ticks).")
     warm_start_tick_style: str = _f("token", "Budget-aware traces: a tick is one token per value (token) or one per digit (digits).")
+    warm_start_n_max: int = _f(0, "Budget-aware traces: the largest N of the SFT examples (0: n_max); a little above n_max, the ticks of the largest budgets are trained as well as the rest, not only at the edge of the range.")
     warm_start_tick_place: str = _f("interval", "Budget-aware traces: ticks at word boundaries about every tick_every tokens, each one less than the last (interval), or at line starts (lines).")
     precision: str = _f("auto", "Training precision: 'auto' (bf16 on a GPU, fp32 on a CPU), 'bf16' or 'fp32'.")
     use_vllm: bool = _f(False, "Generate rollouts with TRL's vLLM integration (GPU machines; colocated).")
@@ -164,6 +166,11 @@ def _warm_start_problems(c: LCPOConfig):
             yield "warm_start_steps", "warm_start_steps and warm_start_tick_every: must be 0 or more"
         if c.warm_start_tick_style not in ("token", "digits"):
             yield "warm_start_tick_style", f"warm_start_tick_style {c.warm_start_tick_style!r}: choose token or digits"
+        top = c.warm_start_n_max or c.n_max
+        if c.warm_start_n_max and c.warm_start_n_max < c.n_max:
+            yield "warm_start_n_max", f"warm_start_n_max {c.warm_start_n_max}: must be 0 (n_max) or at least n_max ({c.n_max})"
+        elif c.warm_start_tick_every and top >= TICK_UNIT * (MAX_TICK + 1):
+            yield "warm_start_n_max", f"the largest SFT budget {top}: the countdown's ticks (‹0›..‹{MAX_TICK}›) reach {TICK_UNIT * (MAX_TICK + 1) - 1} tokens"
         if c.warm_start_tick_place not in ("interval", "lines"):
             yield "warm_start_tick_place", f"warm_start_tick_place {c.warm_start_tick_place!r}: choose interval or lines"
 

@@ -53,7 +53,7 @@ def _warm_start_line(warm_info: dict[str, Any], config: dict[str, Any]) -> str:
         ticks = (f"a countdown tick about every {config['warm_start_tick_every']} tokens ({config['warm_start_tick_style']}, "
                  f"{config['warm_start_tick_place']})" if config["warm_start_tick_every"] else "no ticks")
         return (f"- warm start (`training/budget_sft.py`): SFT of the base on {config['warm_start_traces']} generated budget-aware traces "
-                f"(`training/budget_traces.py`: each worked for exactly N tokens, or at most M; {ticks}), {sft['steps_done']} steps, "
+                f"(`training/budget_traces.py`: each worked for exactly N tokens, or at most M, N uniform in [{config['n_min']}, {config.get('warm_start_n_max') or config['n_max']}]; {ticks}), {sft['steps_done']} steps, "
                 f"final loss {sft['final_loss']}, {sft['train_seconds']:.0f} s training")
     return (f"- warm start (`training/warm_start.py`): {warm_info['samples']} samples of the base model "
             f"({config['warm_start_problems']} problems x {config['warm_start_per_problem']}, T={config['warm_start_temperature']}), "
