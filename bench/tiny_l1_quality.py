@@ -48,7 +48,9 @@ from backend.serving.engine import detect_device  # noqa: E402
 from backend.serving.registry import ModelRegistry  # noqa: E402
 from backend.settings import REPO_ROOT, AppSettings  # noqa: E402
 from store import queries  # noqa: E402
-from training.model_card import replace_quality_block  # noqa: E402
+from backend.service.compare import CompareRequest  # noqa: E402
+from backend.service.examples import builtin_examples  # noqa: E402
+from training.model_card import EXAMPLE_END, EXAMPLE_START, replace_card_block  # noqa: E402
 
 BARS = {"exact_mean_abs_rel_dev_max": 0.05, "max_over_budget_max": 0.03, "drop_below_best_smaller_max": 0.06,
         "accuracy_at_largest_min": 0.80, "largest_over_smallest_min": 0.40, "gain_vs_s1_min": 0.10}
@@ -103,8 +105,9 @@ def worst_drop(accuracies: list[float]) -> float:
     return max([0.0] + [max(accuracies[:i]) - a for i, a in enumerate(accuracies) if i])
 
 
-def run_sweeps(settings: AppSettings, requests: list[SweepRequest], workdir: Path) -> tuple[list[dict], float]:
-    """The sweeps' summary groups, and the share of the first run's thinking tokens that are ticks."""
+def run_sweeps(settings: AppSettings, requests: list[SweepRequest], workdir: Path, example: CompareRequest) -> tuple[list[dict], float, dict]:
+    """The sweeps' summary groups, the share of the first run's thinking tokens that are ticks,
+    and the Compare result of ``example`` (as the Compare tab runs it)."""
     settings = dataclasses.replace(settings, db=str(workdir / "bench.duckdb"), data_dir=str(workdir))
     groups = []
     with open_app(settings, env=os.environ, shell=True) as app:  # a command-line tool: any model folder
@@ -113,10 +116,30 @@ def run_sweeps(settings: AppSettings, requests: list[SweepRequest], workdir: Pat
             if outcome.progress.failed:
                 raise RuntimeError(f"{outcome.progress.failed} generations failed: {outcome.progress.last_error}")
             groups += outcome.summary
+        compared = asyncio.run(app.service.compare(example))
         with app.store.reader() as cur:
             rows = queries.get_generations(cur, requests[0].run)
     ticks = sum(len(TICK.findall(r["thinking_text"] or "")) for r in rows)
-    return groups, ticks / max(1, sum(r["thinking_tokens"] or 0 for r in rows))
+    return groups, ticks / max(1, sum(r["thinking_tokens"] or 0 for r in rows)), compared
+
+
+def example_request(model: str, budgets: tuple[int, ...]) -> CompareRequest:
+    """The Compare tab's first built-in arith example of three or more operations, L1 Exact at the
+    smallest, a middle and the largest budget, a fixed seed."""
+    example = next(e for e in builtin_examples() if e.label.startswith("arith (") and int(e.label[7]) >= 3)
+    return CompareRequest(question=example.question, model=model, budgets=(budgets[0], budgets[len(budgets) // 2 - 1], budgets[-1]),
+                          controllers=("l1_exact",), gold=example.gold, seed=0)
+
+
+def example_text(compared: dict, temperature: float, top_p: float) -> str:
+    """The Compare result as markdown: the question, then each budget's whole output."""
+    lines = [f"The Compare tab on its built-in question \"{compared['question']}\" (gold {compared['gold']}), L1 Exact, "
+             f"seed 0, temperature {temperature}, top_p {top_p}; the output as generated, countdown ticks included:"]
+    for g in compared["generations"]:
+        verdict = "correct" if g["correct"] else "wrong"
+        lines += ["", f"**N = {g['budget']}: {g['total_tokens']} tokens** ({g['thinking_tokens']} thinking), answer "
+                      f"{g['extracted_answer']} ({verdict})", "", "```text", g["full_text"].strip(), "```"]
+    return "\n".join(lines)
 
 
 def measure(groups: list[dict], l1_name: str, base_name: str, budgets: tuple[int, ...]) -> dict:
@@ -185,9 +208,10 @@ def table(result: dict, questions: int, samples: int, seed: int) -> str:
     return "\n".join(lines)
 
 
-def write_card(path: Path, text: str) -> None:
+def write_card(path: Path, text: str, example: str) -> None:
     card = path.read_text() if path.exists() else ""
-    path.write_text(replace_quality_block(card, text))
+    card = replace_card_block(card, text)
+    path.write_text(replace_card_block(card, example, EXAMPLE_START, EXAMPLE_END, heading="A Compare example"))
 
 
 def main() -> None:
@@ -202,13 +226,14 @@ def main() -> None:
     print(f"budgets {budgets}; {args.questions} questions x {args.samples} samples; L1 {l1.name} ({l1.source}); base {base.name}", flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
-        groups, tick_share = run_sweeps(settings, requests, Path(tmp))
+        groups, tick_share, compared = run_sweeps(settings, requests, Path(tmp), example_request(l1.source, budgets))
     result = measure(groups, l1.name, base.name, budgets)
     result["figures"]["tick_share_of_thinking"] = tick_share
     text = table(result, args.questions, args.samples, args.seed)
-    print(text, flush=True)
+    example = example_text(compared, settings.temperature, settings.top_p)
+    print(text, "", example, sep="\n", flush=True)
     if args.write_card:
-        write_card(Path(args.write_card), text)
+        write_card(Path(args.write_card), text, example)
     print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores, {detect_device()}", "l1_model": l1.name,
                       "base_model": base.name, "budgets": budgets, "questions": args.questions, "samples": args.samples,
                       "seed": args.seed, "wall_s": round(time.perf_counter() - started, 1), **result["figures"],

@@ -102,8 +102,8 @@ def _ticks(tokenizer, completion: str, style: str) -> list[tuple[int, int]]:
     while position < len(ids):
         if ids[position] in digit_of:
             start, digits = position, ""
-            while position < len(ids) and ids[position] in digit_of:
-                digits += str(digit_of[ids[position]])
+            while position < len(ids) and ids[position] in digit_of and (style == "digits" or not digits):
+                digits += str(digit_of[ids[position]])  # digit ticks spell one value; token ticks are one each
                 position += 1
             found.append((start, int(digits)))
         else:
@@ -111,8 +111,8 @@ def _ticks(tokenizer, completion: str, style: str) -> list[tuple[int, int]]:
     return found
 
 
-@pytest.mark.parametrize("style", ["token", "digits"])
-def test_ticks_count_down_the_remaining_tokens_in_tens(tokenizer, style):
+@pytest.mark.parametrize(("style", "place"), [("token", "lines"), ("digits", "lines"), ("token", "interval")])
+def test_ticks_count_down_the_remaining_tokens_in_tens(tokenizer, style, place):
     from transformers import AutoTokenizer
 
     from training.budget_sft import add_ticks
@@ -121,16 +121,22 @@ def test_ticks_count_down_the_remaining_tokens_in_tens(tokenizer, style):
     add_ticks(ticked, style=style)
     ids = [ticked.convert_tokens_to_ids(t) for t in tick_tokens(style)]
     assert len(set(ids)) == len(ids) and max(ids) < 448  # single tokens, in the model's embedding rows
-    writer, rng = TraceWriter(ticked, tick_every=10, tick_style=style), random.Random(4)
+    writer, rng = TraceWriter(ticked, tick_every=10, tick_style=style, tick_place=place), random.Random(4)
     for problem, budget in _problems_and_budgets(20):
         trace = writer.exact(problem, budget, rng)
         assert trace.tokens == budget == _count(ticked, trace.completion)
         assert trace.thinking.startswith("‹") and not TICK.search(trace.completion.split("</think>", 1)[1])
         ticks = _ticks(ticked, trace.completion, style)
-        for position, value in ticks:
-            assert value == min(MAX_TICK, (budget - position) // TICK_UNIT), (position, value)
         values = [value for _, value in ticks]
+        for position, value in ticks[:-1]:
+            if place == "lines":  # at a line start: the remaining tokens in tens
+                assert value == min(MAX_TICK, (budget - position) // TICK_UNIT), (position, value)
+            else:  # at the first word boundary where the remaining tens have come down to it: never below them
+                assert (budget - position) // TICK_UNIT <= value <= (budget - position + TICK_UNIT) // TICK_UNIT, (position, value)
+        if place == "interval":
+            assert all(b == a - 1 for a, b in zip(values, values[1:])), values
         assert values == sorted(values, reverse=True) and values[0] == budget // TICK_UNIT  # the budget's leading digits
+        assert values[-1] == 0 < values[-2] and trace.thinking.endswith("‹0›")  # the countdown closes the thinking
 
 
 def test_a_budget_below_the_shortest_trace_is_refused(tokenizer):

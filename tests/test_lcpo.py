@@ -31,6 +31,7 @@ BASE = REPO_ROOT / "models" / "tiny-r1-base"
     ({"warm_start_problems": 10, "warm_start_traces": 100}, "two kinds of warm start: set one of them to 0"),
     ({"warm_start_traces": 100, "dataset": "gsm8k.jsonl"}, "budget-aware traces are written for the arith suite"),
     ({"warm_start_traces": 100, "warm_start_tick_style": "roman"}, "warm_start_tick_style 'roman': choose token or digits"),
+    ({"warm_start_traces": 100, "n_min": 64, "warm_start_n_min": 80}, r"warm_start_n_min 80: must be 0 \(n_min\) or from 1 to n_min \(64\)"),
     ({"warm_start_traces": 100, "n_max": 512, "warm_start_n_max": 400}, r"warm_start_n_max 400: must be 0 \(n_max\) or at least n_max \(512\)"),
     ({"warm_start_traces": 100, "warm_start_tick_every": 10, "n_max": 512, "warm_start_n_max": 600}, "the largest SFT budget 600: the countdown's ticks"),
 ])

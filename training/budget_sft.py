@@ -121,7 +121,7 @@ def warm_start_from_traces(config) -> Path:
     sft = BudgetSFTConfig(
         base_model=config.base_model, out=str(out), tick_every=config.warm_start_tick_every, tick_style=config.warm_start_tick_style,
         tick_place=config.warm_start_tick_place, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
-        n_min=config.n_min, n_max=config.warm_start_n_max or config.n_max, steps=config.warm_start_steps, epochs=config.warm_start_epochs, lr=config.warm_start_learning_rate,
+        n_min=config.warm_start_n_min or config.n_min, n_max=config.warm_start_n_max or config.n_max, steps=config.warm_start_steps, epochs=config.warm_start_epochs, lr=config.warm_start_learning_rate,
         batch_tokens=config.warm_start_batch_tokens, seed=config.seed, min_ops=config.arith_min_ops, max_ops=config.arith_max_ops)
     summary = finetune(sft)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")

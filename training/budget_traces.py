@@ -13,7 +13,8 @@ trace is an Exact one a little under M.
 
 With ``tick_every`` the thinking carries a self-emitted countdown: a tick says that ``10 k`` to
 ``10 k + 9`` tokens of the completion remain (k = remaining // 10, the tick counted), so the first
-tick of "Think for 243 tokens." is 24: the budget's leading digits. Two spellings
+tick of "Think for 243 tokens." is 24: the budget's leading digits; a last ``‹0›``, on a line of its
+own, closes the thinking. Two spellings
 (``tick_style``): ``"token"``, one added token per value (``‹24›``), and ``"digits"``, one added
 token per digit (``‹2›‹4›``). Two placements (``tick_place``): at line starts (``"lines"``), or
 about every ten tokens at word boundaries, each one less than the last (``"interval"``). Ticks
@@ -236,7 +237,7 @@ class TraceWriter:
         optionally re-checked); every operation worked and re-checked; then rounds of re-checks
         and whole re-passes. Column work comes first because it is what a small model gets right:
         a chain line alone is a whole operation done in one shot."""
-        x, ops, chain = problem.answer, operations(problem), chain_lines(problem)
+        ops, chain = operations(problem), chain_lines(problem)
         k = len(ops)
         works = [column_work(a, op, b) for a, op, b, _ in ops]
         opening = (("", STEPS_OPENING), ("", chain[0]))
@@ -273,7 +274,10 @@ class TraceWriter:
         return self.count(format_completion("", problem.answer)) - self.count("")
 
     def _ticked(self, lines: list[str], tick_target: int) -> tuple[list[str], int]:
-        """The lines with their ticks, and how many tokens the ticks take (see `_line_ticks`)."""
+        """The lines with their ticks, and how many tokens the ticks take (see `_line_ticks`).
+        The countdown closes with ``‹0›`` on a line of its own at the end of the thinking (the
+        answer after it takes the last 10-20 tokens), so the tick after ‹1› is always ‹0› and
+        ‹0› is always followed by ``</think>``: the model is never left to guess what comes next."""
         if not self.tick_every:
             return lines, 0
         out, used, width = [], 0, 0
@@ -283,7 +287,9 @@ class TraceWriter:
             out.append(line)
             used += line_tokens
             width += line_width
-        return out, width
+        pending = state["next"] if self.tick_place == "interval" and state["next"] is not None else 0
+        last = "".join(tick_text(value, self.tick_style) for value in range(max(0, pending), -1, -1))  # ‹0›, or ‹1›‹0› if ‹1› found no place
+        return out + [last], width + self._cost(last)
 
     def _line_ticks(self, line: str, used: int, tick_target: int, state: dict) -> tuple[str, int, int]:
         """One line with its ticks: (text, tokens with its ticks and newline, tokens of ticks).
@@ -305,7 +311,7 @@ class TraceWriter:
             if start < len(line) and (start == 0 or line[start] == " "):
                 if state["next"] is None:
                     state["next"] = min(MAX_TICK, (tick_target - used - index - width) // TICK_UNIT)
-                if state["next"] >= 0 and (tick_target - used - index - width) // TICK_UNIT <= state["next"]:
+                if state["next"] >= 1 and (tick_target - used - index - width) // TICK_UNIT <= state["next"]:
                     tick = tick_text(state["next"], self.tick_style)
                     pieces += [line[cut:start], tick]
                     cut, width, state["next"] = start, width + tick.count("‹"), state["next"] - 1

@@ -80,6 +80,7 @@ class LCPOConfig:
     warm_start_steps: int = _f(0, "Budget-aware traces: SFT steps (0: warm_start_epochs passes over the examples).")
     warm_start_tick_every: int = _f(0, "Budget-aware traces: about how many tokens between two countdown ticks the model writes (0: no ticks).")
     warm_start_tick_style: str = _f("token", "Budget-aware traces: a tick is one token per value (token) or one per digit (digits).")
+    warm_start_n_min: int = _f(0, "Budget-aware traces: the smallest N of the SFT examples (0: n_min); a little below n_min, the first ticks of the smallest budgets are trained as well as the rest.")
     warm_start_n_max: int = _f(0, "Budget-aware traces: the largest N of the SFT examples (0: n_max); a little above n_max, the ticks of the largest budgets are trained as well as the rest, not only at the edge of the range.")
     warm_start_tick_place: str = _f("interval", "Budget-aware traces: ticks at word boundaries about every tick_every tokens, each one less than the last (interval), or at line starts (lines).")
     precision: str = _f("auto", "Training precision: 'auto' (bf16 on a GPU, fp32 on a CPU), 'bf16' or 'fp32'.")
@@ -167,6 +168,8 @@ def _warm_start_problems(c: LCPOConfig):
         if c.warm_start_tick_style not in ("token", "digits"):
             yield "warm_start_tick_style", f"warm_start_tick_style {c.warm_start_tick_style!r}: choose token or digits"
         top = c.warm_start_n_max or c.n_max
+        if c.warm_start_n_min < 0 or c.warm_start_n_min > c.n_min:
+            yield "warm_start_n_min", f"warm_start_n_min {c.warm_start_n_min}: must be 0 (n_min) or from 1 to n_min ({c.n_min})"
         if c.warm_start_n_max and c.warm_start_n_max < c.n_max:
             yield "warm_start_n_max", f"warm_start_n_max {c.warm_start_n_max}: must be 0 (n_max) or at least n_max ({c.n_max})"
         elif c.warm_start_tick_every and top >= TICK_UNIT * (MAX_TICK + 1):

@@ -16,20 +16,23 @@ from pathlib import Path
 from typing import Any
 
 QUALITY_START, QUALITY_END = "<!-- quality:start -->", "<!-- quality:end -->"
+EXAMPLE_START, EXAMPLE_END = "<!-- example:start -->", "<!-- example:end -->"
+NOT_MEASURED = "Not measured yet: run `python bench/tiny_l1_quality.py --write-card <this folder>/README.md`."
 
 
-def quality_block(card: str) -> str:
-    """The measured-quality block of a card, or a placeholder saying how to measure."""
-    if QUALITY_START in card and QUALITY_END in card:
-        return card[card.index(QUALITY_START): card.index(QUALITY_END) + len(QUALITY_END)]
-    return f"{QUALITY_START}\nNot measured yet: run `python bench/tiny_l1_quality.py --write-card <this folder>/README.md`.\n{QUALITY_END}"
+def card_block(card: str, start: str = QUALITY_START, end: str = QUALITY_END) -> str:
+    """A measured block of a card (the quality table, or the Compare example), or a placeholder saying how to measure."""
+    if start in card and end in card:
+        return card[card.index(start): card.index(end) + len(end)]
+    return f"{start}\n{NOT_MEASURED}\n{end}"
 
 
-def replace_quality_block(card: str, text: str) -> str:
-    block = f"{QUALITY_START}\n{text}\n{QUALITY_END}"
-    if QUALITY_START in card and QUALITY_END in card:
-        return card[: card.index(QUALITY_START)] + block + card[card.index(QUALITY_END) + len(QUALITY_END):]
-    return card.rstrip() + "\n\n## Measured quality\n\n" + block + "\n"
+def replace_card_block(card: str, text: str, start: str = QUALITY_START, end: str = QUALITY_END, heading: str = "Measured quality") -> str:
+    """The card with the block between ``start`` and ``end`` holding ``text`` (appended under ``heading`` if absent)."""
+    block = f"{start}\n{text}\n{end}"
+    if start in card and end in card:
+        return card[: card.index(start)] + block + card[card.index(end) + len(end):]
+    return card.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
 
 
 def _metrics_summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
@@ -53,7 +56,7 @@ def _warm_start_line(warm_info: dict[str, Any], config: dict[str, Any]) -> str:
         ticks = (f"a countdown tick about every {config['warm_start_tick_every']} tokens ({config['warm_start_tick_style']}, "
                  f"{config['warm_start_tick_place']})" if config["warm_start_tick_every"] else "no ticks")
         return (f"- warm start (`training/budget_sft.py`): SFT of the base on {config['warm_start_traces']} generated budget-aware traces "
-                f"(`training/budget_traces.py`: each worked for exactly N tokens, or at most M, N uniform in [{config['n_min']}, {config.get('warm_start_n_max') or config['n_max']}]; {ticks}), {sft['steps_done']} steps, "
+                f"(`training/budget_traces.py`: each worked for exactly N tokens, or at most M, N uniform in [{config.get('warm_start_n_min') or config['n_min']}, {config.get('warm_start_n_max') or config['n_max']}]; {ticks}), {sft['steps_done']} steps, "
                 f"final loss {sft['final_loss']}, {sft['train_seconds']:.0f} s training")
     return (f"- warm start (`training/warm_start.py`): {warm_info['samples']} samples of the base model "
             f"({config['warm_start_problems']} problems x {config['warm_start_per_problem']}, T={config['warm_start_temperature']}), "
@@ -64,7 +67,7 @@ def _warm_start_line(warm_info: dict[str, Any], config: dict[str, Any]) -> str:
 
 def write_lcpo_card(model_dir: Path, job_dir: Path, config: dict[str, Any], command: str, existing: str = "", name: str = "") -> None:
     """README.md of an LCPO model (``name``: default the folder's): recipe, warm start, GRPO
-    metrics, job time; the quality block of ``existing`` kept."""
+    metrics, job time; the measured blocks of ``existing`` (quality table, Compare example) kept."""
     warm = job_dir / "warm_start" / "warm_start.json"
     warm_info = json.loads(warm.read_text()) if warm.exists() else None
     metrics_path = job_dir / "metrics.jsonl"
@@ -104,7 +107,8 @@ def write_lcpo_card(model_dir: Path, job_dir: Path, config: dict[str, Any], comm
     config_file = job_dir / "lcpo_config.json"  # written when the job (or its last resumption) started
     if config_file.exists():
         lines.append(f"- job wall time (warm start and GRPO, from the job's last start to this card): {time.time() - config_file.stat().st_mtime:.0f} s")
-    lines += ["", "## Measured quality", "", quality_block(existing), ""]
+    lines += ["", "## Measured quality", "", card_block(existing), "", "## A Compare example", "",
+              card_block(existing, EXAMPLE_START, EXAMPLE_END), ""]
     (model_dir / "README.md").write_text("\n".join(lines))
 
 
