@@ -50,10 +50,19 @@ FINALS = ("The answer is {x}.", "So the answer is {x}.", "So the final answer is
 SUMMARIES = ("", "So the result is {x}.")
 REMARKS = ("", "Good.", "That is right.")
 CHECK_REMARKS = ("All the steps check.", "I checked every step.", "Everything checks out.", "Every line above agrees.")
+# A thinking whose work stops short of the result says that its answer is a guess ("I think ..."),
+# so that "So the answer is x." always states a result the work reached (the model copies it)
+# and a guess is never dressed as one. Words the base's tokenizer holds, mostly.
+GUESS_LEADS = ("", "I stop.", "No more steps.", "I stop here.", "No more steps. I stop here.")
+GUESSES = ("I think it is {x}.", "I think the result is {x}.", "I think the answer is {x}.", "So I think it is {x}.",
+           "So I think the answer is {x}.", "So I think the final answer is {x}.")
 
 
-def closings(answer: int, checked: bool) -> list[str]:
-    """Every closing (lines joined by newlines) for a thinking that did, or did not, check its work."""
+def closings(answer: int, checked: bool, guess: bool = False) -> list[str]:
+    """Every closing (lines joined by newlines) for a thinking that did, or did not, check its
+    work, or (``guess``) that stopped before reaching the result."""
+    if guess:
+        return ["\n".join(part for part in (lead, g) if part).format(x=answer) for lead in GUESS_LEADS for g in GUESSES]
     remarks = REMARKS + (CHECK_REMARKS if checked else ())
     return ["\n".join(part for part in (s, r, f) if part).format(x=answer) for s in SUMMARIES for r in remarks for f in FINALS]
 
@@ -124,6 +133,7 @@ class _Plan:
 
     name: str
     slots: tuple[tuple[str, ...], ...]
+    guess: bool = False  # the work stops short of the result: the closing says it guesses
 
 
 class TraceWriter:
@@ -170,7 +180,7 @@ class TraceWriter:
         return self._finish(problem, lines, n, m, "max", plan)
 
     def shortest(self, problem: ArithProblem) -> int:
-        closing = min(self._cost(text) for text in closings(problem.answer, checked=False))
+        closing = min(self._cost(text) for guess in (False, True) for text in closings(problem.answer, checked=False, guess=guess))
         return self._answer_cost(problem) + closing + (1 if self.tick_every else 0)  # ticks: ‹0›..
 
     # --- allocation
@@ -191,7 +201,7 @@ class TraceWriter:
     def _assign(self, plan: _Plan, problem: ArithProblem, budget: int, rng: random.Random, tick_target: int) -> list[str] | None:
         """A choice of one line per slot and a closing whose cost, ticks included, is ``budget``.
         The tokens the ticks take depend on the choice: guess them, choose, count, and choose again."""
-        endings = closings(problem.answer, checked=plan.name.startswith("checked"))
+        endings = closings(problem.answer, checked=plan.name.startswith("checked"), guess=plan.guess)
         per_tick = 1 if self.tick_style == "token" else 1.7
         guess = round(per_tick * budget / (self.tick_every + 8)) if self.tick_every else 0
         tries: dict[int, int] = {}
@@ -240,13 +250,13 @@ class TraceWriter:
         ops, chain = operations(problem), chain_lines(problem)
         k = len(ops)
         works = [column_work(a, op, b) for a, op, b, _ in ops]
-        opening = (("", STEPS_OPENING), ("", chain[0]))
-        yield _Plan("terse", opening)
+        opening = (("", "Let me compute.", STEPS_OPENING), ("", chain[0]))
+        yield _Plan("terse", opening, guess=True)
         for w in range(1, k + 1):
             slots = list(opening)
             for i in range(w):
                 slots += [(works[i],), ("", *check_variants(*ops[i]))]
-            yield _Plan(f"worked{w}", tuple(slots))
+            yield _Plan(f"worked{w}", tuple(slots), guess=w < k)
         slots = [(STEPS_OPENING, CHECKED_OPENING), (chain[0],)]
         for i in range(k):
             slots += [(works[i],), (chain[i + 1],), ("", *check_variants(*ops[i]))]
