@@ -42,14 +42,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from backend.evaluation.arith import parse_question  # noqa: E402
 from backend.factory import open_app  # noqa: E402
+from backend.service.compare import CompareRequest  # noqa: E402
+from backend.service.examples import builtin_examples  # noqa: E402
 from backend.service.sweep_plan import SweepRequest  # noqa: E402
 from backend.serving.engine import detect_device  # noqa: E402
 from backend.serving.registry import ModelRegistry  # noqa: E402
 from backend.settings import REPO_ROOT, AppSettings  # noqa: E402
 from store import queries  # noqa: E402
-from backend.service.compare import CompareRequest  # noqa: E402
-from backend.service.examples import builtin_examples  # noqa: E402
 from training.model_card import EXAMPLE_END, EXAMPLE_START, replace_card_block  # noqa: E402
 
 BARS = {"exact_mean_abs_rel_dev_max": 0.05, "max_over_budget_max": 0.03, "drop_below_best_smaller_max": 0.06,
@@ -126,7 +127,7 @@ def run_sweeps(settings: AppSettings, requests: list[SweepRequest], workdir: Pat
 def example_request(model: str, budgets: tuple[int, ...]) -> CompareRequest:
     """The Compare tab's first built-in arith example of three or more operations, L1 Exact at the
     smallest, a middle and the largest budget, a fixed seed."""
-    example = next(e for e in builtin_examples() if e.label.startswith("arith (") and int(e.label[7]) >= 3)
+    example = next(e for e in builtin_examples() if e.label.startswith("arith") and len(parse_question(e.question)[1]) >= 3)
     return CompareRequest(question=example.question, model=model, budgets=(budgets[0], budgets[len(budgets) // 2 - 1], budgets[-1]),
                           controllers=("l1_exact",), gold=example.gold, seed=0)
 

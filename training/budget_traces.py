@@ -181,7 +181,8 @@ class TraceWriter:
 
     def shortest(self, problem: ArithProblem) -> int:
         closing = min(self._cost(text) for guess in (False, True) for text in closings(problem.answer, checked=False, guess=guess))
-        return self._answer_cost(problem) + closing + (1 if self.tick_every else 0)  # ticks: ‹0›..
+        ticks = 1 + self._cost(tick_text(0, self.tick_style)) if self.tick_every else 0  # a first tick, and the closing ‹0› line
+        return self._answer_cost(problem) + closing + ticks
 
     # --- allocation
     def _fit(self, problem: ArithProblem, n: int, rng: random.Random) -> tuple[list[str], str]:
@@ -193,7 +194,7 @@ class TraceWriter:
                 break
             fitting.append(plan)
         for plan in reversed(fitting):  # the richest first
-            lines = self._assign(plan, problem, budget, rng, n)
+            lines = self._assign(plan, problem, budget, rng, n)  # ticks count down to n (Max too)
             if lines is not None:
                 return lines, plan.name
         raise ValueError(f"budget {n}: no trace of {problem.question!r} has exactly {n} tokens (the shortest has {self.shortest(problem)})")
@@ -241,9 +242,10 @@ class TraceWriter:
 
     def _plans(self, problem: ArithProblem):
         """Plans in the natural order of work, each at least as long as the one before: the
-        result (the closing, after the expression or not); column work for the first ``w`` operations (each optionally re-checked: the
-        richest plan that lands is used, so a check only fills what is too short for the next
-        operation) that then jumps to the result, a guess while ``w`` is short of all of them; the chain of lines with every operation worked (each
+        result (the closing, after the expression or not); column work for the first ``w``
+        operations, each optionally re-checked (the richest plan that lands is used, so a check
+        only fills what is too short for the next operation), then the result, a guess while
+        ``w`` is short of all of them; the chain of lines with every operation worked (each
         optionally re-checked); every operation worked and re-checked; then rounds of re-checks
         and whole re-passes. Column work comes first because it is what a small model gets right:
         a chain line alone is a whole operation done in one shot."""
