@@ -70,6 +70,7 @@ class AppSettings:
     engine_max_restarts: int = inherit(EngineConfig, "max_restarts")
     engine_dtype: str = inherit(EngineConfig, "dtype")
     engine_extra_args: str = inherit(EngineConfig, "extra_args")
+    engine_reasoning_parser: str = inherit(EngineConfig, "reasoning_parser")
     trust_remote_code: bool = inherit(EngineConfig, "trust_remote_code")
     # --- generation
     temperature: float = inherit(Sampling, "temperature")
@@ -79,6 +80,9 @@ class AppSettings:
     s1_answer_prefix: str = inherit(ControllerConfig, "s1_answer_prefix")
     answer_max_tokens: int = inherit(ControllerConfig, "answer_max_tokens")
     unconstrained_max_tokens: int = inherit(ControllerConfig, "unconstrained_max_tokens")
+    early_exit_chunk: int = inherit(ControllerConfig, "early_exit_chunk")
+    early_exit_agree: int = inherit(ControllerConfig, "early_exit_agree")
+    early_exit_probe_tokens: int = inherit(ControllerConfig, "early_exit_probe_tokens")
     grade_timeout_s: float = setting(GRADE_TIMEOUT_S, "Wall-clock bound for grading one answer with math-verify.")
     request_timeout_s: float = setting(600.0, "Seconds one request to the engine may take.")
     # --- comparison and cost

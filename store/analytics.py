@@ -9,8 +9,10 @@ the numbers of one view agree with the others' and no generation row travels to 
         spread = adherence(cur, filters)                # length quantiles, deviation, violations
         words = keyword_rates(cur, filters, KEYWORD_CATEGORIES)
 
-Definitions (n: a generation's output tokens, thinking + delimiter + answer; N: its budget):
-``accuracy`` is the share of generations graded correct (pass@1; not graded counts as wrong),
+Definitions (n: an answer's output tokens, thinking + delimiter + answer; N: its budget). The
+accuracy, token and adherence views count answers (`store.units`): a parallel method's K samples
+are one answer, at the sum of their tokens, so every method sits on one equal-token axis.
+``accuracy`` is the share of answers graded correct (pass@1; not graded counts as wrong),
 with a Wilson 95% interval; ``mean_abs_rel_dev`` is the mean of |n - N| / N; ``violation_rate``
 the share with n > N; keyword rates are matches per 1,000 output tokens.
 """
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from store.units import units_sql
 
 GROUP = "model, controller, budget"
 Z_95 = 1.959964
@@ -76,39 +80,99 @@ def filter_options(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 
 def tradeoff(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
-    """Per (model, controller, budget): generations, accuracy and its Wilson 95% band, mean tokens
-    (prompt, output, thinking, answer), and thinking tokens per answer token (the paper's ratio)."""
-    where, params = filters.where()
+    """Per (model, controller, budget): answers, accuracy and its Wilson 95% band, mean tokens per
+    answer (prompt, output, thinking, answer, probe, and cost: output + probe, the equal-token
+    axis), samples per answer, the budget's kind, and thinking tokens per answer token."""
+    units, params = units_sql(*filters.where())
     z, z2 = Z_95, Z_95 * Z_95  # constants of the code, not user values
     sql = f"""
         WITH g AS (
-            SELECT {GROUP}, count(*) AS n, avg(coalesce(correct, false)::INTEGER) AS p,
+            SELECT {GROUP}, count(*) AS n, avg(ok) AS p, any_value(budget_kind) AS budget_kind, max(samples) AS samples,
                    avg(prompt_tokens) AS mean_prompt_tokens, avg(total_tokens) AS mean_tokens,
                    avg(thinking_tokens) AS mean_thinking_tokens, avg(answer_tokens) AS mean_answer_tokens,
+                   avg(probe_tokens) AS mean_probe_tokens, avg(cost_tokens) AS mean_cost_tokens,
                    sum(thinking_tokens) / nullif(sum(answer_tokens), 0) AS thinking_to_answer
-            FROM generations WHERE {where} GROUP BY {GROUP}
+            FROM ({units}) GROUP BY {GROUP}
         )
-        SELECT {GROUP}, n, p AS accuracy,
+        SELECT {GROUP}, n, budget_kind, samples, p AS accuracy,
                (p + {z2} / (2 * n) - {z} * sqrt(p * (1 - p) / n + {z2} / (4 * n * n))) / (1 + {z2} / n) AS accuracy_low,
                (p + {z2} / (2 * n) + {z} * sqrt(p * (1 - p) / n + {z2} / (4 * n * n))) / (1 + {z2} / n) AS accuracy_high,
-               mean_prompt_tokens, mean_tokens, mean_thinking_tokens, mean_answer_tokens, thinking_to_answer
+               mean_prompt_tokens, mean_tokens, mean_thinking_tokens, mean_answer_tokens, mean_probe_tokens, mean_cost_tokens,
+               thinking_to_answer
         FROM g ORDER BY {GROUP}"""
     return _rows(cur, sql, params)
 
 
 def adherence(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
-    """Per (model, controller, budget): output-length quantiles (for box plots), mean |n - N| / N,
-    mean (n - N) / N and the share of generations over budget."""
-    where, params = filters.where()
+    """Per (model, controller, budget): the budget's kind (hint or guaranteed), output-length
+    quantiles of its answers (for box plots), mean |n - N| / N, mean (n - N) / N and the share of
+    answers over budget."""
+    units, params = units_sql(*filters.where())
     sql = f"""
-        SELECT {GROUP}, count(*) AS n,
+        SELECT {GROUP}, count(*) AS n, any_value(budget_kind) AS budget_kind,
                min(total_tokens) AS min_tokens, quantile_cont(total_tokens, 0.25) AS q1_tokens,
                median(total_tokens) AS median_tokens, quantile_cont(total_tokens, 0.75) AS q3_tokens,
                max(total_tokens) AS max_tokens, avg(total_tokens) AS mean_tokens,
                avg(abs(total_tokens - budget) / budget) AS mean_abs_rel_dev,
                avg((total_tokens - budget) / budget) AS mean_rel_dev,
                avg((total_tokens > budget)::INTEGER) AS violation_rate
-        FROM generations WHERE {where} AND budget > 0 GROUP BY {GROUP} ORDER BY {GROUP}"""
+        FROM ({units}) WHERE budget > 0 GROUP BY {GROUP} ORDER BY {GROUP}"""
+    return _rows(cur, sql, params)
+
+
+def vote_curves(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
+    """Per (model, controller, budget, k) of parallel methods: accuracy of a majority vote over each
+    group's first k samples, k = 1..K, from the stored samples alone (no generation again).
+
+    The rules of `backend.evaluation.voting`: the samples' stored answer classes vote, the largest
+    class wins, a tie goes to the smallest class id (the class whose first sample came first), and
+    the answer is that first sample's; a group whose first k samples have no answer is wrong."""
+    where, params = filters.where()
+    sql = f"""
+        WITH s AS (
+            SELECT {GROUP}, group_id, group_idx, answer_class, coalesce(correct, false)::INTEGER AS ok
+            FROM generations WHERE group_id IS NOT NULL AND {where}
+        ),
+        grid AS (
+            SELECT {GROUP}, group_id, unnest(range(1, size + 1)) AS k
+            FROM (SELECT {GROUP}, group_id, count(*) AS size FROM s GROUP BY ALL)
+        ),
+        votes AS (
+            SELECT grid.group_id, grid.k, s.answer_class, count(*) AS n
+            FROM grid JOIN s ON s.group_id = grid.group_id AND s.group_idx < grid.k
+            WHERE s.answer_class IS NOT NULL GROUP BY ALL
+        ),
+        winners AS (
+            SELECT group_id, k, answer_class,
+                   row_number() OVER (PARTITION BY group_id, k ORDER BY n DESC, answer_class) AS place
+            FROM votes
+        ),
+        outcome AS (
+            SELECT w.group_id, w.k, s.ok FROM winners w
+            JOIN s ON s.group_id = w.group_id AND s.group_idx = w.answer_class WHERE w.place = 1
+        )
+        SELECT grid.model, grid.controller, grid.budget, grid.k, count(*) AS groups, avg(coalesce(outcome.ok, 0)) AS accuracy
+        FROM grid LEFT JOIN outcome USING (group_id, k)
+        GROUP BY ALL ORDER BY grid.model, grid.controller, grid.budget, grid.k"""
+    return _rows(cur, sql, params)
+
+
+def settling(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
+    """Per (model, controller, budget) of probed generations (``early_exit``): how many thinking
+    tokens were spent after the answer had settled on the final one (the early-exit papers'
+    "overthinking"): its mean share of the thinking, the share of generations that stopped
+    before N, and the mean probe tokens. A generation whose last probe was not its final answer
+    spent nothing after settling."""
+    where, params = filters.where()
+    sql = f"""
+        SELECT {GROUP}, count(*) AS n,
+               avg(CASE WHEN settled_at IS NULL OR thinking_tokens = 0 THEN 0.0
+                        ELSE (thinking_tokens - settled_at) / thinking_tokens END) AS after_settled_share,
+               avg((settled_at IS NOT NULL)::INTEGER) AS settled_rate,
+               avg((thinking_tokens < budget)::INTEGER) AS stopped_early_rate,
+               avg(thinking_tokens) AS mean_thinking_tokens, avg(probe_tokens) AS mean_probe_tokens
+        FROM generations WHERE probes IS NOT NULL AND {where}
+        GROUP BY {GROUP} ORDER BY {GROUP}"""
     return _rows(cur, sql, params)
 
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SchemaVersionError(RuntimeError):
@@ -75,6 +75,22 @@ GENERATION_COLUMNS: tuple[Column, ...] = (
     # recounts, in SQL, only rows counted with other lists (or none).
     Column("keyword_counts", "INTEGER[]", pa.list_(pa.int32())),
     Column("keywords_version", "VARCHAR", pa.string()),
+    # Test-time compute (schema 4). A parallel controller's samples (maj4:l1_exact) are one row
+    # each, sharing group_id (the first sample's gen_id); budget is the group's total N, and
+    # inner_budget the sample's floor(N / K). answer_class: the group_idx of the first sample
+    # with an equivalent answer; chosen: the sample whose answer the group gives.
+    Column("budget_kind", "VARCHAR", pa.string()),  # hint | guaranteed | none
+    Column("group_id", "VARCHAR", pa.string()),
+    Column("group_idx", "INTEGER", pa.int32()),
+    Column("inner_budget", "INTEGER", pa.int32()),
+    Column("answer_class", "INTEGER", pa.int32()),
+    Column("chosen", "BOOLEAN", pa.bool_()),
+    Column("answer_logprob", "DOUBLE", pa.float64()),  # mean log-probability of the generated answer tokens (best-of)
+    # early_exit: tokens its probes generated (compute, not output), the probes as JSON
+    # [[thinking tokens so far, answer], ...] and where the answer settled for good.
+    Column("probe_tokens", "INTEGER", pa.int32()),
+    Column("probes", "VARCHAR", pa.string()),
+    Column("settled_at", "INTEGER", pa.int32()),
 )
 
 GENERATION_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in GENERATION_COLUMNS)
@@ -167,6 +183,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (2, (TRAINING_JOBS_DDL, TRAINING_METRICS_DDL)),
     (3, ("ALTER TABLE generations ADD COLUMN IF NOT EXISTS keyword_counts INTEGER[]",
          "ALTER TABLE generations ADD COLUMN IF NOT EXISTS keywords_version VARCHAR")),
+    (4, tuple(f"ALTER TABLE generations ADD COLUMN IF NOT EXISTS {c.name} {c.duckdb_type}" for c in GENERATION_COLUMNS
+              if c.name in ("budget_kind", "group_id", "group_idx", "inner_budget", "answer_class", "chosen", "answer_logprob",
+                            "probe_tokens", "probes", "settled_at"))),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION, "SCHEMA_VERSION must be the last migration"
 

@@ -12,6 +12,10 @@ Definitions (n_y: the output tokens of a generation, thinking + delimiter + answ
 - ``pass_at_1``: per question, the share of its samples graded correct, averaged over questions;
   ``pass_at_k``: the share of questions with at least one correct sample, k = its samples.
   An answer that could not be graded (no gold, grader timed out) counts as not correct.
+- A parallel method's (``maj4:l1_exact``) unit is its group of K samples (`store.units`): its
+  answer is the chosen sample's, its n_y the sum over the samples. ``generations`` counts stored
+  rows (K per answer); ``k`` and ``inner`` name the parallel form (1 and None when sequential).
+- ``mean_probe_tokens``: tokens spent probing for the answer (``early_exit``), not in n_y.
 - ``mean_rel_dev``: mean of ``(n_y - N) / N``; ``mean_abs_rel_dev``: mean of its absolute value.
 - ``violation_rate``: share of generations with ``n_y > N``; ``violation_rate_500``: share with
   ``|n_y - N| > 500``, the L1 paper's criterion for large budgets.
@@ -26,17 +30,12 @@ from typing import Any
 
 import duckdb
 
+from store.units import INNER_SQL, K_SQL, units_sql
+
 GROUP_KEYS = ("model", "controller", "budget")
 
 _SUMMARY_SQL = """
-WITH g AS (
-    SELECT model, controller, budget, question_id, sample_idx,
-           coalesce(correct, false)::INTEGER AS ok,
-           total_tokens, thinking_tokens, answer_tokens,
-           epoch(created_at) - coalesce(latency_s, 0) AS t_start,
-           epoch(created_at) AS t_end
-    FROM generations WHERE run_id = ?
-),
+WITH g AS ({units}),
 per_question AS (
     SELECT model, controller, budget, question_id,
            avg(ok) AS pass_1, max(ok) AS pass_k, count(*) AS n
@@ -68,8 +67,9 @@ busy AS (
     GROUP BY model, controller, budget
 ),
 lengths AS (
-    SELECT model, controller, budget, count(*) AS generations,
+    SELECT model, controller, budget, sum(samples) AS generations,
            sum(total_tokens) AS output_tokens,
+           avg(probe_tokens) AS mean_probe_tokens,
            avg(total_tokens) AS mean_tokens,
            avg(thinking_tokens) AS mean_thinking_tokens,
            avg(answer_tokens) AS mean_answer_tokens,
@@ -79,9 +79,9 @@ lengths AS (
            avg((abs(total_tokens - budget) > 500)::INTEGER) AS violation_rate_500
     FROM g GROUP BY model, controller, budget
 )
-SELECT l.model, l.controller, l.budget, q.questions, q.samples, l.generations,
+SELECT l.model, l.controller, l.budget, {k} AS k, {inner} AS inner, q.questions, q.samples, l.generations,
        q.pass_at_1, q.pass_at_k,
-       l.mean_tokens, l.mean_thinking_tokens, l.mean_answer_tokens,
+       l.mean_tokens, l.mean_thinking_tokens, l.mean_answer_tokens, l.mean_probe_tokens,
        l.mean_rel_dev, l.mean_abs_rel_dev, l.violation_rate, l.violation_rate_500,
        l.output_tokens, l.output_tokens / nullif(b.wall_s, 0) AS tokens_per_s, b.wall_s
 FROM lengths l
@@ -90,12 +90,13 @@ JOIN busy b USING (model, controller, budget)
 ORDER BY l.model, l.controller, l.budget
 """
 
-_INTEGER_KEYS = {"budget", "questions", "samples", "generations", "output_tokens"}
+_INTEGER_KEYS = {"budget", "k", "questions", "samples", "generations", "output_tokens"}
 
 
 def run_summary(cur: duckdb.DuckDBPyConnection, run_id: str, digits: int = 6) -> list[dict[str, Any]]:
     """One dict per (model, controller, budget) of the run, sorted; floats rounded to ``digits``."""
-    result = cur.execute(_SUMMARY_SQL, [run_id])
+    units, params = units_sql("run_id = ?", [run_id])
+    result = cur.execute(_SUMMARY_SQL.format(units=units, k=K_SQL.replace("controller", "l.controller"), inner=INNER_SQL.replace("controller", "l.controller")), params)
     names = [column[0] for column in result.description]
     groups = []
     for values in result.fetchall():

@@ -78,7 +78,8 @@ def app_settings(tmp_path_factory) -> AppSettings:
     benchmark data; its dataset size limit is 1 MB, so a test can go over it cheaply."""
     root = tmp_path_factory.mktemp("app")
     (root / "datasets").mkdir()
-    return AppSettings(model=TINY_MODEL, answer_max_tokens=64, unconstrained_max_tokens=512, s1_max_waits=10_000,
+    # db in the temp dir too: the default (data/budgetlab.duckdb) would carry runs over from one test session to the next.
+    return AppSettings(model=TINY_MODEL, db=str(root / "budgetlab.duckdb"), answer_max_tokens=64, unconstrained_max_tokens=512, s1_max_waits=10_000,
                        models_dir=str(REPO_ROOT / "models"), trained_models_dir=str(root / "trained"), jobs_dir=str(root / "jobs"),
                        scheduler_db=str(root / "scheduler.sqlite"), data_dir=str(root), training_poll_s=0.3, export_dir=str(root / "exports"),
                        dataset_dirs=f"{root / 'datasets'},{SHARED_DATA}", dataset_max_mb=1)

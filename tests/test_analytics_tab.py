@@ -41,7 +41,7 @@ def test_the_analytics_tab_draws_every_view(swept):
         page.goto(swept.src, wait_until="load")
         page.get_by_role("tab", name="Analytics").click()
         page.wait_for_function("document.querySelector('#bl-an-status').innerText.includes('generations in')", timeout=60_000)
-        for view in ("tradeoff", "cost", "adherence", "thinking", "keywords"):
+        for view in ("tradeoff", "cost", "adherence", "thinking", "votes", "settling", "keywords"):
             page.wait_for_function(f"document.querySelector('#bl-an-{view} canvas, #bl-an-{view} svg') !== null", timeout=30_000)
         assert "cheapest setting" in page.locator("#bl-an-recommendation").inner_text() or "No setting reaches" in page.locator("#bl-an-recommendation").inner_text()
         # The table is its own component: its update can land after the status line's; and it draws
@@ -53,8 +53,9 @@ def test_the_analytics_tab_draws_every_view(swept):
         page.screenshot(path=str(REPO_ROOT / "docs" / "analytics.png"), full_page=True)
         # One generation, opened from the list under the filters.
         page.locator("#bl-an-generations").scroll_into_view_if_needed()
-        page.wait_for_function("document.querySelector('#bl-an-generations').innerText.includes('analytics-sweep')", timeout=30_000)
-        page.locator("#bl-an-generations").get_by_text(RUN, exact=True).locator("visible=true").first.click()  # hidden copies size the table
+        # The newest 50 of the shared store: other tests' runs may be newer than this one's.
+        page.wait_for_function("document.querySelector('#bl-an-generations').innerText.includes('l1-tiny')", timeout=30_000)
+        page.locator("#bl-an-generations").get_by_text("l1-tiny", exact=True).locator("visible=true").first.click()  # hidden copies size the table
         page.wait_for_function("document.querySelector('#bl-an-opened').innerText.includes('Question')", timeout=30_000)
         assert "Output" in page.locator("#bl-an-opened").inner_text()
         browser.close()

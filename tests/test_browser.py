@@ -75,3 +75,34 @@ def test_sweep_tab_shows_progress_then_results(app_url, store):
         from store import queries
 
         assert queries.count_generations(cur, "browser-sweep") == 27
+
+
+def test_the_equal_tokens_preset_ends_in_the_equal_token_view(app_url, store):
+    """The Sweep tab's preset (sequential vs parallel at equal tokens), run on 3 questions, then the
+    Analytics tab opened on its run with sequential and parallel lines on one token axis."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url, wait_until="load")
+        page.get_by_role("tab", name="Sweep").click()
+        page.locator("#bl-sweep-preset").click()
+        page.wait_for_function("document.querySelector('#bl-sweep-run input, #bl-sweep-run textarea').value.startsWith('equal-tokens-')", timeout=30_000)
+        run = page.locator("#bl-sweep-run input, #bl-sweep-run textarea").first.input_value()
+        checked = page.locator("#bl-sweep-controllers input:checked").evaluate_all("xs => xs.map(x => x.closest('label').innerText.trim())")
+        assert {"l1_exact", "maj4:l1_exact", "maj4:no_thinking", "s1", "early_exit", "thinking_cap"} <= set(checked), checked
+        page.locator("#bl-sweep-limit input").fill("3")  # the preset's 20 questions, cut down for the test
+        page.locator("#bl-sweep-start").click()
+        page.wait_for_function("document.querySelector('#bl-an-series') && document.querySelector('#bl-an-series').innerText.includes('parallel')", timeout=400_000)
+        assert page.get_by_role("tab", name="Analytics").get_attribute("aria-selected") == "true"
+        series = page.locator("#bl-an-series").inner_text()
+        assert "maj4:l1_exact: parallel" in series and "l1_exact: sequential" in series, series
+        page.wait_for_function("document.querySelector('#bl-an-tradeoff canvas, #bl-an-tradeoff svg') !== null", timeout=30_000)
+        assert run in page.locator("#bl-an-runs").inner_text()
+        page.locator("#bl-an-tradeoff").scroll_into_view_if_needed()
+        page.screenshot(path=str(REPO_ROOT / "docs" / "equal-tokens.png"), full_page=False)
+        browser.close()
+    with store.reader() as cur:
+        stored, budgets = cur.execute("SELECT count(DISTINCT coalesce(group_id, gen_id)), count(DISTINCT budget) FROM generations WHERE run_id = ?", [run]).fetchall()[0]
+    assert budgets == 3 and stored == 3 * 6 * 3  # 3 questions x 6 methods x 3 budgets (low, middle, high), each answer stored once

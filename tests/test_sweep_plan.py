@@ -140,7 +140,7 @@ def test_rows_finished_while_a_flush_waits_for_the_store_are_all_stored(tmp_path
     async def generate(item, session):  # stands in for the engine: one fast item, one that ends mid-flush
         if item == "slow":
             await asyncio.sleep(FLUSH_EVERY_S + 0.3)
-        return make_row(0 if item == "fast" else 1, run_id="r", total_tokens=10)
+        return [make_row(0 if item == "fast" else 1, run_id="r", total_tokens=10)]
 
     worker._generate = generate
     gate = block_writer(store)  # the flush at FLUSH_EVERY_S waits in the writer's queue...

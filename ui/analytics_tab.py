@@ -20,8 +20,9 @@ from backend.service.analytics import Analytics, AnalyticsView, filters_from_for
 from backend.service.budgetlab import Budgetlab
 from ui import charts
 
-AGGREGATE_COLUMNS = ("model", "controller", "budget", "n", "accuracy", "accuracy_low", "accuracy_high", "mean_tokens",
-                     "mean_thinking_tokens", "mean_answer_tokens", "thinking_to_answer", "mean_abs_rel_dev", "violation_rate", "cost_per_1k")
+AGGREGATE_COLUMNS = ("model", "controller", "budget", "budget_kind", "samples", "n", "accuracy", "accuracy_low", "accuracy_high", "mean_tokens",
+                     "mean_probe_tokens", "mean_thinking_tokens", "mean_answer_tokens", "thinking_to_answer", "mean_abs_rel_dev", "violation_rate",
+                     "cost_per_1k")
 GENERATION_COLUMNS = ("gen_id", "run_id", "model", "controller", "budget", "total_tokens", "correct", "question")
 
 
@@ -32,9 +33,12 @@ class _Views:
     status: gr.Markdown
     recommendation: gr.Markdown
     tradeoff: gr.Plot
+    series: gr.Markdown
     cost: gr.Plot
     adherence: gr.Plot
     thinking: gr.Plot
+    votes: gr.Plot
+    settling: gr.Plot
     keywords: gr.Plot
     aggregates: gr.Dataframe
     generations: gr.Dataframe
@@ -43,7 +47,18 @@ class _Views:
         return list(vars(self).values())
 
 
-def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path) -> None:
+@dataclass
+class AnalyticsHandles:
+    """What another tab needs to open this one on a run: its filters, and a draw function
+    taking the filter values (`inputs`) and filling `outputs`."""
+
+    runs: gr.Dropdown
+    inputs: list
+    outputs: list
+    draw: object
+
+
+def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path) -> AnalyticsHandles:
     analytics = service.analytics
     with gr.Tab("Analytics", id="analytics") as tab:
         filters, log_tokens, target, refresh = _filter_controls(analytics.filter_options())
@@ -87,6 +102,7 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
         export_parquet.click(_exporter(analytics, export_dir, "parquet"), inputs=filters, outputs=exported, api_name="export_parquet")
         job.change(lambda job_id: charts.training_curves_chart(jobs.metrics(job_id), job_id) if job_id else None, inputs=job, outputs=curves,
                    api_visibility="private")
+    return AnalyticsHandles(filters[3], view_inputs, views.outputs(), draw)
 
 
 def _filter_controls(options: dict) -> tuple[list, gr.Checkbox, gr.Slider, gr.Button]:
@@ -112,17 +128,22 @@ def _view_components() -> _Views:
     status = gr.Markdown("", elem_id="bl-an-status")
     recommendation = gr.Markdown("", elem_id="bl-an-recommendation")
     with gr.Row():
-        tradeoff = gr.Plot(label="Accuracy against tokens", elem_id="bl-an-tradeoff")
+        with gr.Column():
+            tradeoff = gr.Plot(label="Accuracy at equal tokens", elem_id="bl-an-tradeoff")
+            series = gr.Markdown("", elem_id="bl-an-series")
         cost = gr.Plot(label="Accuracy against cost", elem_id="bl-an-cost")
     with gr.Row():
         adherence = gr.Plot(label="Length adherence", elem_id="bl-an-adherence")
         thinking = gr.Plot(label="Thinking and answer tokens", elem_id="bl-an-thinking")
+    with gr.Row():
+        votes = gr.Plot(label="Vote curves", elem_id="bl-an-votes")
+        settling = gr.Plot(label="Where the answer settled", elem_id="bl-an-settling")
     keywords = gr.Plot(label="Keywords", elem_id="bl-an-keywords")
     aggregates = gr.Dataframe(headers=list(AGGREGATE_COLUMNS), label="Aggregates per (model, controller, budget)", interactive=False, elem_id="bl-an-aggregates")
     # Not in an accordion: a Dataframe filled while folded away shows no rows when unfolded.
     gr.Markdown("#### Generations: open one, or export the filtered ones")
     generations = gr.Dataframe(headers=list(GENERATION_COLUMNS), label="Newest 50 under the filters (select a row to open it)", interactive=False, elem_id="bl-an-generations")
-    return _Views(status, recommendation, tradeoff, cost, adherence, thinking, keywords, aggregates, generations)
+    return _Views(status, recommendation, tradeoff, series, cost, adherence, thinking, votes, settling, keywords, aggregates, generations)
 
 
 def _draw(analytics: Analytics, models, controllers, datasets, runs, budget_min, budget_max, log_tokens, target, price_rows):
@@ -130,12 +151,22 @@ def _draw(analytics: Analytics, models, controllers, datasets, runs, budget_min,
         filters = filters_from_form(models, controllers, datasets, runs, budget_min, budget_max)
         prices = analytics.prices(_table_rows(price_rows))
     except ValueError as exc:
-        return (f"**Not shown**: {exc}", *[gr.skip()] * 8)
+        return (f"**Not shown**: {exc}", *[gr.skip()] * 11)
     view: AnalyticsView = analytics.view(filters, prices, target / 100.0)
-    return (f"{view.generations:,} generations in {len(view.points)} (model, controller, budget) groups.", view.recommendation,
-            charts.tradeoff_chart(view.points, bool(log_tokens)), charts.cost_chart(view.costed, view.frontier),
-            charts.adherence_chart(view.spread), charts.thinking_answer_chart(view.points), charts.keyword_chart(view.keywords),
+    return (f"{view.generations:,} generations in {len(view.points)} (model, controller, budget) groups ({view.answers:,} answers).",
+            view.recommendation, charts.tradeoff_chart(view.points, bool(log_tokens)), _series_markdown(view.series),
+            charts.cost_chart(view.costed, view.frontier), charts.adherence_chart(view.spread), charts.thinking_answer_chart(view.points),
+            charts.vote_chart(view.votes), charts.settling_chart(view.settling), charts.keyword_chart(view.keywords),
             _aggregate_rows(view.costed, view.spread), [_generation_row(g) for g in view.recent])
+
+
+def _series_markdown(series: list[dict]) -> str:
+    """The equal-token view's lines in words: which are sequential, which parallel, which budgets are hints."""
+    if not series:
+        return ""
+    lines = [f"`{s['model']} · {s['controller']}`: {s['shape']}, budget {s['budget_kind'] or 'unknown'}" + (", probe tokens included" if s["probed"] else "")
+             for s in series]
+    return "Lines: " + "; ".join(lines) + "."
 
 
 def _exporter(analytics: Analytics, export_dir: Path, file_format: str):

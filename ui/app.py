@@ -43,12 +43,21 @@ def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurre
         timer.tick(lambda: engine_status_markdown(service), outputs=engine_status, api_visibility="private", queue=False)
         with gr.Tabs() as tabs:
             build_compare_tab(service, concurrency_limit)
-            build_sweep_tab(service)
+            sweep = build_sweep_tab(service)
             train_timer = build_train_tab(jobs)
-            build_analytics_tab(service, jobs, export_dir)
+            analytics = build_analytics_tab(service, jobs, export_dir)
         # The job list polls only while the Train tab is shown.
         tabs.select(_train_tab_shown, outputs=train_timer, api_visibility="private", queue=False)
+        # The Sweep tab's preset ends in the Analytics tab, on its run's equal-token view.
+        sweep.finished.then(_open_analytics, inputs=[sweep.open_analytics, sweep.run], outputs=[tabs, analytics.runs, sweep.open_analytics],
+                            api_visibility="private").then(analytics.draw, inputs=analytics.inputs, outputs=analytics.outputs, api_visibility="private")
     return demo
+
+
+def _open_analytics(wanted: bool, run: str):
+    if not (wanted and run):
+        return gr.skip(), gr.skip(), wanted
+    return gr.Tabs(selected="analytics"), gr.update(value=[run]), False
 
 
 def _train_tab_shown(evt: gr.SelectData) -> gr.Timer:

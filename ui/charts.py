@@ -53,20 +53,55 @@ def _frame(rows) -> pd.DataFrame:
 
 
 def tradeoff_chart(points, log_tokens: bool = False) -> alt.Chart:
-    """Accuracy (pass@1, Wilson 95% band) against mean output tokens: a line per model x
-    controller, a point per budget (the L1 paper's Figures 1-2)."""
+    """Accuracy (pass@1, Wilson 95% band) against the mean tokens generated per answer (probe
+    tokens included): a line per model x method, a point per budget (the L1 paper's Figures 1-2),
+    sequential methods solid, parallel ones (majK / bestK) dashed, probed points (early exit) as
+    triangles: every method at equal tokens."""
     frame = _frame(points)
     if frame.empty:
         return _empty("no generations under these filters")
-    x = alt.X("mean_tokens:Q", title="mean output tokens", scale=alt.Scale(type="log" if log_tokens else "linear", zero=False))
-    base = alt.Chart(frame).encode(x=x, color=alt.Color("series:N", title="model · controller"))
-    band = base.mark_area(opacity=0.15).encode(y=alt.Y("accuracy_low:Q", title="accuracy (pass@1)", scale=alt.Scale(domain=[0, 1])), y2="accuracy_high:Q")
-    line = base.mark_line().encode(y="accuracy:Q", order="budget:Q")
+    if "mean_cost_tokens" not in frame:
+        frame["mean_cost_tokens"] = frame["mean_tokens"]
+    frame["shape"] = ["parallel" if (s or 1) > 1 else "sequential" for s in frame.get("samples", pd.Series([1] * len(frame)))]
+    frame["probed"] = ["probe tokens included" if p else "no probes" for p in frame.get("mean_probe_tokens", pd.Series([0] * len(frame))).fillna(0)]
+    x = alt.X("mean_cost_tokens:Q", title="mean tokens generated per answer", scale=alt.Scale(type="log" if log_tokens else "linear", zero=False))
+    base = alt.Chart(frame).encode(x=x, color=alt.Color("series:N", title="model · method"))
+    band = base.mark_area(opacity=0.12).encode(y=alt.Y("accuracy_low:Q", title="accuracy (pass@1)", scale=alt.Scale(domain=[0, 1])), y2="accuracy_high:Q")
+    line = base.mark_line().encode(y="accuracy:Q", order="budget:Q",
+                                   strokeDash=alt.StrokeDash("shape:N", title="method", scale=alt.Scale(domain=["sequential", "parallel"], range=[[1, 0], [6, 3]])))
     dots = base.mark_point(filled=True, size=60).encode(
-        y="accuracy:Q",
-        tooltip=["model:N", "controller:N", "budget:Q", "n:Q", alt.Tooltip("accuracy:Q", format=".1%"),
-                 alt.Tooltip("accuracy_low:Q", format=".1%"), alt.Tooltip("accuracy_high:Q", format=".1%"), alt.Tooltip("mean_tokens:Q", format=".1f")])
-    return _fit((band + line + dots).properties(width=WIDE, height=300, title="Accuracy against tokens used"))
+        y="accuracy:Q", shape=alt.Shape("probed:N", title=None, scale=alt.Scale(domain=["no probes", "probe tokens included"], range=["circle", "triangle-up"])),
+        tooltip=["model:N", "controller:N", "budget:Q", "n:Q", "shape:N", alt.Tooltip("accuracy:Q", format=".1%"),
+                 alt.Tooltip("accuracy_low:Q", format=".1%"), alt.Tooltip("accuracy_high:Q", format=".1%"),
+                 alt.Tooltip("mean_cost_tokens:Q", format=".1f", title="tokens per answer"), alt.Tooltip("mean_probe_tokens:Q", format=".1f", title="of which probes")])
+    return _fit((band + line + dots).properties(width=WIDE, height=300, title="Accuracy at equal tokens (dashed: parallel samples)"))
+
+
+def vote_chart(rows) -> alt.Chart:
+    """Majority-vote accuracy over a group's first k samples, k = 1..K, a line per parallel method
+    and budget (recomputed from the stored samples)."""
+    frame = _frame(rows)
+    if frame.empty:
+        return _empty("no parallel methods (majK / bestK) under these filters")
+    frame["line"] = [f"{s} · N={b}" for s, b in zip(frame["series"], frame["budget"])]
+    base = alt.Chart(frame).encode(
+        x=alt.X("k:Q", title="samples voting (k)", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("accuracy:Q", title="maj@k accuracy", scale=alt.Scale(domain=[0, 1])), color=alt.Color("line:N", title="method · budget"),
+        tooltip=["series:N", "budget:Q", "k:Q", "groups:Q", alt.Tooltip("accuracy:Q", format=".1%")])
+    return _fit((base.mark_line() + base.mark_point(filled=True)).properties(width=WIDE, height=260, title="Vote curves: maj@k from stored samples"))
+
+
+def settling_chart(rows) -> alt.Chart:
+    """Early exit: the share of thinking spent after the answer had settled on the final one, per budget."""
+    frame = _frame(rows)
+    if frame.empty:
+        return _empty("no probed generations (early_exit) under these filters")
+    base = alt.Chart(frame).encode(
+        x=alt.X("budget:O", title="budget N"), xOffset="series:N", y=alt.Y("after_settled_share:Q", title="share of thinking after it settled", axis=alt.Axis(format="%")),
+        color=alt.Color("series:N", title="model · controller"),
+        tooltip=["series:N", "budget:Q", "n:Q", alt.Tooltip("after_settled_share:Q", format=".1%"), alt.Tooltip("settled_rate:Q", format=".1%", title="settled"),
+                 alt.Tooltip("stopped_early_rate:Q", format=".1%", title="stopped before N"), alt.Tooltip("mean_probe_tokens:Q", format=".1f")])
+    return _fit(base.mark_bar().properties(width=WIDE, height=260, title="Where the answer settled (thinking spent after)"))
 
 
 def adherence_chart(rows) -> alt.Chart:
@@ -82,8 +117,14 @@ def adherence_chart(rows) -> alt.Chart:
         tooltip=["series:N", "budget:Q", "n:Q", "min_tokens:Q", "q1_tokens:Q", "median_tokens:Q", "q3_tokens:Q", "max_tokens:Q",
                  alt.Tooltip("mean_abs_rel_dev:Q", format=".1%", title="mean |n-N|/N"), alt.Tooltip("violation_rate:Q", format=".1%", title="share n > N")])
     median = base.mark_tick(color="black", size=14, thickness=2).encode(y="median_tokens:Q")
-    target = alt.Chart(frame).mark_tick(color="#e45756", thickness=3, size=40).encode(x="budget:O", y="budget:Q")
-    return _fit((whisker + box + median + target).properties(width=WIDE, height=300, title="Output length per budget (red: the budget)"))
+    target = base.mark_tick(color="#e45756", thickness=3, size=40).encode(y="budget:Q", xOffset=alt.value(0), color=alt.value("#e45756"))
+    kinds = frame["budget_kind"].dropna().nunique() if "budget_kind" in frame else 0
+    layers = (whisker + box + median + target).properties(width=WIDE // 2 if kinds > 1 else WIDE, height=300)
+    if kinds:
+        # Hint budgets (the model may overrun) and guaranteed ones (the controller enforces them) apart.
+        frame["budget_kind"] = frame["budget_kind"].fillna("unknown")
+        layers = layers.facet(column=alt.Column("budget_kind:N", title="budget")).resolve_scale(x="independent")
+    return _fit(layers.properties(title="Output length per budget (red: the budget)"))
 
 
 def keyword_chart(rows) -> alt.Chart:

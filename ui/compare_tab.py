@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from backend.controllers.registry import CONTROLLERS
+from backend.controllers.registry import controller_facts, controller_names
 from backend.errors import InputError
 from backend.evaluation.costs import estimate_cost
 from backend.service.budgetlab import Budgetlab
@@ -38,8 +38,10 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                     multiselect=True, allow_custom_value=True, elem_id="bl-budgets",
                 )
                 controllers = gr.CheckboxGroup(
-                    label="Controllers", choices=[(f"{name}", name) for name in CONTROLLERS], value=DEFAULT_CONTROLLERS, elem_id="bl-controllers",
+                    label="Controllers", choices=controller_names(), value=DEFAULT_CONTROLLERS, elem_id="bl-controllers",
                 )
+                with gr.Accordion("What each controller does with N (hint: the model may overrun it; guaranteed: enforced)", open=False):
+                    gr.Markdown(_controller_table(service), elem_id="bl-controller-table")
                 with gr.Row():
                     seed = gr.Textbox(label="Seed (empty: random)", value="", elem_id="bl-seed")
                     price_in = gr.Number(label="$ per 1M input tokens", value=service.price.input_per_m, minimum=0)
@@ -95,3 +97,9 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                 raise gr.Error(str(exc)) from None
 
         gr.api(compare, api_name="compare", concurrency_limit=concurrency_limit)
+
+
+def _controller_table(service: Budgetlab) -> str:
+    rows = [f"| `{f['controller']}` | {f['budget']} | {f['what it does with N']} |" for f in controller_facts(service.controller_config)]
+    return "| controller | budget | what it does with N |\n|---|---|---|\n" + "\n".join(rows) + (
+        "\n\nAny `majK:INNER` or `bestK:INNER` may be sent through the API and `app.py sweep` (K samples of INNER at floor(N/K) tokens each).")

@@ -30,12 +30,13 @@ CSS = """
 .bl-error {color:#b00020; font-size:13px; white-space:pre-wrap;}
 .bl-progress {font-size:13px;} .bl-progress .bl-meter {height:10px;}
 .bl-tick {color:var(--body-text-color-subdued,#999); font-size:10px; opacity:0.7;}
+.bl-kind {background:#e8eef7; color:#234;} .bl-samples {font-size:12px; margin:0 0 6px 0; padding-left:18px;}
 .bl-invalid {outline:2px solid #e45756; border-radius:6px;} .bl-invalid [data-testid="block-info"] {color:#b00020; font-weight:600;}
 """
 
 # Columns of the sweep results table, in order (keys of store.summary.run_summary's dicts).
-SUMMARY_COLUMNS = ("model", "controller", "budget", "questions", "samples", "pass_at_1", "pass_at_k", "mean_tokens",
-                   "mean_thinking_tokens", "mean_answer_tokens", "mean_rel_dev", "mean_abs_rel_dev", "violation_rate",
+SUMMARY_COLUMNS = ("model", "controller", "budget", "k", "questions", "samples", "pass_at_1", "pass_at_k", "mean_tokens",
+                   "mean_thinking_tokens", "mean_answer_tokens", "mean_probe_tokens", "mean_rel_dev", "mean_abs_rel_dev", "violation_rate",
                    "tokens_per_s", "wall_s")
 
 PHASE_LABELS = {
@@ -64,7 +65,7 @@ def render_card(generation: dict, cost_usd: float | None = None) -> str:
     thinking = generation["thinking_tokens"]
     share = min(100.0, 100.0 * thinking / budget) if budget else 0.0
     over = " over" if thinking > budget else ""
-    title = f'{escape(generation["controller"])} · N={budget}'
+    title = f'{escape(generation["controller"])} · N={budget}{kind_badge(generation.get("budget_kind"))}'
     stats = [
         f'{PHASE_LABELS.get(generation["phase"], generation["phase"])}',
         f'thinking <b>{thinking}</b>/{budget}',
@@ -73,6 +74,10 @@ def render_card(generation: dict, cost_usd: float | None = None) -> str:
     ]
     if generation.get("waits_used"):
         stats.append(f'waits {generation["waits_used"]}')
+    if generation.get("probes") or generation.get("probe_tokens"):
+        stats.append(f'{len(generation.get("probes") or [])} probes, <b>{generation.get("probe_tokens", 0)}</b> probe tokens')
+    if generation.get("samples"):
+        stats.append(f'{len(generation["samples"])} samples × {generation.get("inner_budget")} tokens')
     if generation.get("ttft_s") is not None:
         stats.append(f'TTFT {generation["ttft_s"]:.2f} s')
     if generation.get("latency_s") is not None:
@@ -91,11 +96,34 @@ def render_card(generation: dict, cost_usd: float | None = None) -> str:
     ]
     if generation.get("error"):
         body.append(f'<div class="bl-error">{escape(generation["error"])}</div>')
+    if generation.get("samples"):
+        body.append(samples_html(generation["samples"]))
     body.append(f'<div class="bl-think">{thinking_html(generation["thinking_text"]) or "<i>no thinking</i>"}</div>')
     if generation.get("answer_text"):
         body.append(f'<div class="bl-answer">{escape(generation["answer_text"])}</div>')
     body.append("</div>")
     return "\n".join(body)
+
+
+KIND_TITLES = {"hint": "the model may overrun N", "guaranteed": "the controller enforces N", "none": "no budget"}
+
+
+def kind_badge(kind: str | None) -> str:
+    """Whether the budget is a hint (L1 prompts) or guaranteed (caps, forcing), on the card's title line."""
+    if not kind:
+        return ""
+    return f'<span class="bl-badge bl-kind" title="{escape(KIND_TITLES.get(kind, kind))}">{escape(kind)}</span>'
+
+
+def samples_html(samples: list[dict]) -> str:
+    """A parallel group's samples in one line each: answer, tokens, and which one answers for the group."""
+    rows = []
+    for s in samples:
+        answer = s.get("extracted_answer")
+        mark = " ← chosen" if s.get("chosen") else ""
+        rows.append(f'<li data-chosen="{str(bool(s.get("chosen"))).lower()}">#{(s.get("group_idx") or 0) + 1}: '
+                    f'{"<code>" + escape(answer) + "</code>" if answer is not None else "<i>no answer</i>"} · {s.get("total_tokens", 0)} tokens{mark}</li>')
+    return f'<ul class="bl-samples">{"".join(rows)}</ul>'
 
 
 def thinking_html(text: str) -> str:

@@ -4,15 +4,22 @@
 backend.service.sweep_plan, runs the service's sweep as a task and shows its progress twice a second; Stop cancels it
 (what finished is stored, and the same run name resumes it). The same sweep is the named API
 endpoint ``/sweep`` (form values in, the summary as JSON out).
+
+The preset "sequential vs parallel at equal tokens" fills the form with the test-time-compute
+comparison (one long thought, votes over shorter ones, no thinking, budget forcing, early exit,
+the engine's thinking cap) and, once its sweep is done, opens the Analytics tab on its run
+(`ui.app` wires that with the handles this factory returns).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from dataclasses import dataclass
 
 import gradio as gr
 
-from backend.controllers.registry import CONTROLLERS
+from backend.controllers.registry import controller_names
 from backend.errors import InputError
 from backend.evaluation.datasets import BUILTIN_DATASETS
 from backend.service.budgetlab import Budgetlab
@@ -22,9 +29,22 @@ from ui.render import SUMMARY_COLUMNS, render_sweep_progress, summary_rows
 
 DEFAULT_CONTROLLERS = ["l1_exact", "l1_max", "s1"]
 REFRESH_S = 0.5
+# "Sequential vs parallel at equal tokens": every controller is given the same total N.
+PRESET_CONTROLLERS = ["l1_exact", "maj4:l1_exact", "maj4:no_thinking", "s1", "early_exit", "thinking_cap"]
+PRESET_QUESTIONS = 20
 
 
-def build_sweep_tab(service: Budgetlab) -> None:
+@dataclass
+class SweepHandles:
+    """The finished sweep (an event to chain on), the run it stored, and whether the preset asked
+    for the Analytics tab to open on it."""
+
+    finished: object
+    run: gr.State
+    open_analytics: gr.State
+
+
+def build_sweep_tab(service: Budgetlab) -> SweepHandles:
     budgets_default = service.suggested_budgets()
     with gr.Tab("Sweep", id="sweep") as tab:
         with gr.Row():
@@ -35,7 +55,8 @@ def build_sweep_tab(service: Budgetlab) -> None:
                     info=f"Dataset folders (--dataset-dirs): {service.dataset_policy.roots_text()}",
                     choices=_dataset_choices(service), value=BUILTIN_DATASETS[0], allow_custom_value=True, elem_id="bl-sweep-dataset",
                 )
-                controllers = gr.CheckboxGroup(label="Controllers", choices=list(CONTROLLERS), value=DEFAULT_CONTROLLERS, elem_id="bl-sweep-controllers")
+                controllers = gr.CheckboxGroup(label="Controllers (majK:INNER / bestK:INNER: K samples of INNER at N/K tokens each, then a vote or the most confident)",
+                                               choices=controller_names(), value=DEFAULT_CONTROLLERS, elem_id="bl-sweep-controllers")
                 budgets = gr.Dropdown(label="Budgets (tokens)", choices=[str(b) for b in budgets_default], value=[str(b) for b in budgets_default[:3]],
                                       multiselect=True, allow_custom_value=True, elem_id="bl-sweep-budgets")
             with gr.Column(scale=2):
@@ -50,18 +71,28 @@ def build_sweep_tab(service: Budgetlab) -> None:
                 with gr.Row():
                     start = gr.Button("Run sweep", variant="primary", elem_id="bl-sweep-start")
                     stop = gr.Button("Stop", variant="stop", elem_id="bl-sweep-stop")
+                preset = gr.Button("Preset: sequential vs parallel at equal tokens", size="sm", elem_id="bl-sweep-preset")
         tab.select(lambda: (gr.update(choices=service.model_names()), gr.update(choices=_dataset_choices(service))),
                    outputs=[models, dataset], api_visibility="private", queue=False)
         progress_html = gr.HTML(render_sweep_progress(None), elem_id="bl-sweep-progress")
         results = gr.Dataframe(headers=list(SUMMARY_COLUMNS), label="Results per (model, controller, budget)", interactive=False, elem_id="bl-sweep-results")
         note = gr.Markdown("", elem_id="bl-sweep-note")
+        finished_run = gr.State("")
+        open_analytics = gr.State(False)
+
+        def fill_preset():
+            spread = sorted({budgets_default[0], budgets_default[len(budgets_default) // 2], budgets_default[-1]})  # low, middle, high
+            return ([service.default_model], "arith", PRESET_CONTROLLERS, [str(b) for b in spread], PRESET_QUESTIONS, 1,
+                    f"equal-tokens-{dt.datetime.now():%Y%m%d-%H%M%S}", True)
+
+        preset.click(fill_preset, outputs=[models, dataset, controllers, budgets, limit, samples, run_name, open_analytics], api_visibility="private")
 
         async def sweep_stream(models, dataset, controllers, budgets, limit, samples, seed, parallel, run_name, skip_bad):
             try:
                 request = parse_sweep_request(models, dataset, controllers, budgets, samples, limit, seed, parallel, run_name, skip_bad=bool(skip_bad))
             except InputError as exc:
                 gr.Warning(str(exc))
-                yield render_sweep_progress(None, error=str(exc)), gr.skip(), gr.skip()
+                yield render_sweep_progress(None, error=str(exc)), gr.skip(), gr.skip(), ""
                 return
             latest: list[SweepProgress] = []
             task = asyncio.create_task(service.sweep(request, latest.append))
@@ -69,26 +100,27 @@ def build_sweep_tab(service: Budgetlab) -> None:
                 while not task.done():
                     await asyncio.wait({task}, timeout=REFRESH_S)
                     if latest:
-                        yield render_sweep_progress(latest[-1]), gr.skip(), gr.skip()
+                        yield render_sweep_progress(latest[-1]), gr.skip(), gr.skip(), gr.skip()
                         del latest[:-1]
                 outcome = task.result()
             except (InputError, EngineUnavailable) as exc:
                 gr.Warning(str(exc))
-                yield render_sweep_progress(latest[-1] if latest else None, error=str(exc)), gr.skip(), gr.skip()
+                yield render_sweep_progress(latest[-1] if latest else None, error=str(exc)), gr.skip(), gr.skip(), ""
                 return
             finally:
                 task.cancel()  # Stop (or a closed page) cancels the sweep; what finished is stored
-            yield render_sweep_progress(outcome.progress, error=outcome.aborted), summary_rows(outcome.summary), _run_note(outcome)
+            yield render_sweep_progress(outcome.progress, error=outcome.aborted), summary_rows(outcome.summary), _run_note(outcome), outcome.run_id
 
         event = start.click(
             sweep_stream,
             inputs=[models, dataset, controllers, budgets, limit, samples, seed, parallel, run_name, skip_bad],
-            outputs=[progress_html, results, note],
+            outputs=[progress_html, results, note, finished_run],
             api_name="sweep_stream",
         )
         stop.click(None, cancels=[event], api_visibility="private")
 
         _api(service)
+    return SweepHandles(event, finished_run, open_analytics)
 
 
 def _api(service: Budgetlab) -> None:

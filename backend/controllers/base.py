@@ -22,9 +22,16 @@ from backend.controllers.session import ModelSession
 from backend.serving.sampling import Sampling
 
 
+# What a budget of N tokens means to a controller: a "hint" the model may overrun (the L1
+# prompts), a "guaranteed" bound the controller enforces on the thinking or the output (a cap,
+# budget forcing), or "none" (the model left alone).
+BUDGET_KINDS = ("hint", "guaranteed", "none")
+
+
 class Controller:
     name: str = ""
     description: str = ""
+    budget_kind: str = "guaranteed"
     opens_thinking = True  # the generation starts inside the thinking block
 
     def __init__(self, config: ControllerConfig) -> None:
@@ -49,13 +56,18 @@ class Controller:
     def min_room(self, budget: int) -> int:
         return budget
 
+    async def unsupported(self, session: ModelSession) -> str | None:
+        """Why this controller cannot run on ``session``'s engine, or None when it can."""
+        return None
+
     async def prompt_ids(self, session: ModelSession, user_text: str) -> list[int]:
         return await session.chat_ids(user_text)
 
 
-async def stream_into(session: ModelSession, prompt_ids: list[int], max_tokens: int, sampling: Sampling, live: LiveGeneration, in_thinking: bool) -> None:
+async def stream_into(session: ModelSession, prompt_ids: list[int], max_tokens: int, sampling: Sampling, live: LiveGeneration, in_thinking: bool,
+                      thinking_budget: int | None = None) -> None:
     splitter = StreamSplitter(live, session.tokens.think_end_id, in_thinking)
-    async for chunk in session.generate(prompt_ids, max_tokens, sampling):
+    async for chunk in session.generate(prompt_ids, max_tokens, sampling, thinking_budget=thinking_budget):
         splitter.feed(chunk)
         if chunk.finish_reason:
             live.finish_reason = chunk.finish_reason

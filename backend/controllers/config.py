@@ -19,12 +19,15 @@ class ControllerConfig:
     s1_answer_prefix: str = setting("Final Answer:", "s1 budget forcing: text that forces the answer after the thinking is closed (no trailing space: BPE tokenizers attach a space to the word after it).")
     answer_max_tokens: int = setting(256, "Tokens allowed for the answer after a forced end of thinking (s1).")
     unconstrained_max_tokens: int = setting(8192, "Generation cap of the unconstrained controller (also capped by the context).")
+    early_exit_chunk: int = setting(32, "early_exit: thinking tokens generated between two probes of the current answer.")
+    early_exit_agree: int = setting(3, "early_exit: thinking stops once this many probes in a row give the same answer.")
+    early_exit_probe_tokens: int = setting(24, "early_exit: tokens a probe may generate after the forced answer text (its answer is read from them).")
 
     def __post_init__(self) -> None:
         if self.s1_max_waits < 0:
             raise ValueError(f"s1_max_waits {self.s1_max_waits}: must be 0 or more")
         if not self.s1_wait_text:
             raise ValueError("s1_wait_text is empty: s1 needs a text to append, e.g. 'Wait'")
-        for name in ("answer_max_tokens", "unconstrained_max_tokens"):
+        for name in ("answer_max_tokens", "unconstrained_max_tokens", "early_exit_chunk", "early_exit_agree", "early_exit_probe_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)}: must be a positive integer")

@@ -4,19 +4,24 @@
 - ``l1_max``: the L1 prompt "... Think for maximum N tokens.";
 - ``hard_cap``: the plain prompt, generation truncated at N tokens;
 - ``no_thinking``: a closed, empty thinking block prefilled; the answer gets N tokens;
+- ``thinking_cap``: the engine's own thinking cap (vLLM ``thinking_token_budget``): thinking at
+  most N tokens, then the answer with ``answer_max_tokens``;
 - ``unconstrained``: the model as it is, with a generous cap.
 """
 
 from __future__ import annotations
 
 from backend.controllers import prompts
-from backend.controllers.base import Controller
-from backend.controllers.session import ModelSession
+from backend.controllers.base import Controller, stream_into
+from backend.controllers.live import LiveGeneration
+from backend.controllers.session import BudgetError, ModelSession
+from backend.serving.sampling import Sampling
 
 
 class L1Exact(Controller):
     name = "l1_exact"
     description = "L1 prompt: Think for N tokens."
+    budget_kind = "hint"
 
     def user_text(self, question: str, budget: int) -> str:
         return prompts.l1_exact_prompt(question, budget)
@@ -42,6 +47,7 @@ class HardCap(Controller):
 class Unconstrained(Controller):
     name = "unconstrained"
     description = "Plain prompt, no budget (generous cap)."
+    budget_kind = "none"
 
     def max_tokens(self, budget: int) -> int:
         return self.config.unconstrained_max_tokens
@@ -62,3 +68,35 @@ class NoThinking(Controller):
         opened = any(ids[i : i + len(start)] == list(start) for i in range(max(0, len(ids) - len(start) - 2), len(ids)))
         prefill = "\n" + prompts.THINK_END + "\n\n" if opened else prompts.THINK_START + "\n\n" + prompts.THINK_END + "\n\n"
         return ids + list(await session.ids(prefill))
+
+
+class ThinkingCap(Controller):
+    name = "thinking_cap"
+    description = "The engine's own thinking cap (vLLM thinking_token_budget): thinking at most N tokens, then the answer."
+
+    async def unsupported(self, session: ModelSession) -> str | None:
+        return await session.thinking_budget_support()
+
+    async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
+        refusal = await self.unsupported(session)
+        if refusal:
+            raise BudgetError(f"thinking_cap: {refusal}")
+        live.prompt = self.user_text(question, budget)
+        prompt_ids = await self.prompt_ids(session, live.prompt)
+        live.prompt_tokens = len(prompt_ids)
+        max_tokens = budget + len(session.tokens.think_end_ids) + self.config.answer_max_tokens
+        session.check_fits(len(prompt_ids), max_tokens, budget)
+        # vLLM counts the thinking already open in the prompt ("<think>\n" of R1 templates) against
+        # the budget; the app counts output tokens only, so those are added to keep N the output's.
+        await stream_into(session, prompt_ids, max_tokens, sampling, live, in_thinking=True,
+                          thinking_budget=budget + _open_thinking(prompt_ids, session.tokens.think_start_ids))
+        live.finish()
+
+
+def _open_thinking(prompt_ids: list[int], think_start_ids: tuple[int, ...]) -> int:
+    """Prompt tokens after the last ``<think>`` (0 when the prompt opens no thinking)."""
+    width = len(think_start_ids)
+    for start in range(len(prompt_ids) - width, -1, -1):
+        if width and tuple(prompt_ids[start : start + width]) == think_start_ids:
+            return len(prompt_ids) - start - width
+    return 0

@@ -1,22 +1,56 @@
 """The controllers by name: what Compare, Sweep, ``app.py sweep`` and the API offer.
 
+Sequential controllers have a name each; parallel ones are written ``majK:INNER`` or
+``bestK:INNER`` over a sequential one (``maj4:l1_exact``, ``best8:hard_cap``).
+
     controller = make_controller("l1_exact", ControllerConfig())
-    sorted(CONTROLLERS)   # ['hard_cap', 'l1_exact', 'l1_max', 'no_thinking', 's1', 'unconstrained']
+    make_controller("maj4:no_thinking", ControllerConfig()).budget_kind   # 'guaranteed'
+    sorted(CONTROLLERS)   # ['early_exit', 'hard_cap', 'l1_exact', 'l1_max', 'no_thinking', 's1', 'thinking_cap', 'unconstrained']
 """
 
 from __future__ import annotations
 
 from backend.controllers.base import Controller
 from backend.controllers.config import ControllerConfig
-from backend.controllers.prompted import HardCap, L1Exact, L1Max, NoThinking, Unconstrained
+from backend.controllers.early_exit import EarlyExit
+from backend.controllers.parallel import MAX_SAMPLES, MODES, ParallelController, parse_parallel
+from backend.controllers.prompted import HardCap, L1Exact, L1Max, NoThinking, ThinkingCap, Unconstrained
 from backend.controllers.s1 import S1BudgetForcing
 
-CONTROLLER_CLASSES: tuple[type[Controller], ...] = (L1Exact, L1Max, S1BudgetForcing, HardCap, NoThinking, Unconstrained)
+CONTROLLER_CLASSES: tuple[type[Controller], ...] = (L1Exact, L1Max, S1BudgetForcing, HardCap, NoThinking, ThinkingCap, EarlyExit, Unconstrained)
 CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in CONTROLLER_CLASSES}
+# Parallel forms offered in the forms' lists (any majK:INNER / bestK:INNER may be typed or sent).
+SUGGESTED_PARALLEL = ("maj4:l1_exact", "best4:l1_exact", "maj4:no_thinking")
+
+
+def controller_names() -> list[str]:
+    """The names the forms offer: every sequential controller, then the suggested parallel forms."""
+    return [*CONTROLLERS, *SUGGESTED_PARALLEL]
 
 
 def make_controller(name: str, config: ControllerConfig) -> Controller:
-    try:
+    """The controller called `name`, or ValueError saying what names are valid."""
+    if name in CONTROLLERS:
         return CONTROLLERS[name](config)
-    except KeyError:
-        raise ValueError(f"unknown controller {name!r}: choose from {', '.join(CONTROLLERS)}") from None
+    parallel = parse_parallel(name)
+    if parallel is None:
+        raise ValueError(f"unknown controller {name!r}: choose from {', '.join(CONTROLLERS)}, or a parallel form "
+                         f"majK:INNER / bestK:INNER such as maj4:l1_exact")
+    mode, k, inner = parallel
+    if not 2 <= k <= MAX_SAMPLES:
+        raise ValueError(f"controller {name!r}: {mode}K needs K between 2 and {MAX_SAMPLES} samples")
+    if inner not in CONTROLLERS:
+        raise ValueError(f"controller {name!r}: {inner!r} is not a sequential controller; choose from {', '.join(CONTROLLERS)}")
+    return ParallelController(mode, k, CONTROLLERS[inner](config))
+
+
+def controller_facts(config: ControllerConfig, names: list[str] | None = None) -> list[dict]:
+    """Name, budget kind and description of each controller (the forms' table)."""
+    out = []
+    for name in names or controller_names():
+        controller = make_controller(name, config)
+        out.append({"controller": name, "budget": controller.budget_kind, "what it does with N": controller.description})
+    return out
+
+
+__all__ = ["CONTROLLERS", "CONTROLLER_CLASSES", "MODES", "controller_facts", "controller_names", "make_controller"]

@@ -16,8 +16,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from backend.controllers.prompts import THINK_END, THINK_START, chat_messages
-from backend.serving.client import Chunk, EngineClient
+from backend.serving.client import Chunk, EngineClient, EngineRequestError
 from backend.serving.sampling import Sampling
+
+
+_UNKNOWN = object()  # not asked yet
 
 
 class BudgetError(ValueError):
@@ -52,6 +55,7 @@ class ModelSession:
     live: bool = True
     _ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _chat_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    _thinking_budget_refusal: object = _UNKNOWN
 
     @classmethod
     async def open(cls, client: EngineClient, live: bool = True) -> ModelSession:
@@ -70,13 +74,28 @@ class ModelSession:
         sampling: Sampling,
         stop_token_ids: tuple[int, ...] = (),
         stop: tuple[str, ...] = (),
+        thinking_budget: int | None = None,
     ) -> AsyncIterator[Chunk]:
-        """One completion as chunks: many when live, else a single one carrying everything."""
+        """One completion as chunks: many when live, else a single one carrying everything.
+        ``thinking_budget``: the engine's own cap on thinking tokens (see `thinking_budget_support`)."""
         if self.live:
-            async for chunk in self.client.stream(prompt_ids, max_tokens, sampling, stop_token_ids, stop):
+            async for chunk in self.client.stream(prompt_ids, max_tokens, sampling, stop_token_ids, stop, thinking_budget):
                 yield chunk
         else:
-            yield await self.client.complete(prompt_ids, max_tokens, sampling, stop_token_ids, stop)
+            yield await self.client.complete(prompt_ids, max_tokens, sampling, stop_token_ids, stop, thinking_budget)
+
+    async def thinking_budget_support(self) -> str | None:
+        """None when the engine enforces ``thinking_token_budget``, else why not (asked once per
+        session with a one-token request: vLLM refuses the field unless it runs a reasoning parser)."""
+        if self._thinking_budget_refusal is _UNKNOWN:
+            try:
+                await self.client.complete(list(await self.ids("1")), 1, Sampling(temperature=0.0), thinking_budget=1)
+                self._thinking_budget_refusal = None
+            except EngineRequestError as exc:
+                self._thinking_budget_refusal = (
+                    f"the engine does not enforce a thinking budget ({exc}); start it with a reasoning parser "
+                    "(the app's own engine: --engine-reasoning-parser deepseek_r1; a vLLM server: --reasoning-parser deepseek_r1)")
+        return self._thinking_budget_refusal
 
     async def ids(self, text: str) -> tuple[int, ...]:
         if text not in self._ids:

@@ -40,7 +40,9 @@ def cost_per_1k_questions(mean_prompt_tokens: float | None, mean_output_tokens: 
 
 def priced(points: Sequence[Mapping[str, Any]], prices: Mapping[str, Price], default: Price) -> list[dict[str, Any]]:
     """The points with ``cost_per_1k`` (dollars per 1,000 questions) at their model's price."""
-    return [{**p, "cost_per_1k": cost_per_1k_questions(p.get("mean_prompt_tokens"), p.get("mean_tokens"), prices.get(p["model"], default))}
+    # Output tokens billed: the answer's, plus its probes' (early_exit) when there were any.
+    return [{**p, "cost_per_1k": cost_per_1k_questions(p.get("mean_prompt_tokens"), p.get("mean_cost_tokens", p.get("mean_tokens")),
+                                                       prices.get(p["model"], default))}
             for p in points]
 
 
@@ -70,8 +72,8 @@ def recommendation_text(best: Mapping[str, Any] | None, min_accuracy: float, poi
         reach = f"; the best shown reaches {top:.1%}" if top is not None else "; there is no data under these filters"
         return f"No setting reaches {min_accuracy:.0%} accuracy{reach}."
     return (f"For at least {min_accuracy:.0%} accuracy, the cheapest setting is **{best['model']}** with **{best['controller']}** "
-            f"at a budget of **{best['budget']}** tokens: {best['accuracy']:.1%} accuracy over {best['n']} generations, "
-            f"{best['mean_tokens']:.0f} output tokens on average, **${best['cost_per_1k']:.4f} per 1,000 questions**.")
+            f"at a budget of **{best['budget']}** tokens: {best['accuracy']:.1%} accuracy over {best['n']} answers, "
+            f"{best.get('mean_cost_tokens', best['mean_tokens']):.0f} generated tokens per answer, **${best['cost_per_1k']:.4f} per 1,000 questions**.")
 
 
 def parse_prices(table: Sequence[Sequence[Any]], default: Price) -> dict[str, Price]:

@@ -41,69 +41,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from backend.answers import BOX_RE, box_argument, extract_boxed, normalize_answer, unwrap_dollars
 from backend.evaluation.verifier import GRADE_TIMEOUT_S, verify_equivalent
 
-__all__ = ["GRADE_TIMEOUT_S", "Grade", "extract_boxed", "gold_answer", "grade"]
-
-# ---------------------------------------------------------------------------------------------
-# Extraction
-# ---------------------------------------------------------------------------------------------
-
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-_BARE_BOX_ARG_RE = re.compile(r"[^\s$]+")
-
-
-def _match_brace(text: str, open_at: int) -> int | None:
-    """Index just past the ``}`` matching the ``{`` at ``open_at``; None if unbalanced.
-
-    Escaped characters (``\\{``, ``\\}``, ``\\\\``) are skipped, so they never count as braces.
-    """
-    depth = 0
-    i = open_at
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return None
-
-
-def _box_argument(text: str, pos: int) -> tuple[str | None, int]:
-    """The argument of a box command ending at ``pos``, and where scanning should resume."""
-    i = pos
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i < len(text) and text[i] == "{":
-        end = _match_brace(text, i)
-        if end is None:
-            return None, len(text)
-        return text[i + 1 : end - 1].strip(), end
-    # "\boxed 5" (no braces): the following run of non-space characters, up to a "$".
-    m = _BARE_BOX_ARG_RE.match(text, i)
-    if m is None:
-        return None, len(text)
-    return m.group(0).rstrip(".,;") or None, m.end()
-
-
-def extract_boxed(text: str) -> str | None:
-    """Content of the last top-level ``\\boxed{...}`` / ``\\boxed ...`` / ``\\fbox{...}`` in ``text``.
-
-    Braces nest (``\\boxed{\\frac{1}{2}}`` -> ``\\frac{1}{2}``). Returns None when there is no box
-    or when the last box is never closed (e.g. a truncated generation).
-    """
-    result: str | None = None
-    pos = 0
-    while (m := _BOX_RE.search(text, pos)) is not None:
-        result, pos = _box_argument(text, m.end())
-    return result
+__all__ = ["GRADE_TIMEOUT_S", "Grade", "extract_boxed", "gold_answer", "grade", "same_answer"]
 
 
 def gold_answer(gold: str) -> str:
@@ -118,9 +59,9 @@ def gold_answer(gold: str) -> str:
     s = gold.strip()
     if len(s) >= 2 and s[0] == "$" and s[-1] == "$" and s[-2] != "\\":
         s = s.strip("$").strip()
-    m = _BOX_RE.match(s)
+    m = BOX_RE.match(s)
     if m is not None:
-        inner, end = _box_argument(s, m.end())
+        inner, end = box_argument(s, m.end())
         if inner is not None and end == len(s):
             s = inner
     return s
@@ -130,40 +71,12 @@ def gold_answer(gold: str) -> str:
 # Fast path (pure string work, no sympy)
 # ---------------------------------------------------------------------------------------------
 
-_LEFT_RIGHT_RE = re.compile(r"\\(?:left|right)(?![A-Za-z])")
-_DFRAC_RE = re.compile(r"\\[dt]frac(?![A-Za-z])")
-_DISPLAYSTYLE_RE = re.compile(r"\\displaystyle(?![A-Za-z])")
-_SPACING_RE = re.compile(r"\\[,;: ]")
-# A single space matters only between two word characters ("\cot x") or after a comma
-# ("1, 234" is a list, "1,234" a number); anywhere else it is dropped.
-_DROP_SPACE_RE = re.compile(r"(?<![A-Za-z0-9,]) | (?![A-Za-z0-9])")
 _INT_RE = re.compile(r"[+-]?(?:\d+|\d{1,3}(?:,\d{3})+)")
-
-
-def _unwrap_dollars(s: str) -> str:
-    if len(s) >= 2 and s[0] == "$" and s[-1] == "$" and s[-2] != "\\":
-        return s.strip("$")
-    return s
-
-
-def _normalize(s: str) -> str:
-    """Trivial normalisation for the string-equality fast path."""
-    t = _unwrap_dollars(s.strip())
-    t = t.replace("{,}", ",").replace("\\!", "")
-    t = _LEFT_RIGHT_RE.sub("", t)
-    t = _DFRAC_RE.sub(r"\\frac", t)
-    t = _DISPLAYSTYLE_RE.sub("", t)
-    t = _SPACING_RE.sub(" ", t)
-    t = " ".join(t.split())
-    t = _DROP_SPACE_RE.sub("", t)
-    if t.endswith(".") and not t.endswith("\\."):
-        t = t[:-1]
-    return t
 
 
 def _as_int(s: str) -> int | None:
     """``s`` as an integer if it is one ("1,234", "10,\\!080", "-7"); otherwise None."""
-    t = _unwrap_dollars(s.strip()).replace("{,}", ",")
+    t = unwrap_dollars(s.strip()).replace("{,}", ",")
     t = re.sub(r"\\!\s*|\\,", "", t).strip()
     if _INT_RE.fullmatch(t) is None:
         return None
@@ -172,7 +85,7 @@ def _as_int(s: str) -> int | None:
 
 def _fast_verdict(pred: str, gold: str) -> bool | None:
     """True/False when trivially decidable, None when math-verify must decide."""
-    if _normalize(pred) == _normalize(gold):
+    if normalize_answer(pred) == normalize_answer(gold):
         return True
     a, b = _as_int(pred), _as_int(gold)
     if a is not None and b is not None:
@@ -217,3 +130,13 @@ def grade(
     if verdict is None:
         verdict = verify_equivalent(extracted, gold_s, timeout_s)
     return Grade(extracted, verdict)
+
+
+def same_answer(a: str, b: str, timeout_s: float = GRADE_TIMEOUT_S) -> bool:
+    """Whether two extracted answers are the same answer (the fast path, then math-verify with
+    ``a`` in the gold's place); undecided within ``timeout_s`` counts as different. Used to put
+    parallel samples' answers in classes for a majority vote."""
+    verdict = _fast_verdict(b, a)
+    if verdict is None:
+        verdict = verify_equivalent(b, a, timeout_s)
+    return bool(verdict)

@@ -42,9 +42,26 @@ class AnalyticsView:
     keywords: list[dict[str, Any]]  # store.analytics.keyword_rates rows
     recent: list[dict[str, Any]]  # the newest generations under the filters
     recommendation: str
+    votes: list[dict[str, Any]] = ()  # store.analytics.vote_curves rows: maj@k of parallel methods
+    settling: list[dict[str, Any]] = ()  # store.analytics.settling rows: early exit's thinking after the answer settled
+
+    @property
+    def series(self) -> list[dict[str, Any]]:
+        """One entry per line of the equal-token view: model, controller, sequential or parallel, budget kind."""
+        seen = {}
+        for p in self.points:
+            seen.setdefault((p["model"], p["controller"]), {"model": p["model"], "controller": p["controller"], "budget_kind": p.get("budget_kind"),
+                                                            "shape": "parallel" if (p.get("samples") or 1) > 1 else "sequential",
+                                                            "probed": bool(p.get("mean_probe_tokens"))})
+        return list(seen.values())
 
     @property
     def generations(self) -> int:
+        """Stored generations behind the points (a parallel answer is K of them)."""
+        return sum(p["n"] * (p.get("samples") or 1) for p in self.points)
+
+    @property
+    def answers(self) -> int:
         return sum(p["n"] for p in self.points)
 
 
@@ -69,9 +86,11 @@ class Analytics:
             spread = analytics.adherence(cur, filters)
             words = analytics.keyword_rates(cur, filters, KEYWORD_CATEGORIES, KEYWORDS_VERSION)
             recent = analytics.list_generations(cur, filters)
+            votes = analytics.vote_curves(cur, filters)
+            settled = analytics.settling(cur, filters)
         costed = priced(points, prices, self.default_price)
         best = recommend(costed, target)
-        return AnalyticsView(points, costed, pareto_frontier(costed), spread, words, recent, recommendation_text(best, target, costed))
+        return AnalyticsView(points, costed, pareto_frontier(costed), spread, words, recent, recommendation_text(best, target, costed), votes, settled)
 
     def generation(self, gen_id: str) -> dict[str, Any] | None:
         with self.store.reader() as cur:

@@ -26,10 +26,9 @@ from backend.controllers.session import ModelSession
 from backend.errors import InputError
 from backend.evaluation.costs import Price, estimate_cost
 from backend.evaluation.datasets import DatasetPolicy
-from backend.evaluation.grading import grade
 from backend.service.analytics import Analytics
 from backend.service.compare import CompareRequest, check_budgets_fit, run_columns
-from backend.service.records import generation_row
+from backend.service.records import generation_rows, settle
 from backend.service.sweep import SweepOutcome, run_sweep
 from backend.service.sweep_plan import SweepRequest
 from backend.service.sweep_worker import ProgressCallback
@@ -158,11 +157,10 @@ class Budgetlab:
             await self._open_compare_run(run_id, spec, request, sampling)
 
             async def store_one(live: LiveGeneration) -> None:
-                result = await asyncio.to_thread(grade, live.answer_text, request.gold, live.full_text, self.grade_timeout_s)
-                live.extracted_answer, live.correct = result.extracted, result.correct
-                row = generation_row(live, gen_id=new_gen_id(), run_id=run_id, created_at=utc_now(), model=spec.name,
-                                     question=request.question, gold=request.gold, sampling=sampling)
-                await asyncio.wrap_future(self.store.insert_generations([row]))
+                await settle(live, request.gold, self.grade_timeout_s)
+                rows = generation_rows(live, gen_id=new_gen_id(), run_id=run_id, created_at=utc_now(), model=spec.name,
+                                       question=request.question, gold=request.gold, sampling=sampling)
+                await asyncio.wrap_future(self.store.insert_generations(rows))
                 live.phase = "done"
 
             async for lives in run_columns(session, request, self.controller_config, sampling, store_one):

@@ -62,6 +62,15 @@ def parse_compare_request(question, model, budgets, controllers, gold=None, seed
     return request
 
 
+async def check_supported(session: ModelSession, controllers: Iterable[str], config: ControllerConfig) -> None:
+    """Refuse a controller the serving engine cannot run (thinking_cap without a reasoning parser),
+    with the reason: never a silent fallback to another method."""
+    for name in controllers:
+        refusal = await make_controller(name, config).unsupported(session)
+        if refusal:
+            raise InputError(f"{name}: {refusal}")
+
+
 def check_budgets_fit(session: ModelSession, budgets: Iterable[int]) -> None:
     limit = session.tokens.max_model_len
     for budget in budgets:
@@ -78,11 +87,12 @@ async def run_columns(
     tick_s: float = 0.25,
 ) -> AsyncIterator[list[LiveGeneration]]:
     """Run all columns at once; yield the live records every `tick_s` and once at the end."""
-    lives = [LiveGeneration(controller=c, budget=b) for c, b in request.columns]
+    controllers = {name: make_controller(name, config) for name in request.controllers}
+    lives = [LiveGeneration(controller=c, budget=b, budget_kind=controllers[c].budget_kind) for c, b in request.columns]
 
     async def one(live: LiveGeneration) -> None:
         try:
-            await make_controller(live.controller, config).run(session, request.question, live.budget, sampling, live)
+            await controllers[live.controller].run(session, request.question, live.budget, sampling, live)
             await on_done(live)
         except (BudgetError, EngineUnavailable, EngineRequestError, InputError) as exc:
             live.fail(str(exc))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from backend.controllers.registry import CONTROLLERS
+from backend.controllers.config import ControllerConfig
+from backend.controllers.registry import CONTROLLERS, make_controller
 from backend.errors import InputError
 
 
@@ -40,9 +41,11 @@ def parse_controllers(value: str | Iterable[str] | None) -> tuple[str, ...]:
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value or [])
     if not items:
         raise InputError(f"no controller chosen: pick one or more of {', '.join(CONTROLLERS)}")
-    unknown = [c for c in items if c not in CONTROLLERS]
-    if unknown:
-        raise InputError(f"unknown controller {unknown[0]!r}: choose from {', '.join(CONTROLLERS)}")
+    for name in items:
+        try:
+            make_controller(name, ControllerConfig())
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     return tuple(dict.fromkeys(items))
 
 

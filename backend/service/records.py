@@ -1,45 +1,89 @@
-"""The one place a finished generation becomes a store row (Compare and Sweep alike).
+"""The one place a finished generation is graded and becomes store rows (Compare and Sweep alike).
 
-    row = generation_row(live, gen_id=new_gen_id(), run_id="compare-1a2b", created_at=utc_now(),
-                         model="l1-tiny", question="Compute 2 + 3.", gold="5", sampling=sampling)
-    store.insert_generations([row])
+    await settle(live, gold="5", timeout_s=10)         # graded; a parallel group's answer chosen
+    rows = generation_rows(live, gen_id=new_gen_id(), run_id="compare-1a2b", created_at=utc_now(),
+                           model="l1-tiny", question="Compute 2 + 3.", gold="5", sampling=sampling)
+    store.insert_generations(rows)                       # in one batch: a group is stored whole or not at all
 
 The live record (`LiveGeneration`) carries what happened; the caller adds where it belongs: its
-key, its run, its question and, for a sweep, its dataset, question id and sample.
+key, its run, its question and, for a sweep, its dataset, question id and sample. A sequential
+controller's generation is one row; a parallel one's (``maj4:l1_exact``) is one row per sample,
+with the group's key as ``group_id``, the sample's index, its answer class and whether it is the
+sample whose answer the group gives (``chosen``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 
+from backend.controllers.early_exit import settled_at
 from backend.controllers.live import LiveGeneration
+from backend.controllers.parallel import parse_parallel, sample_seeds
+from backend.evaluation.grading import grade, same_answer
 from backend.evaluation.keywords import KEYWORDS_VERSION, keyword_counts
+from backend.evaluation.voting import answer_classes, best_of, majority_vote
 from backend.serving.sampling import Sampling
 
 # Columns copied as they are from the live record (see store/schema.py for their meaning).
 LIVE_COLUMNS = ("controller", "budget", "prompt", "full_text", "thinking_text", "answer_text", "extracted_answer", "correct",
-                "prompt_tokens", "thinking_tokens", "answer_tokens", "total_tokens", "finish_reason", "waits_used", "ttft_s", "latency_s")
+                "prompt_tokens", "thinking_tokens", "answer_tokens", "total_tokens", "finish_reason", "waits_used", "ttft_s", "latency_s",
+                "budget_kind", "probe_tokens", "settled_at", "answer_logprob", "group_idx", "inner_budget", "answer_class", "chosen")
 
 
-def generation_row(live: LiveGeneration, *, gen_id: str, run_id: str, created_at: dt.datetime, model: str, question: str,
-                   gold: str | None, sampling: Sampling, dataset: str | None = None, question_id: str | None = None,
-                   sample_idx: int = 0) -> dict:
-    """``created_at``: when generation ended (a sweep's summary measures busy time with it)."""
-    row = {
-        "gen_id": gen_id,
-        "run_id": run_id,
-        "created_at": created_at,
-        "model": model,
-        "dataset": dataset,
-        "question_id": question_id,
-        "question": question,
-        "gold": gold,
-        "sample_idx": sample_idx,
-        "seed": sampling.seed,
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-    }
+async def settle(live: LiveGeneration, gold: str | None, timeout_s: float) -> None:
+    """Grade a finished generation (each sample of a parallel one) and, for a group, choose the
+    sample that answers: its answer, grade and answer text become the group's."""
+    for one in live.samples or [live]:
+        result = await asyncio.to_thread(grade, one.answer_text, gold, one.full_text, timeout_s)
+        one.extracted_answer, one.correct = result.extracted, result.correct
+        if one.probes:
+            one.settled_at = settled_at(one.probes, one.extracted_answer)
+    if not live.samples:
+        return
+    samples = live.samples
+    answers = [s.extracted_answer for s in samples]
+    classes = await asyncio.to_thread(answer_classes, answers, lambda a, b: same_answer(a, b, timeout_s))
+    mode = parse_parallel(live.controller)[0]
+    if mode == "maj":
+        chosen = majority_vote(classes)
+    else:
+        chosen = best_of([s.answer_logprob if s.extracted_answer else None for s in samples])
+    for sample, answer_class in zip(samples, classes):
+        sample.answer_class = answer_class
+        sample.chosen = sample.group_idx == chosen
+    if chosen is None:
+        live.extracted_answer, live.correct = None, (None if gold is None or not gold.strip() else False)
+        return
+    pick = samples[chosen]
+    live.extracted_answer, live.correct, live.answer_text = pick.extracted_answer, pick.correct, pick.answer_text
+
+
+def sample_gen_id(group_id: str, index: int) -> str:
+    """The key of a parallel group's sample: the group's own key for the first, suffixed for the others
+    (stored in one batch, so the first sample's key stands for the group when a sweep resumes)."""
+    return group_id if index == 0 else f"{group_id}.{index}"
+
+
+def generation_rows(live: LiveGeneration, *, gen_id: str, run_id: str, created_at: dt.datetime, model: str, question: str,
+                    gold: str | None, sampling: Sampling, dataset: str | None = None, question_id: str | None = None,
+                    sample_idx: int = 0) -> list[dict]:
+    """The store rows of a settled generation: one, or one per sample of a parallel group.
+    ``created_at``: when generation ended (a sweep's summary measures busy time with it)."""
+    where = {"run_id": run_id, "created_at": created_at, "model": model, "dataset": dataset, "question_id": question_id,
+             "question": question, "gold": gold, "sample_idx": sample_idx, "temperature": sampling.temperature, "top_p": sampling.top_p}
+    if not live.samples:
+        return [_row(live, gen_id=gen_id, seed=sampling.seed, group_id=None, **where)]
+    seeds = sample_seeds(sampling.seed, len(live.samples))
+    return [_row(sample, gen_id=sample_gen_id(gen_id, sample.group_idx), seed=seeds[sample.group_idx], group_id=gen_id, **where)
+            for sample in live.samples]
+
+
+def _row(live: LiveGeneration, *, gen_id: str, seed: int | None, group_id: str | None, **where) -> dict:
+    row = {"gen_id": gen_id, "group_id": group_id, "seed": seed, **where}
     row.update({column: getattr(live, column) for column in LIVE_COLUMNS})
+    row["probes"] = json.dumps(live.probes) if live.probes else None
     row["keyword_counts"] = keyword_counts(live.full_text)
     row["keywords_version"] = KEYWORDS_VERSION
     return row

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from backend.controllers.session import ModelSession
 from backend.errors import InputError
 from backend.evaluation.datasets import Dataset, load_dataset
-from backend.service.compare import check_budgets_fit
+from backend.service.compare import check_budgets_fit, check_supported
 from backend.service.sweep_plan import SweepItem, SweepProgress, SweepRequest, plan_items
 from backend.service.sweep_worker import ModelWorker, ProgressCallback
 from backend.serving.client import EngineClient
@@ -99,7 +99,9 @@ async def _check_before_a_new_run(service, run_id: str, spec, request: SweepRequ
             return
     endpoint = await _served(service, spec, lambda message: notify(SweepProgress(run_id, message=message)))
     async with EngineClient(endpoint, timeout_s=service.request_timeout_s) as client:
-        check_budgets_fit(await ModelSession.open(client, live=False), request.budgets)
+        session = await ModelSession.open(client, live=False)
+        check_budgets_fit(session, request.budgets)
+        await check_supported(session, request.controllers, service.controller_config)
 
 
 async def _served(service, spec, report: Callable[[str], None]):
@@ -139,6 +141,7 @@ async def _run_model(service, spec, request: SweepRequest, dataset: Dataset, sam
     try:
         await worker.connect(endpoint)
         check_budgets_fit(worker.session, request.budgets)
+        await check_supported(worker.session, request.controllers, service.controller_config)
         progress.message = f"{spec.name}: generating"
         return await worker.run(pending)
     finally:

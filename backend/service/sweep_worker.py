@@ -18,8 +18,7 @@ from backend.controllers.registry import make_controller
 from backend.controllers.session import BudgetError, ModelSession
 from backend.errors import InputError
 from backend.evaluation.datasets import Dataset
-from backend.evaluation.grading import grade
-from backend.service.records import generation_row
+from backend.service.records import generation_rows, settle
 from backend.service.sweep_plan import SweepItem, SweepProgress
 from backend.serving.client import EngineClient, EngineRequestError
 from backend.serving.engine import EngineUnavailable
@@ -96,7 +95,7 @@ class ModelWorker:
             item = queue.popleft()
             session = self.session
             try:
-                row = await self._generate(item, session)
+                rows = await self._generate(item, session)
             except EngineUnavailable as exc:
                 if await self._engine_back(item, session, str(exc)):
                     queue.appendleft(item)  # generated again, on the engine that is back
@@ -107,10 +106,11 @@ class ModelWorker:
             except Exception as exc:  # one item must never take the sweep down
                 self._failed(f"{type(exc).__name__}: {exc}")
             else:
-                # Appended only now: the flusher swaps self.rows while generations are awaited.
-                self.rows.append(row)
+                # Appended only now: the flusher swaps self.rows while generations are awaited. A
+                # parallel group's rows go in together, so one batch stores the group whole.
+                self.rows.extend(rows)
                 self.failure_streak = 0
-                self.progress.output_tokens += row["total_tokens"]
+                self.progress.output_tokens += sum(row["total_tokens"] for row in rows)
             self.notify(self.progress)
 
     async def _engine_back(self, item: SweepItem, session: ModelSession, why: str) -> bool:
@@ -140,17 +140,16 @@ class ModelWorker:
         if self.failure_streak >= self.max_failure_streak:
             self.abort_reason = f"{self.failure_streak} generations failed in a row, the last with: {message}"
 
-    async def _generate(self, item: SweepItem, session: ModelSession) -> dict:
-        live = LiveGeneration(controller=item.controller, budget=item.budget)
-        sampling = replace(self.sampling, seed=item.seed)
+    async def _generate(self, item: SweepItem, session: ModelSession) -> list[dict]:
         controller = make_controller(item.controller, self.service.controller_config)
+        live = LiveGeneration(controller=item.controller, budget=item.budget, budget_kind=controller.budget_kind)
+        sampling = replace(self.sampling, seed=item.seed)
         await controller.run(session, item.question.question, item.budget, sampling, live)
         live.ttft_s = None  # not streamed: the first token's time is not observed
         finished_at = utc_now()
-        result = await asyncio.to_thread(grade, live.answer_text, item.question.gold, live.full_text, self.service.grade_timeout_s)
-        live.extracted_answer, live.correct = result.extracted, result.correct
+        await settle(live, item.question.gold, self.service.grade_timeout_s)
         q = item.question
-        return generation_row(live, gen_id=item.gen_id, run_id=self.progress.run_id, created_at=finished_at, model=item.model,
+        return generation_rows(live, gen_id=item.gen_id, run_id=self.progress.run_id, created_at=finished_at, model=item.model,
                               question=q.question, gold=q.gold, sampling=sampling, dataset=self.dataset.name, question_id=q.qid,
                               sample_idx=item.sample_idx)
 
@@ -174,8 +173,13 @@ class ModelWorker:
         except Exception as exc:  # noqa: BLE001 - the periodic flusher's errors would otherwise vanish with its task
             # Not stored, so not done: counted as failed, and the same run name generates them again.
             self.progress.output_tokens -= sum(row["total_tokens"] or 0 for row in rows)
-            for _ in rows:
+            for _ in range(_items(rows)):
                 self._failed(f"storing the batch failed: {type(exc).__name__}: {exc}")
         else:
-            self.progress.done += len(rows)
+            self.progress.done += _items(rows)
         self.notify(self.progress)
+
+
+def _items(rows: list[dict]) -> int:
+    """How many sweep items these rows are: a parallel group's samples are one item."""
+    return sum(1 for row in rows if not row.get("group_idx"))

@@ -39,6 +39,7 @@ class Chunk:
     token_ids: tuple[int, ...]
     finish_reason: str | None = None  # "stop" or "length" on the last chunk
     stop_reason: int | str | None = None  # the stop token id or string that ended it, None for EOS
+    logprobs: tuple[float, ...] = ()  # each token's log-probability, when the sampling asked for them
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,10 @@ class EngineClient:
         sampling: Sampling,
         stop_token_ids: tuple[int, ...] = (),
         stop: tuple[str, ...] = (),
+        thinking_budget: int | None = None,
     ) -> AsyncIterator[Chunk]:
         """Stream one completion; the last chunk carries the finish reason."""
-        body = self._completion_body(prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream=True)
+        body = self._completion_body(prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream=True, thinking_budget=thinking_budget)
         try:
             async with self._http.post("/v1/completions", json=body) as response:
                 if response.status != 200:
@@ -118,15 +120,16 @@ class EngineClient:
         sampling: Sampling,
         stop_token_ids: tuple[int, ...] = (),
         stop: tuple[str, ...] = (),
+        thinking_budget: int | None = None,
     ) -> Chunk:
         """One completion in one response: what a sweep uses, since nobody watches it stream
         (one JSON answer instead of an event per token, for the server and for us)."""
-        body = self._completion_body(prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream=False)
+        body = self._completion_body(prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream=False, thinking_budget=thinking_budget)
         data = await self._request_json("POST", "/v1/completions", body)
         choice = (data.get("choices") or [{}])[0]
         return _chunk(choice)
 
-    def _completion_body(self, prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream: bool) -> dict:
+    def _completion_body(self, prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream: bool, thinking_budget: int | None = None) -> dict:
         body = {
             "model": self.endpoint.model,
             "prompt": prompt_ids,
@@ -140,6 +143,12 @@ class EngineClient:
         }
         if sampling.seed is not None:
             body["seed"] = sampling.seed
+        if sampling.logprobs:
+            body["logprobs"] = 0  # the sampled token's own log-probability, no alternatives
+        if thinking_budget is not None:
+            # vLLM's own thinking cap: it forces the end of thinking after this many thinking
+            # tokens; a server started without a reasoning parser answers 400 (the reason is passed on).
+            body["thinking_token_budget"] = thinking_budget
         return body
 
     async def _request_json(self, method: str, path: str, body: dict | None = None) -> dict:
@@ -179,11 +188,13 @@ def _parse_sse_line(line: str) -> Chunk | None:
 
 
 def _chunk(choice: dict) -> Chunk:
+    logprobs = (choice.get("logprobs") or {}).get("token_logprobs") or ()
     return Chunk(
         text=choice.get("text") or "",
         token_ids=tuple(choice.get("token_ids") or ()),
         finish_reason=choice.get("finish_reason"),
         stop_reason=choice.get("stop_reason"),
+        logprobs=tuple(float(x) if x is not None else 0.0 for x in logprobs),
     )
 
 

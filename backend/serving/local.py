@@ -66,6 +66,8 @@ def server_command(spec: ModelSpec, config: EngineConfig, port: int, api_key: st
         cmd += ["--gpu-memory-utilization", str(config.gpu_memory_utilization)]
     if config.trust_remote_code:
         cmd.append("--trust-remote-code")
+    if config.reasoning_parser:
+        cmd += ["--reasoning-parser", config.reasoning_parser]
     return cmd + shlex.split(config.extra_args)
 
 

@@ -18,6 +18,7 @@ class Sampling:
     temperature: float = setting(0.6, "Sampling temperature (the L1 paper evaluates at 0.6).")
     top_p: float = setting(0.95, "Nucleus sampling top_p (the L1 paper evaluates at 0.95).")
     seed: int | None = None
+    logprobs: bool = False  # ask for each sampled token's log-probability (best-of-N's confidence)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.top_p <= 1.0:

@@ -1,0 +1,99 @@
+"""Parallel controllers: K samples of a sequential controller, then one answer (``majK:INNER``, ``bestK:INNER``).
+
+Test-time compute spent in width instead of length: self-consistency / majority vote (Wang et
+al., 2022) and best-of-N, the baselines the L1 and s1 papers and the NoThinking paper
+(arXiv 2504.09858) set against one long thought. ``maj4:l1_exact`` at N = 512 runs ``l1_exact``
+four times at floor(512 / 4) = 128 tokens each, so N is the total budget of the answer whatever
+the method; the four run at once and the engine batches them.
+
+Which sample answers is decided after grading (``backend.service.records.settle``), not here:
+``maj`` votes on answers put in classes of equivalent ones (math-verify), ties going to the
+earliest sample; ``best`` takes the sample whose generated answer tokens have the highest mean
+log-probability (the engine's logprobs). Each sample keeps its own record (``live.samples``) and
+is stored as its own generation, so vote curves for any k <= K can be recomputed from the store.
+
+    controller = make_controller("maj4:l1_exact", ControllerConfig())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from dataclasses import replace
+
+from backend.controllers.base import Controller
+from backend.controllers.live import LiveGeneration
+from backend.controllers.session import BudgetError, ModelSession
+from backend.serving.sampling import Sampling
+
+MODES = {"maj": "majority vote", "best": "best-of"}
+MAX_SAMPLES = 64
+NAME_RE = re.compile(r"(maj|best)(\d+):(\S+)")
+REFRESH_S = 0.1  # how often the group's counters follow its samples while they stream
+
+
+class ParallelController(Controller):
+    def __init__(self, mode: str, k: int, inner: Controller) -> None:
+        super().__init__(inner.config)
+        self.mode, self.k, self.inner = mode, k, inner
+        self.name = f"{mode}{k}:{inner.name}"
+        self.budget_kind = inner.budget_kind
+        self.description = f"{MODES[mode]} over {k} samples of {inner.name}, each at floor(N/{k}) tokens."
+
+    async def unsupported(self, session: ModelSession) -> str | None:
+        return await self.inner.unsupported(session)
+
+    async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
+        share = budget // self.k
+        if share < 1:
+            raise BudgetError(f"budget {budget}: {self.name} splits it over {self.k} samples; give it at least {self.k} tokens")
+        live.inner_budget = share
+        live.phase = "thinking"
+        live.samples = [LiveGeneration(controller=self.name, budget=budget, budget_kind=self.budget_kind, group_idx=j, inner_budget=share)
+                        for j in range(self.k)]
+        seeds = sample_seeds(sampling.seed, self.k)
+        inner_sampling = [replace(sampling, seed=seed, logprobs=sampling.logprobs or self.mode == "best") for seed in seeds]
+        tasks = [asyncio.create_task(self.inner.run(session, question, share, s, sample)) for s, sample in zip(inner_sampling, live.samples)]
+        try:
+            pending = set(tasks)
+            while pending:
+                _, pending = await asyncio.wait(pending, timeout=REFRESH_S)
+                sum_samples(live)
+            for task in tasks:
+                task.result()  # a failed sample fails the group: a vote over fewer samples would be another method
+        finally:
+            for task in tasks:
+                task.cancel()
+        live.prompt = live.samples[0].prompt
+        sum_samples(live)
+        live.finish()
+
+
+def sum_samples(live: LiveGeneration) -> None:
+    """The group's counts are its samples' sums: what the answer cost."""
+    samples = live.samples
+    for name in ("prompt_tokens", "thinking_tokens", "answer_tokens", "delimiter_tokens", "probe_tokens", "waits_used"):
+        setattr(live, name, sum(getattr(s, name) for s in samples))
+    ttfts = [s.ttft_s for s in samples if s.ttft_s is not None]
+    live.ttft_s = min(ttfts) if ttfts else None
+    live.thinking_text = "\n\n".join(f"[sample {s.group_idx + 1}/{len(samples)}] {s.thinking_text}" for s in samples)
+    if any(s.phase == "answering" for s in samples) and live.phase == "thinking":
+        live.phase = "answering"
+
+
+def sample_seeds(seed: int | None, k: int) -> list[int | None]:
+    """One seed per sample: the first is the group's own (so sample 0 is the sequential
+    controller's draw at the same seed), the others derived from it."""
+    if seed is None:
+        return [None] * k
+    derived = [int.from_bytes(hashlib.sha256(f"{seed}\x1f{j}".encode()).digest()[:4], "big") & 0x7FFFFFFF for j in range(1, k)]
+    return [seed, *derived]
+
+
+def parse_parallel(name: str) -> tuple[str, int, str] | None:
+    """("maj", 4, "l1_exact") for "maj4:l1_exact"; None for a name of another form."""
+    match = NAME_RE.fullmatch(name)
+    if match is None:
+        return None
+    return match.group(1), int(match.group(2)), match.group(3)
