@@ -52,7 +52,8 @@ def add_sweep_parser(commands) -> None:
     sweep.add_argument("--model", dest="models", action="append", default=None, help="model(s) to evaluate: repeat the flag or separate with commas [default: the model setting]")
     sweep.add_argument("--dataset", required=True, help="built-in name (arith), a JSONL/Parquet/CSV file, or a Hugging Face dataset name")
     sweep.add_argument("--limit", default=None, help="number of questions: a sample drawn with --seed [default: all]")
-    sweep.add_argument("--controllers", default="l1_exact,l1_max,s1", help="comma-separated controllers [default: %(default)s]")
+    sweep.add_argument("--controllers", default="l1_exact,l1_max,s1", help="comma-separated controllers (the README's table), or parallel forms majK:INNER / bestK:INNER: "
+                       "K samples of INNER at N/K tokens each, then a vote or the most confident [default: %(default)s]")
     sweep.add_argument("--budgets", default=None, help="comma-separated token budgets [default: the first model's suggested budgets]")
     sweep.add_argument("--samples", default="1", help="samples per question; the L1 paper uses 16 at temperature 0.6, top_p 0.95 [default: %(default)s]")
     sweep.add_argument("--seed", default="0", help="seed of the question sample and of every generation [default: %(default)s]")

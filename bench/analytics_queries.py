@@ -2,7 +2,8 @@
 
 Builds ``--rows`` synthetic generations shaped like real ones (3 models x 3 controllers x 5
 budgets, a few hundred bytes of thinking text each, with the paper's keywords in it and their
-counts, as the app stores them) before the clock starts; times their ingest through one ``StoreWriter`` (first insert to ``flush()``); then
+counts, as the app stores them; a quarter of each batch as ``maj4:l1_exact`` groups of four
+samples, and a tenth as ``early_exit`` generations with probes) before the clock starts; times their ingest through one ``StoreWriter`` (first insert to ``flush()``); then
 times each Analytics view's query (store/analytics.py), unfiltered and filtered, ``--repeat``
 times each, reporting the median. The last stdout line is one JSON object::
 
@@ -53,10 +54,29 @@ def batch(start: int, size: int, rng: np.random.Generator) -> pa.Table:
         "keyword_counts": _COUNTS.take(picks), "keywords_version": pa.array([KEYWORDS_VERSION] * size),
         "thinking_tokens": pa.array((total * 0.9).astype(np.int32)), "answer_tokens": pa.array(total - (total * 0.9).astype(np.int32)),
     }
+    columns.update(test_time_columns(table.column("gen_id").to_pylist(), columns["controller"].to_pylist(), rng))
     for name, values in columns.items():
         index = table.schema.get_field_index(name)
         table = table.set_column(index, name, values) if index >= 0 else table.append_column(name, values)
     return table
+
+
+def test_time_columns(gen_ids: list[str], controllers: list[str], rng: np.random.Generator) -> dict[str, pa.Array]:
+    """The last quarter of the batch as maj4:l1_exact groups (4 consecutive rows, the first one's
+    key as group id, answer classes drawn, the first sample chosen); the tenth before it as
+    early_exit rows with three probes each."""
+    size = len(gen_ids)
+    groups_from, probed_from = size - (size // 4) // 4 * 4, size - (size // 4) // 4 * 4 - size // 10
+    group_id, group_idx, answer_class, chosen, probes, settled, probe_tokens = ([None] * size for _ in range(7))
+    for i in range(groups_from, size):
+        j = (i - groups_from) % 4
+        controllers[i], group_id[i], group_idx[i], chosen[i] = "maj4:l1_exact", gen_ids[i - j], j, j == 0
+        answer_class[i] = int(rng.integers(0, j + 1))
+    for i in range(probed_from, groups_from):
+        controllers[i], probes[i], settled[i], probe_tokens[i] = "early_exit", '[[32, "85"], [64, "85"], [96, "85"]]', 32, 60
+    return {"controller": pa.array(controllers), "group_id": pa.array(group_id, pa.string()), "group_idx": pa.array(group_idx, pa.int32()),
+            "answer_class": pa.array(answer_class, pa.int32()), "chosen": pa.array(chosen, pa.bool_()), "probes": pa.array(probes, pa.string()),
+            "settled_at": pa.array(settled, pa.int32()), "probe_tokens": pa.array(probe_tokens, pa.int32())}
 
 
 def timed(fn, repeat: int) -> float:
@@ -82,13 +102,15 @@ def main() -> None:
         store.flush()
         ingest_s = time.perf_counter() - started
         assert sum(f.result() for f in futures) == args.rows
-        narrow = Filters(models=("l1-tiny",), controllers=("l1_exact", "s1"), budget_min=128, budget_max=512)
+        narrow = Filters(models=("l1-tiny",), controllers=("l1_exact", "s1", "maj4:l1_exact", "early_exit"), budget_min=128, budget_max=512)
         views = {
             "filter_options": lambda cur, f: analytics.filter_options(cur),
             "tradeoff": analytics.tradeoff,
             "adherence": analytics.adherence,
             "keywords": lambda cur, f: analytics.keyword_rates(cur, f, KEYWORD_CATEGORIES, KEYWORDS_VERSION),
             "generations": analytics.list_generations,
+            "vote_curves": analytics.vote_curves,
+            "settling": analytics.settling,
         }
         query_ms = {}
         with store.reader() as cur:

@@ -3,11 +3,12 @@
 The same questions through the app's sweep (`open_app`, its own vLLM server, grading and the store
 included), two ways that spend the same total budget per answer:
 
-- sequential: ``l1_exact`` at N = B for each B of ``--budgets``;
-- parallel:   ``maj4:l1_exact`` at N = 4B, i.e. four ``l1_exact`` samples at B each, voted.
+- sequential: ``l1_exact`` at N = B for each B of ``--budgets``, 4 samples per question;
+- parallel:   ``maj4:l1_exact`` at N = 4B, i.e. four ``l1_exact`` samples at B each, voted, 1 per question.
 
-Both keep the same number of requests in flight (``--requests``: the sequential sweep's
-concurrency, the parallel one's is a quarter of it, since each of its items sends four at once).
+So both send the same requests (same prompts, budgets and count) and keep the same number in
+flight (``--requests``: the sweep's concurrency, which counts requests: a parallel item's samples
+take a slot each); only the grouping into answers differs.
 The two alternate for ``--rounds`` rounds (fresh run names, so nothing is resumed) and the median
 of each is compared; the bar: parallel output tokens/s at least 0.8x sequential. The last stdout
 line is one JSON object::
@@ -51,8 +52,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def sweep_once(app, args, controller: str, budgets: tuple[int, ...], concurrency: int, run: str) -> dict:
-    request = SweepRequest(models=(args.model,), dataset="arith", controllers=(controller,), budgets=budgets, samples=1,
+def sweep_once(app, args, controller: str, budgets: tuple[int, ...], samples: int, concurrency: int, run: str) -> dict:
+    request = SweepRequest(models=(args.model,), dataset="arith", controllers=(controller,), budgets=budgets, samples=samples,
                            limit=args.questions, seed=args.seed, concurrency=concurrency, run=run)
     started = time.perf_counter()
     outcome = asyncio.run(app.service.sweep(request))
@@ -67,9 +68,9 @@ def sweep_once(app, args, controller: str, budgets: tuple[int, ...], concurrency
 def main() -> None:
     args = parse_args()
     budgets = tuple(int(b) for b in args.budgets.split(","))
-    ways = {"l1_exact": (budgets, args.requests), f"maj{K}:l1_exact": (tuple(K * b for b in budgets), max(1, args.requests // K))}
-    print(f"{args.questions} arith questions; l1_exact at N = {budgets} vs maj{K}:l1_exact at N = {ways[f'maj{K}:l1_exact'][0]} "
-          f"({K} samples at N/{K}); {args.requests} requests in flight; {args.rounds} rounds", flush=True)
+    ways = {"l1_exact": (budgets, K, args.requests), f"maj{K}:l1_exact": (tuple(K * b for b in budgets), 1, args.requests)}
+    print(f"{args.questions} arith questions; l1_exact at N = {budgets} ({K} samples each) vs maj{K}:l1_exact at N = {ways[f'maj{K}:l1_exact'][0]} "
+          f"({K} samples at N/{K}, voted); {args.requests} requests in flight; {args.rounds} rounds", flush=True)
     results: dict[str, list[dict]] = {name: [] for name in ways}
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
         settings = AppSettings(model=args.model, db=str(Path(tmp) / "bench.duckdb"), data_dir=tmp, engine_max_model_len=2048)
@@ -77,12 +78,12 @@ def main() -> None:
             spec = app.service.resolve_model(args.model)
             app.service.engine.start(spec)
             app.service.engine.wait_ready(spec.name, timeout_s=600)
-            sweep_once(app, args, "l1_exact", budgets[:1], args.requests, "warm-up")  # first requests pay one-off costs
+            sweep_once(app, args, "l1_exact", budgets[:1], 1, args.requests, "warm-up")  # first requests pay one-off costs
             for round_index in range(args.rounds):
                 order = list(ways) if round_index % 2 == 0 else list(reversed(ways))  # alternate, so drift hits both alike
                 for name in order:
-                    way_budgets, concurrency = ways[name]
-                    result = sweep_once(app, args, name, way_budgets, concurrency, f"{name}-{round_index}")
+                    way_budgets, samples, concurrency = ways[name]
+                    result = sweep_once(app, args, name, way_budgets, samples, concurrency, f"{name}-{round_index}")
                     results[name].append(result)
                     print(f"round {round_index + 1} {name:>14}: {result['tokens_per_s']:7.1f} tok/s ({result['output_tokens']} tokens in "
                           f"{result['wall_s']:.1f} s; {result['tokens_per_answer']:.0f} tokens per answer, pass@1 {result['pass_at_1']:.3f})", flush=True)

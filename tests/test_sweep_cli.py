@@ -151,6 +151,42 @@ def test_sweep_resumes_after_ctrl_c_and_after_a_crash_without_duplicates(engine,
 
 
 @pytest.mark.engine
+def test_a_test_time_compute_sweep_resumes_after_ctrl_c_with_whole_groups(engine, tiny_spec, tmp_path):
+    """Parallel answers (K rows each), the engine's thinking cap and early exit: interrupted, then
+    resumed; every group is stored whole, once, and the summary names each parallel form."""
+    db = tmp_path / "ttc.duckdb"
+    cmd = _sweep_cmd(engine, tiny_spec, db, "--dataset", "arith", "--limit", "8", "--controllers", "maj2:l1_exact,thinking_cap,early_exit",
+                     "--budgets", "32,64", "--samples", "2", "--concurrency", "2", "--run", "ttc", "--json")
+    items, rows = 3 * 2 * 8 * 2, 8 * 2 * 2 * (2 + 1 + 1)
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    progress = _Progress(proc)
+    wait_for(lambda: progress.reached() >= 3 or proc.poll() is not None, timeout_s=300, interval_s=0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    progress.thread.join(timeout=10)
+    with duckdb.connect(str(db), read_only=True) as con:
+        partial = con.execute("SELECT count(*) FROM generations WHERE run_id = 'ttc' AND group_id IS NOT NULL GROUP BY group_id").fetchall()
+    stored, distinct, _ = _rows(db, "ttc")
+    assert 3 <= stored == distinct < rows and all(n == 2 for (n,) in partial)  # no half group, even interrupted
+
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{items} generations stored" in done.stderr
+    assert _rows(db, "ttc")[:2] == (rows, rows)
+    with duckdb.connect(str(db), read_only=True) as con:
+        sizes = con.execute("SELECT count(*), sum(chosen::INTEGER) FROM generations WHERE run_id = 'ttc' AND group_id IS NOT NULL GROUP BY group_id").fetchall()
+        over = con.execute("SELECT count(*) FROM generations WHERE run_id = 'ttc' AND controller IN ('thinking_cap', 'early_exit') AND thinking_tokens > budget").fetchall()
+        probed = con.execute("SELECT count(*) FROM generations WHERE run_id = 'ttc' AND controller = 'early_exit' AND probe_tokens IS NOT NULL").fetchall()
+    assert len(sizes) == 8 * 2 * 2 and all(n == 2 and chosen <= 1 for n, chosen in sizes)
+    assert over == [(0,)] and probed == [(8 * 2 * 2,)]
+    summary = {(g["controller"], g["budget"]): g for g in json.loads(done.stdout)}
+    assert (summary[("maj2:l1_exact", 64)]["k"], summary[("maj2:l1_exact", 64)]["inner"], summary[("maj2:l1_exact", 64)]["generations"]) == (2, "l1_exact", 32)
+    assert summary[("thinking_cap", 32)]["k"] == 1 and summary[("thinking_cap", 32)]["inner"] is None
+    assert "mean_probe_tokens" in summary[("early_exit", 32)]
+    assert _report(db, "ttc") == json.loads(done.stdout)
+
+
+@pytest.mark.engine
 @pytest.mark.parametrize("name", ["gsm8k_test.jsonl", "math500.jsonl"])
 def test_sweep_reads_both_shared_dataset_layouts(engine, tiny_spec, tmp_path, name):
     db = tmp_path / "shared.duckdb"

@@ -135,18 +135,20 @@ def test_rows_finished_while_a_flush_waits_for_the_store_are_all_stored(tmp_path
 
     store = StoreWriter(StoreConfig(tmp_path / "slow.duckdb"))
     progress = SweepProgress("r", total=2)
-    worker = ModelWorker(SimpleNamespace(store=store), None, 2, None, None, progress, lambda p: None)
+    from backend.controllers.config import ControllerConfig
+
+    worker = ModelWorker(SimpleNamespace(store=store, controller_config=ControllerConfig()), None, 2, None, None, progress, lambda p: None)
 
     async def generate(item, session):  # stands in for the engine: one fast item, one that ends mid-flush
-        if item == "slow":
+        if item.gen_id == "slow":
             await asyncio.sleep(FLUSH_EVERY_S + 0.3)
-        return [make_row(0 if item == "fast" else 1, run_id="r", total_tokens=10)]
+        return [make_row(0 if item.gen_id == "fast" else 1, run_id="r", total_tokens=10)]
 
     worker._generate = generate
     gate = block_writer(store)  # the flush at FLUSH_EVERY_S waits in the writer's queue...
     threading.Timer(FLUSH_EVERY_S + 1.0, gate.set).start()  # ...until after the slow item has ended
     try:
-        asyncio.run(worker.run(["fast", "slow"]))
+        asyncio.run(worker.run([SimpleNamespace(gen_id=name, controller="l1_exact") for name in ("fast", "slow")]))
         with store.reader() as cur:
             assert queries.count_generations(cur, "r") == 2
         assert (progress.done, progress.failed) == (2, 0)

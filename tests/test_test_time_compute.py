@@ -129,3 +129,25 @@ def test_a_controller_the_engine_cannot_run_is_refused_with_its_reason(tmp_path,
         run(check())
     finally:
         engine.stop()
+
+
+def test_a_comparison_shows_each_group_and_stores_each_sample(service, store):
+    from backend.service.compare import parse_compare_request
+    from store import queries
+
+    request = parse_compare_request("Compute 12 + 7 - 3.", "l1-tiny", "64", ["maj2:l1_exact", "best2:hard_cap", "thinking_cap"], gold="16",
+                                    seed=5, max_columns=24)
+    result = run(service.compare(request))
+    by_controller = {g["controller"]: g for g in result["generations"]}
+    group = by_controller["maj2:l1_exact"]
+    assert group["phase"] == "done" and group["budget_kind"] == "hint" and len(group["samples"]) == 2
+    assert group["total_tokens"] == sum(s["total_tokens"] for s in group["samples"])
+    assert sum(bool(s["chosen"]) for s in group["samples"]) <= 1
+    assert by_controller["best2:hard_cap"]["budget_kind"] == "guaranteed" and by_controller["best2:hard_cap"]["total_tokens"] <= 64
+    assert by_controller["thinking_cap"]["thinking_tokens"] <= 64
+    with store.reader() as cur:
+        rows = queries.get_generations(cur, result["run_id"])
+    assert len(rows) == 2 + 2 + 1
+    stored = [r for r in rows if r["controller"] == "maj2:l1_exact"]
+    assert {r["group_idx"] for r in stored} == {0, 1} and len({r["group_id"] for r in stored}) == 1
+    assert {r["inner_budget"] for r in stored} == {32} and {r["budget"] for r in stored} == {64}

@@ -72,7 +72,8 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                 request = parse_compare_request(question, model, budgets, controllers, gold, seed, max_columns=service.max_columns)
                 async for snapshot in service.compare_stream(request):
                     generations = [g.as_dict() for g in snapshot.generations]
-                    costs = [estimate_cost(g["prompt_tokens"], g["total_tokens"], price_in or 0, price_out or 0) for g in generations]
+                    # Probe tokens (early_exit) are generated, so billed, though not part of the output.
+                    costs = [estimate_cost(g["prompt_tokens"], g["total_tokens"] + g["probe_tokens"], price_in or 0, price_out or 0) for g in generations]
                     yield snapshot.message, render_columns(generations, costs), generations if snapshot.done else gr.skip()
             except (InputError, EngineUnavailable) as exc:
                 gr.Warning(str(exc))

@@ -71,3 +71,27 @@ async def stream_into(session: ModelSession, prompt_ids: list[int], max_tokens: 
         splitter.feed(chunk)
         if chunk.finish_reason:
             live.finish_reason = chunk.finish_reason
+
+
+async def think_more(session: ModelSession, prompt_ids: list[int], thinking_ids: list[int], max_tokens: int, sampling: Sampling,
+                     live: LiveGeneration) -> bool:
+    """Continue the thinking by at most `max_tokens`, streaming into `live`; the new ids are appended
+    to `thinking_ids`. Returns True when the model ended its thinking (its ``</think>``, or EOS, is
+    not kept: a multi-turn controller decides what comes next)."""
+    end_id = session.tokens.think_end_id
+    stop_ids = (end_id,) if end_id is not None else ()
+    stop_text = () if end_id is not None else (prompts.THINK_END,)
+    before, ids, finish = len(thinking_ids), [], None
+    async for chunk in session.generate(prompt_ids + thinking_ids, max_tokens, sampling, stop_ids, stop_text):
+        live.mark_first_token()
+        ids.extend(chunk.token_ids)
+        live.thinking_tokens = before + len(ids)
+        live.thinking_text += chunk.text
+        finish = chunk.finish_reason or finish
+    ended = finish == "stop" and bool(ids)
+    if ended:
+        ids.pop()
+        live.thinking_text = live.thinking_text.removesuffix(prompts.THINK_END)
+    thinking_ids += ids
+    live.thinking_tokens = len(thinking_ids)
+    return ended

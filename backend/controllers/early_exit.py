@@ -17,9 +17,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from backend.answers import extract_boxed, normalize_answer
-from backend.controllers.base import Controller, stream_into
+from backend.controllers.base import Controller, stream_into, think_more
 from backend.controllers.live import LiveGeneration
-from backend.controllers.prompts import THINK_END
 from backend.controllers.session import ModelSession
 from backend.serving.sampling import Sampling
 
@@ -53,25 +52,12 @@ class EarlyExit(Controller):
     async def _think(self, session: ModelSession, prompt_ids: list[int], close_ids: list[int], budget: int, sampling: Sampling,
                      live: LiveGeneration) -> tuple[list[int], bool]:
         """Thinking ids until the probes agree or `budget`; and whether the model ended it itself."""
-        end_id = session.tokens.think_end_id
-        stop_ids = (end_id,) if end_id is not None else ()
         thinking_ids: list[int] = []
         while len(thinking_ids) < budget:
-            ids, finish = [], None
-            async for chunk in session.generate(prompt_ids + thinking_ids, min(self.config.early_exit_chunk, budget - len(thinking_ids)), sampling, stop_ids):
-                live.mark_first_token()
-                ids.extend(chunk.token_ids)
-                live.thinking_tokens = len(thinking_ids) + len(ids)
-                live.thinking_text += chunk.text
-                finish = chunk.finish_reason or finish
-            if finish == "stop" and ids:
-                ids.pop()  # the end of thinking (or EOS) is not thinking
-                live.thinking_text = live.thinking_text.removesuffix(THINK_END)
-                thinking_ids += ids
-                live.thinking_tokens = len(thinking_ids)
+            before = len(thinking_ids)
+            if await think_more(session, prompt_ids, thinking_ids, min(self.config.early_exit_chunk, budget - before), sampling, live):
                 return thinking_ids, True
-            thinking_ids += ids
-            if len(thinking_ids) >= budget or not ids:
+            if len(thinking_ids) >= budget or len(thinking_ids) == before:
                 break
             live.probes.append((len(thinking_ids), await self._probe(session, prompt_ids + thinking_ids + close_ids, sampling, live)))
             if self._settled(live.probes):

@@ -45,16 +45,8 @@ class ParallelController(Controller):
         return await self.inner.unsupported(session)
 
     async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
-        share = budget // self.k
-        if share < 1:
-            raise BudgetError(f"budget {budget}: {self.name} splits it over {self.k} samples; give it at least {self.k} tokens")
-        live.inner_budget = share
-        live.phase = "thinking"
-        live.samples = [LiveGeneration(controller=self.name, budget=budget, budget_kind=self.budget_kind, group_idx=j, inner_budget=share)
-                        for j in range(self.k)]
-        seeds = sample_seeds(sampling.seed, self.k)
-        inner_sampling = [replace(sampling, seed=seed, logprobs=sampling.logprobs or self.mode == "best") for seed in seeds]
-        tasks = [asyncio.create_task(self.inner.run(session, question, share, s, sample)) for s, sample in zip(inner_sampling, live.samples)]
+        samplings = self.open_group(live, budget, sampling)
+        tasks = [asyncio.create_task(self.run_sample(session, question, live, j, s)) for j, s in enumerate(samplings)]
         try:
             pending = set(tasks)
             while pending:
@@ -65,9 +57,33 @@ class ParallelController(Controller):
         finally:
             for task in tasks:
                 task.cancel()
+        self.close_group(live)
+
+    # A sweep runs a group's samples as separate jobs (each one request slot, so that a slow sample
+    # never holds three idle slots): open, every sample in any order, close.
+
+    def open_group(self, live: LiveGeneration, budget: int, sampling: Sampling) -> list[Sampling]:
+        """Set `live` up as a group of K samples at floor(N / K); return each sample's sampling."""
+        share = budget // self.k
+        if share < 1:
+            raise BudgetError(f"budget {budget}: {self.name} splits it over {self.k} samples; give it at least {self.k} tokens")
+        live.inner_budget = share
+        live.phase = "thinking"
+        live.samples = [self._sample_record(budget, j, share) for j in range(self.k)]
+        return [replace(sampling, seed=seed, logprobs=sampling.logprobs or self.mode == "best") for seed in sample_seeds(sampling.seed, self.k)]
+
+    async def run_sample(self, session: ModelSession, question: str, live: LiveGeneration, j: int, sampling: Sampling) -> None:
+        """Generate sample `j` of the group (again from scratch, if it ran before and was lost)."""
+        live.samples[j] = sample = self._sample_record(live.budget, j, live.inner_budget)
+        await self.inner.run(session, question, live.inner_budget, sampling, sample)
+
+    def close_group(self, live: LiveGeneration) -> None:
         live.prompt = live.samples[0].prompt
         sum_samples(live)
         live.finish()
+
+    def _sample_record(self, budget: int, j: int, share: int) -> LiveGeneration:
+        return LiveGeneration(controller=self.name, budget=budget, budget_kind=self.budget_kind, group_idx=j, inner_budget=share)
 
 
 def sum_samples(live: LiveGeneration) -> None:

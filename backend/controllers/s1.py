@@ -8,8 +8,7 @@ on the token ids so far, so the prefix cache makes it cheap.
 
 from __future__ import annotations
 
-from backend.controllers import prompts
-from backend.controllers.base import Controller, stream_into
+from backend.controllers.base import Controller, stream_into, think_more
 from backend.controllers.live import LiveGeneration
 from backend.controllers.session import ModelSession
 from backend.serving.sampling import Sampling
@@ -38,25 +37,10 @@ class S1BudgetForcing(Controller):
 
     async def _think(self, session: ModelSession, prompt_ids: list[int], budget: int, wait_ids: list[int], sampling: Sampling, live: LiveGeneration) -> list[int]:
         """Generate thinking until exactly `budget` tokens, suppressing early ends with the wait text."""
-        end_id = session.tokens.think_end_id
-        stop_ids = (end_id,) if end_id is not None else ()
-        stop_text = () if end_id is not None else (prompts.THINK_END,)
         thinking_ids: list[int] = []
         while len(thinking_ids) < budget:
-            remaining = budget - len(thinking_ids)
-            ids, finish = [], None
-            async for chunk in session.generate(prompt_ids + thinking_ids, remaining, sampling, stop_ids, stop_text):
-                live.mark_first_token()
-                ids.extend(chunk.token_ids)
-                live.thinking_tokens = len(thinking_ids) + len(ids)
-                live.thinking_text += chunk.text
-                finish = chunk.finish_reason or finish
-            if finish == "stop" and ids:
-                ids.pop()  # the end of thinking (or EOS) that stopped it is not kept
-                live.thinking_text = live.thinking_text.removesuffix(prompts.THINK_END)
-            thinking_ids += ids
-            live.thinking_tokens = len(thinking_ids)
-            if finish != "stop" or len(thinking_ids) >= budget:
+            ended = await think_more(session, prompt_ids, thinking_ids, budget - len(thinking_ids), sampling, live)
+            if not ended or len(thinking_ids) >= budget:
                 return thinking_ids  # reached the cap
             if live.waits_used >= self.config.s1_max_waits or budget - len(thinking_ids) < len(wait_ids):
                 return thinking_ids  # the model is done and may not be pushed further

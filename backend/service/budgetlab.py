@@ -188,9 +188,10 @@ class Budgetlab:
         }
 
     def with_cost(self, generation: dict) -> dict:
-        """The generation with ``cost_usd`` at the default prices."""
+        """The generation with ``cost_usd`` at the default prices (probe tokens are generated, so billed)."""
         price = self.price
-        generation["cost_usd"] = estimate_cost(generation["prompt_tokens"], generation["total_tokens"], price.input_per_m, price.output_per_m)
+        output = generation["total_tokens"] + generation.get("probe_tokens", 0)
+        generation["cost_usd"] = estimate_cost(generation["prompt_tokens"], output, price.input_per_m, price.output_per_m)
         return generation
 
     # --- sweeps and their reports

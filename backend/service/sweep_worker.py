@@ -4,6 +4,10 @@
 rows every ``FLUSH_EVERY_S`` (what the progress shows as done is stored), puts the items in
 flight back when the engine goes away and carries on once it answers again, and gives up after a
 long streak of failures.
+
+A parallel item (``maj4:l1_exact``) is K jobs, one per sample, each holding one slot like any
+generation: a slow sample never keeps the slots of its finished siblings idle. The group is
+graded and its K rows queued together when its last sample ends, so it is stored whole.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from backend.controllers.live import LiveGeneration
+from backend.controllers.parallel import ParallelController
 from backend.controllers.registry import make_controller
 from backend.controllers.session import BudgetError, ModelSession
 from backend.errors import InputError
@@ -35,6 +40,29 @@ ENGINE_LOSS_RETRIES = 3
 
 
 ProgressCallback = Callable[[SweepProgress], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One slot's work: a whole item, or one sample (`sample`) of a parallel item."""
+
+    item: SweepItem
+    sample: int | None = None
+
+    @property
+    def key(self) -> str:
+        return self.item.gen_id if self.sample is None else f"{self.item.gen_id}#{self.sample}"
+
+
+@dataclass
+class _Group:
+    """A parallel item while its samples run as separate jobs."""
+
+    controller: ParallelController
+    live: LiveGeneration
+    samplings: list[Sampling] = field(default_factory=list)
+    left: int = 0
+    failed: bool = False
 
 
 class ModelWorker:
@@ -60,6 +88,7 @@ class ModelWorker:
         self.reconnecting = asyncio.Lock()
         self.engine_losses: collections.Counter[str] = collections.Counter()
         self.rows: list[dict] = []
+        self.groups: dict[str, _Group] = {}
         self.failure_streak = 0
         self.abort_reason: str | None = None
 
@@ -73,8 +102,8 @@ class ModelWorker:
             await client.aclose()
 
     async def run(self, items: list[SweepItem]) -> str | None:
-        queue = collections.deque(items)
-        workers = [asyncio.create_task(self._work(queue)) for _ in range(min(self.concurrency, len(items)))]
+        queue = collections.deque(self._jobs(items))
+        workers = [asyncio.create_task(self._work(queue)) for _ in range(min(self.concurrency, len(queue)))]
         stop = asyncio.Event()
         # Stopped, not cancelled: cancelling it in the middle of a flush would cancel a batch the
         # writer had not started yet, and its rows would be lost (a row or three, once in a while).
@@ -90,21 +119,31 @@ class ModelWorker:
             await self._flush()  # what finished before an interruption is kept
         return self.abort_reason
 
-    async def _work(self, queue: collections.deque[SweepItem]) -> None:
+    def _jobs(self, items: list[SweepItem]) -> list[Job]:
+        jobs = []
+        for item in items:
+            controller = make_controller(item.controller, self.service.controller_config)
+            jobs += [Job(item, j) for j in range(controller.k)] if isinstance(controller, ParallelController) else [Job(item)]
+        return jobs
+
+    async def _work(self, queue: collections.deque[Job]) -> None:
         while queue and self.abort_reason is None:
-            item = queue.popleft()
+            job = queue.popleft()
+            group = self.groups.get(job.item.gen_id)
+            if group is not None and group.failed:
+                continue  # a sibling failed: the group is failed once, its other samples are not run
             session = self.session
             try:
-                rows = await self._generate(item, session)
+                rows = await (self._generate(job.item, session) if job.sample is None else self._generate_sample(job, session))
             except EngineUnavailable as exc:
-                if await self._engine_back(item, session, str(exc)):
-                    queue.appendleft(item)  # generated again, on the engine that is back
+                if await self._engine_back(job, session, str(exc)):
+                    queue.appendleft(job)  # generated again, on the engine that is back
                     continue
-                self._failed(str(exc))
+                self._job_failed(job, str(exc))
             except (BudgetError, EngineRequestError, InputError) as exc:
-                self._failed(str(exc))
+                self._job_failed(job, str(exc))
             except Exception as exc:  # one item must never take the sweep down
-                self._failed(f"{type(exc).__name__}: {exc}")
+                self._job_failed(job, f"{type(exc).__name__}: {exc}")
             else:
                 # Appended only now: the flusher swaps self.rows while generations are awaited. A
                 # parallel group's rows go in together, so one batch stores the group whole.
@@ -113,10 +152,10 @@ class ModelWorker:
                 self.progress.output_tokens += sum(row["total_tokens"] for row in rows)
             self.notify(self.progress)
 
-    async def _engine_back(self, item: SweepItem, session: ModelSession, why: str) -> bool:
-        """After `item` lost the engine: True once it answers again and the item may be retried."""
-        self.engine_losses[item.gen_id] += 1
-        if self.engine_losses[item.gen_id] > ENGINE_LOSS_RETRIES:
+    async def _engine_back(self, job: Job, session: ModelSession, why: str) -> bool:
+        """After `job` lost the engine: True once it answers again and the job may be retried."""
+        self.engine_losses[job.key] += 1
+        if self.engine_losses[job.key] > ENGINE_LOSS_RETRIES:
             return False
         async with self.reconnecting:
             if self.session is not session:
@@ -133,6 +172,15 @@ class ModelWorker:
             self.progress.message = f"{self.spec.name}: generating (the engine is back)"
             return True
 
+    def _job_failed(self, job: Job, message: str) -> None:
+        if job.sample is not None:
+            group = self.groups.get(job.item.gen_id)
+            if group is not None:
+                if group.failed:
+                    return  # counted when its first sample failed
+                group.failed = True
+        self._failed(message)
+
     def _failed(self, message: str) -> None:
         self.progress.failed += 1
         self.progress.last_error = message
@@ -143,8 +191,29 @@ class ModelWorker:
     async def _generate(self, item: SweepItem, session: ModelSession) -> list[dict]:
         controller = make_controller(item.controller, self.service.controller_config)
         live = LiveGeneration(controller=item.controller, budget=item.budget, budget_kind=controller.budget_kind)
+        await controller.run(session, item.question.question, item.budget, replace(self.sampling, seed=item.seed), live)
+        return await self._rows(item, live)
+
+    async def _generate_sample(self, job: Job, session: ModelSession) -> list[dict]:
+        """One sample of a parallel item; the group's rows when it was the last one, else none yet."""
+        item = job.item
+        group = self.groups.get(item.gen_id)
+        if group is None:
+            controller = make_controller(item.controller, self.service.controller_config)
+            live = LiveGeneration(controller=item.controller, budget=item.budget, budget_kind=controller.budget_kind)
+            group = self.groups[item.gen_id] = _Group(controller, live, left=controller.k)
+            group.samplings = controller.open_group(live, item.budget, replace(self.sampling, seed=item.seed))
+        await group.controller.run_sample(session, item.question.question, group.live, job.sample, group.samplings[job.sample])
+        group.left -= 1
+        if group.left or group.failed:
+            return []
+        del self.groups[item.gen_id]
+        group.controller.close_group(group.live)
+        return await self._rows(item, group.live)
+
+    async def _rows(self, item: SweepItem, live: LiveGeneration) -> list[dict]:
+        """A finished item graded (a group's answer chosen) and made into its rows."""
         sampling = replace(self.sampling, seed=item.seed)
-        await controller.run(session, item.question.question, item.budget, sampling, live)
         live.ttft_s = None  # not streamed: the first token's time is not observed
         finished_at = utc_now()
         await settle(live, item.question.gold, self.service.grade_timeout_s)
