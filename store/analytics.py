@@ -121,7 +121,7 @@ def adherence(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str
 
 
 def vote_curves(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
-    """Per (model, controller, budget, k) of parallel methods: accuracy of a majority vote over each
+    """Per (model, controller, budget, k) of majority-vote methods: accuracy of a vote over each
     group's first k samples, k = 1..K, from the stored samples alone (no generation again).
 
     The rules of `backend.evaluation.voting`: the samples' stored answer classes vote, the largest
@@ -131,7 +131,7 @@ def vote_curves(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[s
     sql = f"""
         WITH s AS (
             SELECT {GROUP}, group_id, group_idx, answer_class, coalesce(correct, false)::INTEGER AS ok
-            FROM generations WHERE group_id IS NOT NULL AND {where}
+            FROM generations WHERE group_id IS NOT NULL AND controller LIKE 'maj%' AND {where}
         ),
         grid AS (
             SELECT {GROUP}, group_id, unnest(range(1, size + 1)) AS k
@@ -169,9 +169,9 @@ def settling(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str,
                avg(CASE WHEN settled_at IS NULL OR thinking_tokens = 0 THEN 0.0
                         ELSE (thinking_tokens - settled_at) / thinking_tokens END) AS after_settled_share,
                avg((settled_at IS NOT NULL)::INTEGER) AS settled_rate,
-               avg((thinking_tokens < budget)::INTEGER) AS stopped_early_rate,
+               avg((thinking_tokens < coalesce(inner_budget, budget))::INTEGER) AS stopped_early_rate,
                avg(thinking_tokens) AS mean_thinking_tokens, avg(probe_tokens) AS mean_probe_tokens
-        FROM generations WHERE probes IS NOT NULL AND {where}
+        FROM generations WHERE regexp_matches(controller, '(^|:)early_exit$') AND {where}
         GROUP BY {GROUP} ORDER BY {GROUP}"""
     return _rows(cur, sql, params)
 

@@ -92,3 +92,21 @@ def test_a_group_with_no_answer_is_wrong_not_ungraded():
 ])
 def test_where_the_answer_settled(probes, final, expected):
     assert settled_at(probes, final) == expected
+
+
+def test_best_of_keeps_answered_samples_without_answer_tokens_eligible():
+    # Truncated in their thinking (hard_cap): the box is read from the thinking, no answer tokens were generated.
+    live = group("best3:hard_cap", ["7", "8", "7"])
+    run(settle(live, gold="8", timeout_s=10))
+    assert [s.chosen for s in live.samples] == [True, False, False]  # no confidence anywhere: the earliest answered sample
+    assert live.extracted_answer == "7"
+
+
+def test_each_sample_row_ends_when_its_sample_ended():
+    live = group("maj2:l1_exact", ["3", "3"])
+    live.samples[0].started_at, live.samples[0].ended_at, live.samples[0].latency_s = 100.0, 104.0, 4.0
+    live.samples[1].started_at, live.samples[1].ended_at, live.samples[1].latency_s = 100.0, 101.5, 1.5
+    run(settle(live, gold="3", timeout_s=10))
+    ended = utc_now()
+    rows = generation_rows(live, gen_id="g", run_id="r", created_at=ended, model="m", question="q", gold="3", sampling=Sampling(seed=1))
+    assert rows[0]["created_at"] == ended and (ended - rows[1]["created_at"]).total_seconds() == 2.5

@@ -88,8 +88,8 @@ async def think_more(session: ModelSession, prompt_ids: list[int], thinking_ids:
         live.thinking_tokens = before + len(ids)
         live.thinking_text += chunk.text
         finish = chunk.finish_reason or finish
-    ended = finish == "stop" and bool(ids)
-    if ended:
+    ended = finish == "stop"
+    if ended and ids:
         ids.pop()
         live.thinking_text = live.thinking_text.removesuffix(prompts.THINK_END)
     thinking_ids += ids

@@ -55,6 +55,7 @@ class LiveGeneration:
     answer_class: int | None = None  # the group index of the first sample with an equivalent answer
     chosen: bool | None = None  # the sample whose answer the group gives (the vote's or the most confident)
     started_at: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None  # monotonic, when generation ended
 
     @property
     def total_tokens(self) -> int:
@@ -81,7 +82,8 @@ class LiveGeneration:
 
     def finish(self) -> None:
         """Generation is over; the phase turns to done once it is graded and stored."""
-        self.latency_s = time.monotonic() - self.started_at
+        self.ended_at = time.monotonic()
+        self.latency_s = self.ended_at - self.started_at
         self.phase = "saving"
 
     def fail(self, message: str) -> None:
@@ -92,6 +94,7 @@ class LiveGeneration:
     def as_dict(self) -> dict:
         data = asdict(self)
         data.pop("started_at")
+        data.pop("ended_at")
         data.pop("answer_logprob_sum")
         data.pop("answer_logprob_count")
         data["answer_logprob"] = self.answer_logprob

@@ -49,7 +49,9 @@ async def settle(live: LiveGeneration, gold: str | None, timeout_s: float) -> No
     if mode == "maj":
         chosen = majority_vote(classes)
     else:
-        chosen = best_of([s.answer_logprob if s.extracted_answer else None for s in samples])
+        # A sample with an answer but no generated answer tokens (its box was in the thinking) may
+        # still be chosen, after every sample that has a confidence.
+        chosen = best_of([(s.answer_logprob if s.answer_logprob is not None else float("-inf")) if s.extracted_answer else None for s in samples])
     for sample, answer_class in zip(samples, classes):
         sample.answer_class = answer_class
         sample.chosen = sample.group_idx == chosen
@@ -76,8 +78,15 @@ def generation_rows(live: LiveGeneration, *, gen_id: str, run_id: str, created_a
     if not live.samples:
         return [_row(live, gen_id=gen_id, seed=sampling.seed, group_id=None, **where)]
     seeds = sample_seeds(sampling.seed, len(live.samples))
-    return [_row(sample, gen_id=sample_gen_id(gen_id, sample.group_idx), seed=seeds[sample.group_idx], group_id=gen_id, **where)
-            for sample in live.samples]
+    last_end = max((s.ended_at for s in live.samples if s.ended_at is not None), default=None)
+    rows = []
+    for sample in live.samples:
+        # Each sample's own end (`created_at` is when the last one ended): a sweep's busy time
+        # is the union of [created_at - latency_s, created_at] over rows.
+        early = (last_end - sample.ended_at) if last_end is not None and sample.ended_at is not None else 0.0
+        ended = {**where, "created_at": created_at - dt.timedelta(seconds=early)}
+        rows.append(_row(sample, gen_id=sample_gen_id(gen_id, sample.group_idx), seed=seeds[sample.group_idx], group_id=gen_id, **ended))
+    return rows
 
 
 def _row(live: LiveGeneration, *, gen_id: str, seed: int | None, group_id: str | None, **where) -> dict:

