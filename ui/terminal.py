@@ -30,7 +30,7 @@ from backend.serving.registry import UnknownModelError
 from backend.settings import AppSettings
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
-TABLE_COLUMNS = ("model", "controller", "budget", "questions", "samples", "pass_at_1", "pass_at_k", "mean_tokens", "mean_rel_dev", "violation_rate", "tokens_per_s", "wall_s")
+TABLE_COLUMNS = ("model", "controller", "budget", "k", "questions", "samples", "pass_at_1", "pass_at_k", "mean_tokens", "mean_probe_tokens", "mean_rel_dev", "violation_rate", "tokens_per_s", "wall_s")
 
 
 class ProgressBar:
