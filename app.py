@@ -26,7 +26,7 @@ from pathlib import Path
 
 from backend.settings import AppSettings, SettingError, env_name, parse_value, registry, settings_markdown
 
-SUBCOMMANDS = ("serve", "sweep", "report", "train", "settings")
+SUBCOMMANDS = ("serve", "sweep", "audit", "report", "train", "settings")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the dashboard (the default)", description="Start the dashboard and its engine.")
     add_setting_flags(serve)
     add_sweep_parser(commands)
+    add_sweep_parser(commands, audit=True)
     report = commands.add_parser("report", help="print a run's summary from the store", description="Recompute a run's summary from its stored generations (no engine needed).")
     report.add_argument("--run", default=None, help="the run's name; without it, list the runs")
     report.add_argument("--json", action="store_true", help="print JSON (the same list as `sweep --json`)")
@@ -47,18 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_sweep_parser(commands) -> None:
-    sweep = commands.add_parser("sweep", help="run an evaluation sweep (datasets x controllers x budgets x samples)", description="Run, or resume, an evaluation sweep; every generation is stored.")
-    sweep.add_argument("--model", dest="models", action="append", default=None, help="model(s) to evaluate: repeat the flag or separate with commas [default: the model setting]")
-    sweep.add_argument("--dataset", required=True, help="built-in name (arith), a JSONL/Parquet/CSV file, or a Hugging Face dataset name")
-    sweep.add_argument("--limit", default=None, help="number of questions: a sample drawn with --seed [default: all]")
+def add_sweep_parser(commands, audit: bool = False) -> None:
+    """``sweep``, or with `audit` the ``audit`` command: the same sweep, then a verdict per budget knob."""
+    if audit:
+        sweep = commands.add_parser("audit", help="audit budget adherence: is each knob enforced, a hint, or ignored?",
+                                    description="Run a sweep (stored like any run) and judge each (model, controller): requested N against "
+                                                "measured thinking tokens, share over budget, share of empty answers, and a verdict: "
+                                                "enforced, hint or ignored. Models may be MODEL_ID@ENDPOINT (--endpoints FILE).")
+    else:
+        sweep = commands.add_parser("sweep", help="run an evaluation sweep (datasets x controllers x budgets x samples)", description="Run, or resume, an evaluation sweep; every generation is stored.")
+    sweep.add_argument("--model", dest="models", action="append", default=None, help="model(s) to evaluate: repeat the flag or separate with commas; "
+                       "MODEL_ID@ENDPOINT for a chat endpoint's model [default: the model setting]")
+    if audit:
+        sweep.add_argument("--dataset", default="arith", help="questions to audit with [default: %(default)s]")
+        sweep.add_argument("--limit", default="20", help="number of questions [default: %(default)s]")
+    else:
+        sweep.add_argument("--dataset", required=True, help="built-in name (arith), a JSONL/Parquet/CSV file, or a Hugging Face dataset name")
+        sweep.add_argument("--limit", default=None, help="number of questions: a sample drawn with --seed [default: all]")
     sweep.add_argument("--controllers", default="l1_exact,l1_max,s1", help="comma-separated controllers (the README's table), or parallel forms majK:INNER / bestK:INNER: "
                        "K samples of INNER at N/K tokens each, then a vote or the most confident [default: %(default)s]")
     sweep.add_argument("--budgets", default=None, help="comma-separated token budgets [default: the first model's suggested budgets]")
     sweep.add_argument("--samples", default="1", help="samples per question; the L1 paper uses 16 at temperature 0.6, top_p 0.95 [default: %(default)s]")
     sweep.add_argument("--seed", default="0", help="seed of the question sample and of every generation [default: %(default)s]")
     sweep.add_argument("--concurrency", default=None, help="requests in flight at once [default: the sweep_concurrency setting]")
-    sweep.add_argument("--run", default=None, help="run name; running the same name again resumes it [default: sweep-DATASET-TIME]")
+    sweep.add_argument("--run", default=None, help="run name; running the same name again resumes it [default: sweep-DATASET-TIME, audit-MODEL-TIME]")
     sweep.add_argument("--json", action="store_true", help="print the summary as one JSON list on stdout")
     sweep.add_argument("--question-field", default=None, help="the file's question field [default: detected]")
     sweep.add_argument("--answer-field", default=None, help="the file's gold answer field [default: detected]")
@@ -132,8 +145,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except (SettingError, TypeError) as exc:
         print(f"app.py {args.command}: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("serve", "sweep", "audit"):
+        from backend.errors import InputError
+
+        try:
+            settings.chat_endpoints()  # a mistake in the endpoints file is refused before anything starts
+        except InputError as exc:
+            print(f"app.py {args.command}: {exc}", file=sys.stderr)
+            return 2
     signal.signal(signal.SIGTERM, _interrupt)
-    if args.command == "sweep":
+    if args.command in ("sweep", "audit"):
         return sweep(args, settings, env)
     if args.command == "train":
         return train(args, settings)
@@ -181,6 +202,7 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
 
 
 def sweep(args: argparse.Namespace, settings: AppSettings, env: Mapping[str, str]) -> int:
+    """``app.py sweep``, and ``app.py audit`` (the same sweep, then its verdicts)."""
     from backend.errors import InputError
     from backend.service.sweep_plan import parse_sweep_request
     from backend.serving.registry import UnknownModelError
@@ -190,20 +212,37 @@ def sweep(args: argparse.Namespace, settings: AppSettings, env: Mapping[str, str
     try:
         budgets = args.budgets
         if budgets is None:
-            first = models[0].split(",")[0].strip()
-            budgets = settings.model_registry().resolve(first).budgets
+            budgets = suggested_budgets(settings, models[0].split(",")[0].strip())
         request = parse_sweep_request(
             models=models, dataset=args.dataset, controllers=args.controllers, budgets=budgets, samples=args.samples,
-            limit=args.limit, seed=args.seed, concurrency=args.concurrency, run=args.run,
+            limit=args.limit, seed=args.seed, concurrency=args.concurrency, run=args.run or _audit_run_name(args, models),
             question_field=args.question_field, answer_field=args.answer_field, skip_bad=args.skip_bad, split=args.split, hub_config=args.hub_config,
         )
         settings.dataset_policy(any_path=True).locate(request.dataset)  # a bad path is refused before the store is opened
     except (InputError, UnknownModelError) as exc:
-        print(f"app.py sweep: {exc}", file=sys.stderr)
+        print(f"app.py {args.command}: {exc}", file=sys.stderr)
         return 2
     # The engine starts with the first model; a sweep over several switches between them.
     settings = dataclasses.replace(settings, model=request.models[0])
-    return sweep_command(settings, request, env, args.json)
+    return sweep_command(settings, request, env, args.json, audit=args.command == "audit")
+
+
+def _audit_run_name(args: argparse.Namespace, models: list[str]) -> str | None:
+    if args.command != "audit":
+        return None
+    import datetime as dt
+    import re
+
+    first = re.sub(r"[^A-Za-z0-9_.@-]+", "-", models[0].split(",")[0].strip())
+    return f"audit-{first}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def suggested_budgets(settings: AppSettings, model: str) -> tuple[int, ...]:
+    """A model's suggested budgets: an endpoint model's from the endpoints file, a served model's from the registry."""
+    from backend.serving.registry import ModelSpec
+
+    chat = ModelSpec.on_endpoint(model, settings.chat_endpoints())
+    return chat.budgets if chat is not None else settings.model_registry().resolve(model).budgets
 
 
 def _interrupt(signum: int, frame: object) -> None:

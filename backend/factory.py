@@ -87,6 +87,7 @@ def open_store(settings: AppSettings, read_only: bool = False) -> StoreWriter | 
 def build_service(settings: AppSettings, store, env: Mapping[str, str], *, engine: LocalEngine | RemoteEngine | None = None,
                   shell: bool = False) -> Budgetlab:
     """The service over ``store``, with ``engine`` or the one the settings describe (not started)."""
+    endpoints = settings.chat_endpoints()
     owns_engine = engine is None
     if engine is None and settings.backend_url:
         engine = RemoteEngine(settings.backend_url, settings.backend_api_key)
@@ -109,6 +110,9 @@ def build_service(settings: AppSettings, store, env: Mapping[str, str], *, engin
         dataset_policy=settings.dataset_policy(any_path=shell),
         model_paths=shell,
         owns_engine=owns_engine,
+        endpoints=endpoints,
+        # Each endpoint's key, from the variable the file names (the variable's name is all the file holds).
+        endpoint_keys={name: env.get(e.api_key_env, "") for name, e in endpoints.items() if e.api_key_env},
     )
 
 

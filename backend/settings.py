@@ -29,6 +29,7 @@ from backend.controllers.config import ControllerConfig
 from backend.evaluation.datasets import DEFAULT_MAX_MB, MB, DatasetPolicy
 from backend.evaluation.verifier import GRADE_TIMEOUT_S
 from backend.serving.engine import EngineConfig
+from backend.serving.endpoints import ChatEndpoint, load_endpoints
 from backend.serving.registry import ModelRegistry
 from backend.serving.sampling import Sampling
 
@@ -62,6 +63,7 @@ class AppSettings:
     # --- engine
     backend_url: str = setting("", "URL of an existing OpenAI-compatible vLLM server (e.g. http://gpu-box:8000). Empty: the app starts and supervises its own engine on 127.0.0.1.")
     backend_api_key: str = setting("", "API key for --backend-url.", secret=True)
+    endpoints: str = setting("", "TOML file of chat-API endpoints (hosted or self-hosted reasoning models; see endpoints.example.toml). Their models are chosen as MODEL_ID@NAME wherever a model is; keys are read from the environment variables the file names. Empty: none.")
     engine_kv_cache_gib: float = inherit(EngineConfig, "kv_cache_gib")
     engine_gpu_memory_utilization: float = inherit(EngineConfig, "gpu_memory_utilization")
     engine_max_model_len: int = inherit(EngineConfig, "max_model_len")
@@ -150,6 +152,10 @@ class AppSettings:
         return (f"host {self.host}: not a loopback address, and no --auth is set, so anyone who can reach port {self.port} could "
                 "use the engine and start fine-tunes. Add --auth user:password (or BUDGETLAB_AUTH), or bind 127.0.0.1, "
                 "or, on a private network you trust, pass --insecure-no-auth true")
+
+    def chat_endpoints(self) -> dict[str, ChatEndpoint]:
+        """The endpoints file's entries by name ({} without one); InputError saying what to fix in the file."""
+        return load_endpoints(self.resolve_path(self.endpoints)) if self.endpoints else {}
 
     def model_registry(self) -> ModelRegistry:
         """The registry of this configuration: shipped models, then the Train tab's fine-tunes."""

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SchemaVersionError(RuntimeError):
@@ -91,6 +91,10 @@ GENERATION_COLUMNS: tuple[Column, ...] = (
     Column("probe_tokens", "INTEGER", pa.int32()),
     Column("probes", "VARCHAR", pa.string()),
     Column("settled_at", "INTEGER", pa.int32()),
+    # Schema 5: where the token counts come from: "counted" (the served model's token ids),
+    # "reported" (a chat endpoint's usage, thinking from its reasoning_tokens) or "estimated" (an
+    # endpoint that reports no thinking count: its total split by the text's length).
+    Column("token_counts", "VARCHAR", pa.string()),
 )
 
 GENERATION_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in GENERATION_COLUMNS)
@@ -186,6 +190,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (4, tuple(f"ALTER TABLE generations ADD COLUMN IF NOT EXISTS {c.name} {c.duckdb_type}" for c in GENERATION_COLUMNS
               if c.name in ("budget_kind", "group_id", "group_idx", "inner_budget", "answer_class", "chosen", "answer_logprob",
                             "probe_tokens", "probes", "settled_at"))),
+    (5, ("ALTER TABLE generations ADD COLUMN IF NOT EXISTS token_counts VARCHAR",)),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION, "SCHEMA_VERSION must be the last migration"
 

@@ -52,8 +52,18 @@ def test_bad_requests(kwargs, message):
 
 def test_good_request_keeps_order_and_gold():
     request = parse_compare_request("Q?", "tiny-r1-base", ["128", "64"], ["s1", "l1_exact"], gold=" 7 ", seed="3", max_columns=24)
-    assert request.columns == [("s1", 64), ("s1", 128), ("l1_exact", 64), ("l1_exact", 128)]
+    m = "tiny-r1-base"
+    assert request.columns == [(m, "s1", 64), (m, "s1", 128), (m, "l1_exact", 64), (m, "l1_exact", 128)]
     assert request.gold == "7" and request.seed == 3
+
+
+def test_a_second_model_doubles_the_columns_and_counts_against_the_limit():
+    request = parse_compare_request("Q?", "l1-tiny", ["64"], ["l1_exact"], other_model="o4-mini@openai", max_columns=24)
+    assert request.columns == [("l1-tiny", "l1_exact", 64), ("o4-mini@openai", "l1_exact", 64)]
+    with pytest.raises(InputError, match=r"4 columns \(2 controllers x 1 budgets x 2 models\): at most 3"):
+        parse_compare_request("Q?", "l1-tiny", ["64"], ["l1_exact", "s1"], other_model="o4-mini@openai", max_columns=3)
+    with pytest.raises(InputError, match="chosen twice"):
+        parse_compare_request("Q?", "l1-tiny", ["64"], ["l1_exact"], other_model="l1-tiny", max_columns=24)
 
 
 def test_cost_estimate():

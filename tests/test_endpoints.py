@@ -7,7 +7,7 @@ import math
 import pytest
 
 from backend.errors import InputError
-from backend.serving.endpoints import KNOBS, Endpoint, knob_params, load_endpoints, parse_model_ref
+from backend.serving.endpoints import KNOBS, ChatEndpoint, knob_params, load_endpoints, parse_model_ref
 from backend.settings import REPO_ROOT
 
 
@@ -30,12 +30,12 @@ def test_the_example_file_loads():
     ("none", {}, {}),
 ])
 def test_each_knob_carries_the_budget(knob, native, extra):
-    assert knob_params(Endpoint("e", "http://x/v1", "m", knob=knob), 2048) == (native, extra)
+    assert knob_params(ChatEndpoint("e", "http://x/v1", "m", knob=knob), 2048) == (native, extra)
     assert set(KNOBS) >= {knob}
 
 
 def test_the_effort_map_is_editable_and_its_top_level_is_unbounded():
-    endpoint = Endpoint("e", "http://x/v1", "m", knob="reasoning_effort")
+    endpoint = ChatEndpoint("e", "http://x/v1", "m", knob="reasoning_effort")
     assert [endpoint.effort(n) for n in (1, 1024, 1025, 8192, 100_000)] == ["low", "low", "medium", "medium", "high"]
 
 

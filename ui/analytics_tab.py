@@ -85,8 +85,8 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
         def choices(price_rows):
             options = analytics.filter_options()
             known = {row[0] for row in _table_rows(price_rows) if row and row[0]}
-            default = analytics.default_price
-            rows = _table_rows(price_rows) + [[m, default.input_per_m, default.output_per_m] for m in options["models"] if m not in known]
+            rows = _table_rows(price_rows) + [[m, analytics.price_of(m).input_per_m, analytics.price_of(m).output_per_m]
+                                              for m in options["models"] if m not in known]
             job_choices = [(f"{j.get('name')} · {j.get('job_id')}", j["job_id"]) for j in jobs.jobs() if j.get("state") != "recurring"]
             return (*(gr.update(choices=options[key]) for key in ("models", "controllers", "datasets", "runs")), rows, gr.update(choices=job_choices))
 

@@ -33,6 +33,8 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                 gold = gr.Textbox(label="Gold answer (optional, for grading)", value=examples[0].gold, elem_id="bl-gold")
             with gr.Column(scale=2):
                 model = gr.Dropdown(label="Model", choices=service.model_names(), value=service.default_model, allow_custom_value=True, elem_id="bl-model")
+                other_model = gr.Dropdown(label="Next to (optional): a chat endpoint's model, MODEL_ID@NAME", choices=["", *service.endpoint_models()],
+                                          value="", allow_custom_value=True, elem_id="bl-other-model", visible=bool(service.endpoints))
                 budgets = gr.Dropdown(
                     label="Budgets (tokens)", choices=[str(b) for b in default_spec], value=[str(b) for b in default_spec[1:4]],
                     multiselect=True, allow_custom_value=True, elem_id="bl-budgets",
@@ -67,13 +69,12 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                 return gr.skip()
             return gr.Dropdown(choices=[str(b) for b in spec.budgets], value=[str(b) for b in spec.budgets[1:4]])
 
-        async def compare_stream(question, model, budgets, controllers, gold, seed, price_in, price_out):
+        async def compare_stream(question, model, budgets, controllers, gold, seed, price_in, price_out, other_model=""):
             try:
-                request = parse_compare_request(question, model, budgets, controllers, gold, seed, max_columns=service.max_columns)
+                request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, max_columns=service.max_columns)
                 async for snapshot in service.compare_stream(request):
                     generations = [g.as_dict() for g in snapshot.generations]
-                    # Probe tokens (early_exit) are generated, so billed, though not part of the output.
-                    costs = [estimate_cost(g["prompt_tokens"], g["total_tokens"] + g["probe_tokens"], price_in or 0, price_out or 0) for g in generations]
+                    costs = [_card_cost(service, g, price_in, price_out) for g in generations]
                     yield snapshot.message, render_columns(generations, costs), generations if snapshot.done else gr.skip()
             except (InputError, EngineUnavailable) as exc:
                 gr.Warning(str(exc))
@@ -83,21 +84,32 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
         model.change(pick_model, inputs=model, outputs=budgets, api_visibility="private")
         run.click(
             compare_stream,
-            inputs=[question, model, budgets, controllers, gold, seed, price_in, price_out],
+            inputs=[question, model, budgets, controllers, gold, seed, price_in, price_out, other_model],
             outputs=[status, cards, raw],
             api_name="compare_stream",
             concurrency_limit=concurrency_limit,
         )
 
-        async def compare(question: str, model: str, budgets: list[int], controllers: list[str], gold: str = "", seed: int | None = None) -> dict:
-            """Compare one question at several budgets and controllers; returns every generation as JSON."""
+        async def compare(question: str, model: str, budgets: list[int], controllers: list[str], gold: str = "", seed: int | None = None,
+                          other_model: str = "") -> dict:
+            """Compare one question at several budgets and controllers (on a second model too: other_model, e.g. MODEL_ID@ENDPOINT);
+            returns every generation as JSON, each with its cost at its model's prices."""
             try:
-                request = parse_compare_request(question, model, budgets, controllers, gold, seed, max_columns=service.max_columns)
+                request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, max_columns=service.max_columns)
                 return await service.compare(request)
             except (InputError, EngineUnavailable) as exc:
                 raise gr.Error(str(exc)) from None
 
         gr.api(compare, api_name="compare", concurrency_limit=concurrency_limit)
+
+
+def _card_cost(service: Budgetlab, generation: dict, price_in, price_out) -> float:
+    """A card's cost: an endpoint model's at the endpoint's prices, a served model's at the form's.
+    Probe tokens (early_exit) are generated, so billed, though not part of the output."""
+    output = generation["total_tokens"] + generation["probe_tokens"]
+    if service.is_endpoint_model(generation.get("model") or ""):
+        return service.with_cost(dict(generation))["cost_usd"]
+    return estimate_cost(generation["prompt_tokens"], output, price_in or 0, price_out or 0)
 
 
 def _controller_table(service: Budgetlab) -> str:

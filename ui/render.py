@@ -31,6 +31,7 @@ CSS = """
 .bl-progress {font-size:13px;} .bl-progress .bl-meter {height:10px;}
 .bl-tick {color:var(--body-text-color-subdued,#999); font-size:10px; opacity:0.7;}
 .bl-kind {background:#e8eef7; color:#234;} .bl-samples {font-size:12px; margin:0 0 6px 0; padding-left:18px;}
+.bl-model {font-size:12px; color:#555; margin:-4px 0 4px 0;}
 .bl-invalid {outline:2px solid #e45756; border-radius:6px;} .bl-invalid [data-testid="block-info"] {color:#b00020; font-weight:600;}
 """
 
@@ -84,13 +85,18 @@ def render_card(generation: dict, cost_usd: float | None = None) -> str:
         stats.append(f'latency {generation["latency_s"]:.2f} s')
     if generation.get("finish_reason"):
         stats.append(f'finish {escape(str(generation["finish_reason"]))}')
+    if generation.get("token_counts") in ("reported", "estimated"):
+        stats.append(f'tokens {generation["token_counts"]} by the endpoint' if generation["token_counts"] == "reported"
+                     else "tokens estimated (the endpoint reports no thinking count)")
     if cost_usd is not None:
         stats.append(f"cost ${cost_usd:.6f}")
     if generation.get("extracted_answer") is not None:
         stats.append(f'answer: <code>{escape(generation["extracted_answer"])}</code>')
     body = [
-        f'<div class="bl-card" data-controller="{escape(generation["controller"])}" data-budget="{budget}" data-phase="{escape(generation["phase"])}">',
+        f'<div class="bl-card" data-model="{escape(generation.get("model") or "")}" data-controller="{escape(generation["controller"])}" '
+        f'data-budget="{budget}" data-phase="{escape(generation["phase"])}">',
         f"<h4>{title}{correctness_badge(generation)}</h4>",
+        f'<div class="bl-model">{escape(generation.get("model") or "")}</div>',
         f'<div class="bl-meter" title="thinking tokens against the budget"><div class="{over.strip()}" style="width:{share:.1f}%"></div></div>',
         f'<div class="bl-stats">{" · ".join(stats)}</div>',
     ]

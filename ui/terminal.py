@@ -1,4 +1,4 @@
-"""The terminal face of the app: the `sweep` and `report` commands of app.py.
+"""The terminal face of the app: the `sweep`, `audit` and `report` commands of app.py.
 
 A sweep from the shell, and its summary read back; like the dashboard's tabs, they open the app
 with `backend.factory.open_app` and call the service.
@@ -61,7 +61,8 @@ class ProgressBar:
             self.bar.close()
 
 
-def sweep_command(settings: AppSettings, request: SweepRequest, env: Mapping[str, str], as_json: bool) -> int:
+def sweep_command(settings: AppSettings, request: SweepRequest, env: Mapping[str, str], as_json: bool, audit: bool = False) -> int:
+    """``app.py sweep``; with `audit`, ``app.py audit``: the same sweep, then its verdict per knob instead of the summary."""
     bar = ProgressBar(sys.stderr)
     try:
         with open_app(settings, env, shell=True) as app:  # a Ctrl-C while it closes is delivered once the store is closed
@@ -69,6 +70,7 @@ def sweep_command(settings: AppSettings, request: SweepRequest, env: Mapping[str
                 outcome = asyncio.run(app.service.sweep(request, bar))
             finally:
                 bar.close()
+            report = app.service.audit(outcome.run_id) if audit else None
     except (StoreUnavailable, InputError, UnknownModelError) as exc:
         return _refuse(str(exc))
     except EngineUnavailable as exc:  # e.g. a model folder vLLM cannot load: its log tail says why
@@ -77,7 +79,10 @@ def sweep_command(settings: AppSettings, request: SweepRequest, env: Mapping[str
     except KeyboardInterrupt:
         print(f"app.py sweep: interrupted; what finished is stored: run it again with --run {bar.run_id or request.run} to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print_summary(outcome.summary, as_json)
+    if report is not None:
+        print_audit(report, as_json)
+    else:
+        print_summary(outcome.summary, as_json)
     return _sweep_verdict(outcome)
 
 
@@ -120,6 +125,20 @@ def print_summary(summary: list[dict], as_json: bool) -> None:
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(TABLE_COLUMNS)]
     for line in [list(TABLE_COLUMNS), *rows]:
         print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
+
+
+def print_audit(report: dict, as_json: bool) -> None:
+    """The audit's verdicts (one line per model and controller, then why), or with --json the whole report."""
+    if as_json:
+        print(json.dumps(report, default=str))
+        return
+    columns = ("model", "controller", "verdict", "budgets", "generations", "over_share", "empty_share", "slope", "token_counts")
+    rows = [[",".join(map(str, v["budgets"])) if c == "budgets" else _cell(v[c]) for c in columns] for v in report["verdicts"]]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    for line in [list(columns), *rows]:
+        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
+    for v in report["verdicts"]:
+        print(f"{v['model']} {v['controller']}: {v['verdict']}: {v['why']}")
 
 
 def _cell(value) -> str:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from backend.controllers import prompts
 from backend.controllers.config import ControllerConfig
 from backend.controllers.live import LiveGeneration, StreamSplitter
-from backend.controllers.session import ModelSession
+from backend.controllers.chat_session import ChatSession
+from backend.controllers.session import BudgetError, ModelSession
 from backend.serving.sampling import Sampling
 
 
@@ -33,6 +34,8 @@ class Controller:
     description: str = ""
     budget_kind: str = "guaranteed"
     opens_thinking = True  # the generation starts inside the thinking block
+    # Why the controller cannot run on a chat endpoint (None: it can, as one chat request).
+    chat_refusal: str | None = "needs token-level control of a served model, which a chat API does not give"
 
     def __init__(self, config: ControllerConfig) -> None:
         self.config = config
@@ -44,7 +47,14 @@ class Controller:
         """How many tokens the single request may generate."""
         return budget
 
-    async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
+    async def run(self, session: ModelSession | ChatSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
+        """Spend `budget` on `question`, filling in `live`: on token ids for a served model, one chat request on an endpoint."""
+        if session.is_chat:
+            await self.run_chat(session, question, budget, sampling, live)
+        else:
+            await self.run_tokens(session, question, budget, sampling, live)
+
+    async def run_tokens(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
         live.prompt = self.user_text(question, budget)
         prompt_ids = await self.prompt_ids(session, live.prompt)
         live.prompt_tokens = len(prompt_ids)
@@ -53,12 +63,25 @@ class Controller:
         await stream_into(session, prompt_ids, min(self.max_tokens(budget), room), sampling, live, in_thinking=self.opens_thinking)
         live.finish()
 
+    async def run_chat(self, session: ChatSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
+        refusal = await self.unsupported(session)
+        if refusal:
+            raise BudgetError(f"{self.name}: {refusal}")
+        live.prompt = self.user_text(question, budget)
+        max_tokens, knob_budget = self.chat_limits(budget)
+        await session.respond(live, live.prompt, max_tokens, sampling, knob_budget)
+        live.finish()
+
+    def chat_limits(self, budget: int) -> tuple[int, int | None]:
+        """On a chat endpoint: (max_completion_tokens, the budget for the endpoint's knob or None)."""
+        return self.max_tokens(budget), None
+
     def min_room(self, budget: int) -> int:
         return budget
 
-    async def unsupported(self, session: ModelSession) -> str | None:
+    async def unsupported(self, session: ModelSession | ChatSession) -> str | None:
         """Why this controller cannot run on ``session``'s engine, or None when it can."""
-        return None
+        return self.chat_refusal if session.is_chat else None
 
     async def prompt_ids(self, session: ModelSession, user_text: str) -> list[int]:
         return await session.chat_ids(user_text)

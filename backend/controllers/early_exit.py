@@ -26,8 +26,9 @@ from backend.serving.sampling import Sampling
 class EarlyExit(Controller):
     name = "early_exit"
     description = "Thinking in chunks; after each, a probe asks for the answer; stop once the probes agree (or at N), then answer."
+    chat_refusal = "probes the answer between chunks of thinking, which needs token-level continuation; a chat API cannot do it"
 
-    async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
+    async def run_tokens(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
         config = self.config
         live.prompt = self.user_text(question, budget)
         prompt_ids = await self.prompt_ids(session, live.prompt)

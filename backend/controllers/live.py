@@ -54,6 +54,8 @@ class LiveGeneration:
     inner_budget: int | None = None  # the budget a parallel sample got: floor(N / K)
     answer_class: int | None = None  # the group index of the first sample with an equivalent answer
     chosen: bool | None = None  # the sample whose answer the group gives (the vote's or the most confident)
+    token_counts: str = "counted"  # counted (token ids), reported or estimated (a chat endpoint's usage): store/schema.py
+    model: str = ""  # the model that generated it (a comparison may run several)
     started_at: float = field(default_factory=time.monotonic)
     ended_at: float | None = None  # monotonic, when generation ended
 

@@ -40,8 +40,9 @@ class ParallelController(Controller):
         self.name = f"{mode}{k}:{inner.name}"
         self.budget_kind = inner.budget_kind
         self.description = f"{MODES[mode]} over {k} samples of {inner.name}, each at floor(N/{k}) tokens."
+        self.chat_refusal = inner.chat_refusal  # on an endpoint, K chat requests with their own seeds
 
-    async def unsupported(self, session: ModelSession) -> str | None:
+    async def unsupported(self, session) -> str | None:
         return await self.inner.unsupported(session)
 
     async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:

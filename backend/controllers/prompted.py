@@ -6,7 +6,11 @@
 - ``no_thinking``: a closed, empty thinking block prefilled; the answer gets N tokens;
 - ``thinking_cap``: the engine's own thinking cap (vLLM ``thinking_token_budget``): thinking at
   most N tokens, then the answer with ``answer_max_tokens``;
-- ``unconstrained``: the model as it is, with a generous cap.
+- ``unconstrained``: the model as it is, with a generous cap;
+- ``api_budget``: a chat endpoint's own knob at N (only on endpoints: see `backend.serving.endpoints`).
+
+On a chat endpoint (`ChatSession`) the L1 prompts, ``hard_cap`` (``max_completion_tokens`` = N)
+and ``unconstrained`` send one chat request; the others refuse it with the reason.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class L1Exact(Controller):
     name = "l1_exact"
     description = "L1 prompt: Think for N tokens."
     budget_kind = "hint"
+    chat_refusal = None
 
     def user_text(self, question: str, budget: int) -> str:
         return prompts.l1_exact_prompt(question, budget)
@@ -42,12 +47,14 @@ class L1Max(L1Exact):
 class HardCap(Controller):
     name = "hard_cap"
     description = "Plain prompt, output truncated at N tokens."
+    chat_refusal = None  # max_completion_tokens = N
 
 
 class Unconstrained(Controller):
     name = "unconstrained"
     description = "Plain prompt, no budget (generous cap)."
     budget_kind = "none"
+    chat_refusal = None
 
     def max_tokens(self, budget: int) -> int:
         return self.config.unconstrained_max_tokens
@@ -60,6 +67,7 @@ class NoThinking(Controller):
     name = "no_thinking"
     description = "Empty thinking block prefilled; N tokens for the answer."
     opens_thinking = False
+    chat_refusal = "prefills a closed thinking block in the model's own turn, which a Chat Completions request cannot express"
 
     async def prompt_ids(self, session: ModelSession, user_text: str) -> list[int]:
         ids = await super().prompt_ids(session, user_text)
@@ -73,11 +81,12 @@ class NoThinking(Controller):
 class ThinkingCap(Controller):
     name = "thinking_cap"
     description = "The engine's own thinking cap (vLLM thinking_token_budget): thinking at most N tokens, then the answer."
+    chat_refusal = "is the served engine's thinking cap; on a chat endpoint its own knob is api_budget"
 
     async def unsupported(self, session: ModelSession) -> str | None:
-        return await session.thinking_budget_support()
+        return await super().unsupported(session) or await session.thinking_budget_support()
 
-    async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
+    async def run_tokens(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
         refusal = await self.unsupported(session)
         if refusal:
             raise BudgetError(f"thinking_cap: {refusal}")
@@ -91,6 +100,24 @@ class ThinkingCap(Controller):
         await stream_into(session, prompt_ids, max_tokens, sampling, live, in_thinking=True,
                           thinking_budget=budget + _open_thinking(prompt_ids, session.tokens.think_start_ids))
         live.finish()
+
+
+class ApiBudget(Controller):
+    name = "api_budget"
+    description = "A chat endpoint's own budget knob at N (reasoning_effort, thinking budget_tokens, ...: see the endpoints file)."
+    budget_kind = "hint"  # whether the endpoint enforces it is what `app.py audit` measures
+    chat_refusal = None
+
+    async def unsupported(self, session) -> str | None:
+        if not session.is_chat:
+            return "is a chat endpoint's own budget knob; on a served model use thinking_cap (the engine's cap) or hard_cap"
+        if session.endpoint.knob == "none":
+            return f"endpoint {session.endpoint.name} has no budget knob (knob = \"none\" in the endpoints file); use l1_exact or hard_cap"
+        return None
+
+    def chat_limits(self, budget: int) -> tuple[int, int | None]:
+        # Room to overshoot, as for the L1 prompts: an ignored knob is measured, not cut off.
+        return max(2 * budget, budget + self.config.answer_max_tokens), budget
 
 
 def _open_thinking(prompt_ids: list[int], think_start_ids: tuple[int, ...]) -> int:

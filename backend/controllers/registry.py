@@ -5,7 +5,7 @@ Sequential controllers have a name each; parallel ones are written ``majK:INNER`
 
     controller = make_controller("l1_exact", ControllerConfig())
     make_controller("maj4:no_thinking", ControllerConfig()).budget_kind   # 'guaranteed'
-    sorted(CONTROLLERS)   # ['early_exit', 'hard_cap', 'l1_exact', 'l1_max', 'no_thinking', 's1', 'thinking_cap', 'unconstrained']
+    list(CONTROLLERS)   # ['l1_exact', 'l1_max', 's1', 'hard_cap', 'no_thinking', 'thinking_cap', 'early_exit', 'unconstrained', 'api_budget']
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from backend.controllers.base import Controller
 from backend.controllers.config import ControllerConfig
 from backend.controllers.early_exit import EarlyExit
 from backend.controllers.parallel import MAX_SAMPLES, MODES, ParallelController, parse_parallel
-from backend.controllers.prompted import HardCap, L1Exact, L1Max, NoThinking, ThinkingCap, Unconstrained
+from backend.controllers.prompted import ApiBudget, HardCap, L1Exact, L1Max, NoThinking, ThinkingCap, Unconstrained
 from backend.controllers.s1 import S1BudgetForcing
 
-CONTROLLER_CLASSES: tuple[type[Controller], ...] = (L1Exact, L1Max, S1BudgetForcing, HardCap, NoThinking, ThinkingCap, EarlyExit, Unconstrained)
+CONTROLLER_CLASSES: tuple[type[Controller], ...] = (L1Exact, L1Max, S1BudgetForcing, HardCap, NoThinking, ThinkingCap, EarlyExit, Unconstrained,
+                                                    ApiBudget)
 CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in CONTROLLER_CLASSES}
 # Parallel forms offered in the forms' lists (any majK:INNER / bestK:INNER may be typed or sent).
 SUGGESTED_PARALLEL = ("maj4:l1_exact", "best4:l1_exact", "maj4:no_thinking")

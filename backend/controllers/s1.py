@@ -17,8 +17,9 @@ from backend.serving.sampling import Sampling
 class S1BudgetForcing(Controller):
     name = "s1"
     description = "S1 budget forcing: cap thinking at N, append 'Wait' if it stops early, then force the answer."
+    chat_refusal = "continues the thinking token by token and forces the answer, which a chat API cannot do; on an endpoint use api_budget"
 
-    async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
+    async def run_tokens(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
         live.prompt = self.user_text(question, budget)
         prompt_ids = await self.prompt_ids(session, live.prompt)
         live.prompt_tokens = len(prompt_ids)

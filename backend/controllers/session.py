@@ -53,6 +53,7 @@ class ModelSession:
     client: EngineClient
     tokens: ModelTokens
     live: bool = True
+    is_chat = False  # see chat_session.ChatSession: a model behind a chat endpoint
     _ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _chat_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _thinking_budget_refusal: object = _UNKNOWN
@@ -66,6 +67,9 @@ class ModelSession:
             think_end_ids=tuple(await client.token_ids(THINK_END)),
         )
         return cls(client, tokens, live)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
     async def generate(
         self,

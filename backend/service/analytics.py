@@ -12,7 +12,7 @@ loose values (`filters_from_form`), checked here.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +66,11 @@ class AnalyticsView:
 
 
 class Analytics:
-    def __init__(self, store, default_price: Price) -> None:
+    def __init__(self, store, default_price: Price, price_of: Callable[[str], Price] | None = None) -> None:
+        """`price_of`: a model's own prices (an endpoint's from the endpoints file); default: `default_price` for all."""
         self.store = store
         self.default_price = default_price
+        self.price_of = price_of or (lambda model: default_price)
 
     def filter_options(self) -> dict[str, Any]:
         """What the filters can pick: models, controllers, datasets, runs that have generations."""
@@ -88,6 +90,7 @@ class Analytics:
             recent = analytics.list_generations(cur, filters)
             votes = analytics.vote_curves(cur, filters)
             settled = analytics.settling(cur, filters)
+        prices = {**{p["model"]: self.price_of(p["model"]) for p in points}, **prices}  # the table's prices win
         costed = priced(points, prices, self.default_price)
         best = recommend(costed, target)
         return AnalyticsView(points, costed, pareto_frontier(costed), spread, words, recent, recommendation_text(best, target, costed), votes, settled)

@@ -17,9 +17,10 @@ import asyncio
 import datetime as dt
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
+from backend.controllers.chat_session import ChatSession
 from backend.controllers.config import ControllerConfig
 from backend.controllers.live import LiveGeneration
 from backend.controllers.session import ModelSession
@@ -27,18 +28,28 @@ from backend.errors import InputError
 from backend.evaluation.costs import Price, estimate_cost
 from backend.evaluation.datasets import DatasetPolicy
 from backend.service.analytics import Analytics
+from backend.service.audit import TOLERANCE_SHARE, TOLERANCE_TOKENS, audit_report
 from backend.service.compare import CompareRequest, check_budgets_fit, run_columns
 from backend.service.records import generation_rows, settle
 from backend.service.sweep import SweepOutcome, run_sweep
 from backend.service.sweep_plan import SweepRequest
 from backend.service.sweep_worker import ProgressCallback
+from backend.serving.chat import ChatClient, EndpointLimits
 from backend.serving.client import EngineClient
+from backend.serving.endpoints import ChatEndpoint
 from backend.serving.engine import EngineStatus
 from backend.serving.local import LocalEngine
-from backend.serving.registry import ModelRegistry, ModelSpec, UnknownModelError, check_available
+from backend.serving.registry import (
+    ModelRegistry,
+    ModelSpec,
+    UnknownModelError,
+    check_available,
+)
 from backend.serving.remote import RemoteEngine
 from backend.serving.sampling import Sampling
 from store import queries
+from store.analytics import Filters
+from store.audit import audit_rows
 from store.ids import new_gen_id
 from store.schema import utc_now
 from store.summary import run_summary
@@ -71,11 +82,15 @@ class Budgetlab:
         dataset_policy: DatasetPolicy,
         model_paths: bool = False,
         owns_engine: bool = True,
+        endpoints: Mapping[str, ChatEndpoint] | None = None,
+        endpoint_keys: Mapping[str, str] | None = None,
     ) -> None:
         """`store`: a `StoreWriter` (or a read-only store, for reports); `dataset_policy`: which
         dataset files a sweep may open; `model_paths`: whether a request may name any local model
         folder (the shell's sweep) or only registered models and the default (the dashboard: a web
-        request never picks a folder to load); `owns_engine`: `close` stops the engine."""
+        request never picks a folder to load); `owns_engine`: `close` stops the engine; `endpoints`: the
+        chat endpoints of the endpoints file, and `endpoint_keys` their keys by endpoint name (read
+        from the environment by the caller; never stored, logged or shown)."""
         self.registry = registry
         self.engine = engine
         self.store = store
@@ -90,7 +105,9 @@ class Budgetlab:
         self.dataset_policy = dataset_policy
         self.model_paths = model_paths
         self.owns_engine = owns_engine
-        self.analytics = Analytics(store, price)
+        self.endpoints = dict(endpoints or {})
+        self._endpoint_keys = dict(endpoint_keys or {})
+        self.analytics = Analytics(store, price, self.price_of)
 
     # --- engine
     def start_default_engine(self) -> ModelSpec:
@@ -103,17 +120,34 @@ class Budgetlab:
         return self.engine.status()
 
     def model_names(self) -> list[str]:
+        """The served models, then each endpoint's model (MODEL_ID@NAME)."""
         names = self.registry.names()
         if self.default_model not in names:
             names.insert(0, self.default_model)
-        return names
+        return names + self.endpoint_models()
+
+    def endpoint_models(self) -> list[str]:
+        return [f"{endpoint.model}@{name}" for name, endpoint in self.endpoints.items()]
 
     def resolve_model(self, name: str) -> ModelSpec:
-        """Resolve a name without touching the network (for quick UI updates)."""
+        """Resolve a name without touching the network (for quick UI updates); MODEL_ID@NAME: a model on a configured endpoint."""
+        chat = ModelSpec.on_endpoint((name or "").strip(), self.endpoints)
+        if chat is not None:
+            return chat
         try:
             return self.registry.resolve(name, allow_paths=self.model_paths or (name or "").strip() == self.default_model)
         except UnknownModelError as exc:
             raise InputError(str(exc)) from None
+
+    def is_endpoint_model(self, model: str) -> bool:
+        return "@" in model and model.rpartition("@")[2] in self.endpoints
+
+    def price_of(self, model: str) -> Price:
+        """What a model's tokens cost: an endpoint model's prices from the endpoints file, else the default prices."""
+        if self.is_endpoint_model(model):
+            chat = self.endpoints[model.rpartition("@")[2]]
+            return Price(chat.price_in_per_m, chat.price_out_per_m)
+        return self.price
 
     def suggested_budgets(self) -> tuple[int, ...]:
         """The default model's suggested budgets (the forms' first choices)."""
@@ -125,7 +159,7 @@ class Budgetlab:
     async def available_model(self, name: str) -> ModelSpec:
         """Resolve a name and make sure its weights can be had, so no engine is stopped in vain."""
         spec = self.resolve_model(name)
-        if isinstance(self.engine, LocalEngine):
+        if isinstance(self.engine, LocalEngine) and spec.chat is None:
             try:
                 await asyncio.to_thread(check_available, spec)
             except UnknownModelError as exc:
@@ -133,7 +167,24 @@ class Budgetlab:
         return spec
 
     async def endpoint_for(self, spec: ModelSpec):
+        """Where `spec` is served: the engine's endpoint once it serves it, or the model's chat endpoint."""
+        if spec.chat is not None:
+            return spec.chat
         return await asyncio.to_thread(self.engine.ensure, spec)
+
+    async def open_session(self, spec: ModelSpec, endpoint, *, live: bool, max_connections: int = 256) -> ModelSession | ChatSession:
+        """A session on `endpoint` (from `endpoint_for`); the caller closes it (``aclose``)."""
+        if spec.chat is not None:
+            key = self._endpoint_keys.get(spec.chat.name, "")
+            if spec.chat.api_key_env and not key:
+                raise InputError(f"endpoint {spec.chat.name!r}: the environment variable {spec.chat.api_key_env} that should hold its key is not set")
+            return ChatSession(ChatClient(spec.chat, key, EndpointLimits.for_endpoint(spec.chat)), spec.chat_model, live)
+        client = EngineClient(endpoint, timeout_s=self.request_timeout_s, max_connections=max_connections)
+        try:
+            return await ModelSession.open(client, live)
+        except BaseException:
+            await client.aclose()
+            raise
 
     async def recover_endpoint(self, spec: ModelSpec, lost):
         """The endpoint once the engine that stopped answering at `lost` is back (see engine.recover)."""
@@ -143,34 +194,46 @@ class Budgetlab:
     async def compare_stream(self, request: CompareRequest) -> AsyncIterator[CompareSnapshot]:
         """Run a comparison, yielding snapshots; every finished generation is stored before it shows as done."""
         run_id = f"compare-{uuid.uuid4().hex[:12]}"
-        spec = await self.available_model(request.model)
+        specs = [await self.available_model(name) for name in request.models]
+        served = [spec for spec in specs if spec.chat is None]
+        if len(served) > 1:
+            raise InputError(f"{served[0].name} and {served[1].name} are both served models and the engine serves one at a time: "
+                             "compare them one after the other, or against a chat endpoint's model (MODEL_ID@NAME)")
         seed = request.seed if request.seed is not None else random.randrange(2**31)
         sampling = Sampling(self.sampling.temperature, self.sampling.top_p, seed)
-        waiting = asyncio.create_task(self.endpoint_for(spec))
-        while not waiting.done():
-            yield CompareSnapshot(run_id, f"waiting for the engine: {self.engine.status().message}")
-            await asyncio.wait({waiting}, timeout=1.0)
-        endpoint = waiting.result()  # raises EngineUnavailable with the reason
-        async with EngineClient(endpoint, timeout_s=self.request_timeout_s) as client:
-            session = await ModelSession.open(client)
-            check_budgets_fit(session, request.budgets)
-            await self._open_compare_run(run_id, spec, request, sampling)
+        endpoints = {}
+        for spec in specs:
+            waiting = asyncio.create_task(self.endpoint_for(spec))
+            while not waiting.done():
+                yield CompareSnapshot(run_id, f"waiting for the engine: {self.engine.status().message}")
+                await asyncio.wait({waiting}, timeout=1.0)
+            endpoints[spec.name] = waiting.result()  # raises EngineUnavailable with the reason
+        sessions = {}
+        try:
+            for spec in specs:
+                sessions[spec.name] = await self.open_session(spec, endpoints[spec.name], live=True)
+                check_budgets_fit(sessions[spec.name], request.budgets)
+            await self._open_compare_run(run_id, specs, request, sampling)
 
             async def store_one(live: LiveGeneration) -> None:
                 await settle(live, request.gold, self.grade_timeout_s)
-                rows = generation_rows(live, gen_id=new_gen_id(), run_id=run_id, created_at=utc_now(), model=spec.name,
+                rows = generation_rows(live, gen_id=new_gen_id(), run_id=run_id, created_at=utc_now(), model=live.model,
                                        question=request.question, gold=request.gold, sampling=sampling)
                 await asyncio.wrap_future(self.store.insert_generations(rows))
                 live.phase = "done"
 
-            async for lives in run_columns(session, request, self.controller_config, sampling, store_one):
-                yield CompareSnapshot(run_id, f"{spec.name}: {sum(g.done for g in lives)}/{len(lives)} done", lives)
+            names = " vs ".join(spec.name for spec in specs)
+            async for lives in run_columns(sessions, request, self.controller_config, sampling, store_one):
+                yield CompareSnapshot(run_id, f"{names}: {sum(g.done for g in lives)}/{len(lives)} done", lives)
             await asyncio.wrap_future(self.store.set_run_status(run_id, "finished"))
-            yield CompareSnapshot(run_id, f"{spec.name}: {len(lives)} generations, seed {seed}, run {run_id}", lives, done=True)
+            yield CompareSnapshot(run_id, f"{names}: {len(lives)} generations, seed {seed}, run {run_id}", lives, done=True)
+        finally:
+            for session in sessions.values():
+                await session.aclose()
 
-    async def _open_compare_run(self, run_id: str, spec: ModelSpec, request: CompareRequest, sampling: Sampling) -> None:
-        config = {"model": spec.name, "budgets": list(request.budgets), "controllers": list(request.controllers), "seed": sampling.seed,
-                  "temperature": sampling.temperature, "top_p": sampling.top_p}
+    async def _open_compare_run(self, run_id: str, specs: list[ModelSpec], request: CompareRequest, sampling: Sampling) -> None:
+        config = {"model": specs[0].name, "models": [spec.name for spec in specs], "budgets": list(request.budgets),
+                  "controllers": list(request.controllers), "seed": sampling.seed, "temperature": sampling.temperature, "top_p": sampling.top_p}
         await asyncio.wrap_future(self.store.upsert_run(run_id, f"compare {dt.datetime.now():%Y-%m-%d %H:%M:%S}", "compare", config, "running"))
 
     async def compare(self, request: CompareRequest) -> dict:
@@ -182,14 +245,15 @@ class Budgetlab:
         return {
             "run_id": last.run_id,
             "model": request.model,
+            "models": list(request.models),
             "question": request.question,
             "gold": request.gold,
             "generations": [self.with_cost(g.as_dict()) for g in last.generations],
         }
 
     def with_cost(self, generation: dict) -> dict:
-        """The generation with ``cost_usd`` at the default prices (probe tokens are generated, so billed)."""
-        price = self.price
+        """The generation with ``cost_usd`` at its model's prices (probe tokens are generated, so billed)."""
+        price = self.price_of(generation.get("model") or "")
         output = generation["total_tokens"] + generation.get("probe_tokens", 0)
         generation["cost_usd"] = estimate_cost(generation["prompt_tokens"], output, price.input_per_m, price.output_per_m)
         return generation
@@ -210,6 +274,14 @@ class Budgetlab:
             if queries.get_run(cur, run_id) is None:
                 return None
             return run_summary(cur, run_id)
+
+    def audit(self, run_id: str) -> dict:
+        """The adherence audit of a stored run: per (model, controller), a verdict on its budget knob (see `backend.service.audit`)."""
+        with self.store.reader() as cur:
+            if queries.get_run(cur, run_id) is None:
+                raise InputError(f"run {run_id!r}: no such run (the Analytics tab and `app.py report` list them)")
+            rows = audit_rows(cur, Filters(runs=(run_id,)), TOLERANCE_TOKENS, TOLERANCE_SHARE)
+        return audit_report(rows)
 
     def close(self) -> None:
         if self.owns_engine:

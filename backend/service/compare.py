@@ -11,9 +11,10 @@ service stores it) before it is shown as done.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from backend.controllers.chat_session import ChatSession
 from backend.controllers.config import ControllerConfig
 from backend.controllers.live import LiveGeneration
 from backend.controllers.registry import make_controller
@@ -35,13 +36,18 @@ class CompareRequest:
     controllers: tuple[str, ...]
     gold: str | None = None
     seed: int | None = None
+    other_model: str | None = None  # a second model whose cards sit next to the first's (e.g. an endpoint's)
 
     @property
-    def columns(self) -> list[tuple[str, int]]:
-        return [(c, b) for c in self.controllers for b in self.budgets]
+    def models(self) -> tuple[str, ...]:
+        return (self.model, self.other_model) if self.other_model else (self.model,)
+
+    @property
+    def columns(self) -> list[tuple[str, str, int]]:
+        return [(m, c, b) for m in self.models for c in self.controllers for b in self.budgets]
 
 
-def parse_compare_request(question, model, budgets, controllers, gold=None, seed=None, *, max_columns: int) -> CompareRequest:
+def parse_compare_request(question, model, budgets, controllers, gold=None, seed=None, other_model=None, *, max_columns: int) -> CompareRequest:
     question = (question or "").strip()
     if not question:
         raise InputError("the question is empty: type a question or pick an example")
@@ -56,9 +62,14 @@ def parse_compare_request(question, model, budgets, controllers, gold=None, seed
         controllers=parse_controllers(controllers),
         gold=(str(gold).strip() or None) if gold is not None else None,
         seed=parse_seed(seed),
+        other_model=(str(other_model).strip() or None) if other_model else None,
     )
+    if request.other_model == request.model:
+        raise InputError(f"model {request.model!r} is chosen twice: pick another model to compare against, or none")
     if len(request.columns) > max_columns:
-        raise InputError(f"{len(request.columns)} columns ({len(request.controllers)} controllers x {len(request.budgets)} budgets): at most {max_columns} at once")
+        models = f" x {len(request.models)} models" if request.other_model else ""
+        raise InputError(f"{len(request.columns)} columns ({len(request.controllers)} controllers x {len(request.budgets)} budgets{models}): "
+                         f"at most {max_columns} at once")
     return request
 
 
@@ -79,19 +90,24 @@ def check_budgets_fit(session: ModelSession, budgets: Iterable[int]) -> None:
 
 
 async def run_columns(
-    session: ModelSession,
+    sessions: Mapping[str, ModelSession | ChatSession],
     request: CompareRequest,
     config: ControllerConfig,
     sampling: Sampling,
     on_done: Callable[[LiveGeneration], Awaitable[None]],
     tick_s: float = 0.25,
 ) -> AsyncIterator[list[LiveGeneration]]:
-    """Run all columns at once; yield the live records every `tick_s` and once at the end."""
+    """Run all columns at once (`sessions`: each model's); yield the live records every `tick_s` and once at the end.
+    A controller a model's engine cannot run fails its column with the reason; the others run."""
     controllers = {name: make_controller(name, config) for name in request.controllers}
-    lives = [LiveGeneration(controller=c, budget=b, budget_kind=controllers[c].budget_kind) for c, b in request.columns]
+    lives = [LiveGeneration(controller=c, budget=b, budget_kind=controllers[c].budget_kind, model=m) for m, c, b in request.columns]
 
     async def one(live: LiveGeneration) -> None:
         try:
+            session = sessions[live.model]
+            refusal = await controllers[live.controller].unsupported(session)
+            if refusal:
+                raise BudgetError(f"{live.controller} on {live.model}: {refusal}")
             await controllers[live.controller].run(session, request.question, live.budget, sampling, live)
             await on_done(live)
         except (BudgetError, EngineUnavailable, EngineRequestError, InputError) as exc:

@@ -29,7 +29,8 @@ from backend.serving.sampling import Sampling
 # Columns copied as they are from the live record (see store/schema.py for their meaning).
 LIVE_COLUMNS = ("controller", "budget", "prompt", "full_text", "thinking_text", "answer_text", "extracted_answer", "correct",
                 "prompt_tokens", "thinking_tokens", "answer_tokens", "total_tokens", "finish_reason", "waits_used", "ttft_s", "latency_s",
-                "budget_kind", "probe_tokens", "settled_at", "answer_logprob", "group_idx", "inner_budget", "answer_class", "chosen")
+                "budget_kind", "probe_tokens", "settled_at", "answer_logprob", "group_idx", "inner_budget", "answer_class", "chosen",
+                "token_counts")
 
 
 async def settle(live: LiveGeneration, gold: str | None, timeout_s: float) -> None:

@@ -24,13 +24,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend.controllers.session import ModelSession
 from backend.errors import InputError
 from backend.evaluation.datasets import Dataset, load_dataset
 from backend.service.compare import check_budgets_fit, check_supported
 from backend.service.sweep_plan import SweepItem, SweepProgress, SweepRequest, plan_items
 from backend.service.sweep_worker import ModelWorker, ProgressCallback
-from backend.serving.client import EngineClient
 from backend.serving.sampling import Sampling
 from store import queries
 from store.summary import run_summary
@@ -98,10 +96,12 @@ async def _check_before_a_new_run(service, run_id: str, spec, request: SweepRequ
         if queries.get_run(cur, run_id) is not None:
             return
     endpoint = await _served(service, spec, lambda message: notify(SweepProgress(run_id, message=message)))
-    async with EngineClient(endpoint, timeout_s=service.request_timeout_s) as client:
-        session = await ModelSession.open(client, live=False)
+    session = await service.open_session(spec, endpoint, live=False)
+    try:
         check_budgets_fit(session, request.budgets)
         await check_supported(session, request.controllers, service.controller_config)
+    finally:
+        await session.aclose()
 
 
 async def _served(service, spec, report: Callable[[str], None]):

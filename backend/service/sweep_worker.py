@@ -17,6 +17,7 @@ import collections
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from backend.controllers.chat_session import ChatSession
 from backend.controllers.live import LiveGeneration
 from backend.controllers.parallel import ParallelController
 from backend.controllers.registry import make_controller
@@ -25,7 +26,7 @@ from backend.errors import InputError
 from backend.evaluation.datasets import Dataset
 from backend.service.records import generation_rows, settle
 from backend.service.sweep_plan import SweepItem, SweepProgress
-from backend.serving.client import EngineClient, EngineRequestError
+from backend.serving.client import EngineRequestError
 from backend.serving.engine import EngineUnavailable
 from backend.serving.sampling import Sampling
 from store.schema import utc_now
@@ -83,8 +84,8 @@ class ModelWorker:
         self.progress = progress
         self.notify = notify
         self.max_failure_streak = max(MIN_FAILURE_STREAK, concurrency)
-        self.session: ModelSession | None = None
-        self.clients: list[EngineClient] = []  # closed at the end: a request in flight may still use an old one
+        self.session: ModelSession | ChatSession | None = None
+        self.sessions: list[ModelSession | ChatSession] = []  # closed at the end: a request in flight may still use an old one
         self.reconnecting = asyncio.Lock()
         self.engine_losses: collections.Counter[str] = collections.Counter()
         self.rows: list[dict] = []
@@ -93,13 +94,12 @@ class ModelWorker:
         self.abort_reason: str | None = None
 
     async def connect(self, endpoint) -> None:
-        client = EngineClient(endpoint, timeout_s=self.service.request_timeout_s, max_connections=self.concurrency)
-        self.clients.append(client)
-        self.session = await ModelSession.open(client, live=False)
+        self.session = await self.service.open_session(self.spec, endpoint, live=False, max_connections=self.concurrency)
+        self.sessions.append(self.session)
 
     async def close(self) -> None:
-        for client in self.clients:
-            await client.aclose()
+        for session in self.sessions:
+            await session.aclose()
 
     async def run(self, items: list[SweepItem]) -> str | None:
         queue = collections.deque(self._jobs(items))

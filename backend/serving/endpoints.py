@@ -26,6 +26,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,12 @@ DEFAULT_EFFORT_MAP = (("low", 1024), ("medium", 8192), ("high", math.inf))
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELDS = {"base_url", "model", "api_key_env", "api", "knob", "price_in_per_m", "price_out_per_m", "max_requests_per_s",
-           "max_concurrency", "timeout_s", "effort_map"}
+           "max_concurrency", "timeout_s", "effort_map", "max_retries",
+           "send_sampling", "budgets"}
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class ChatEndpoint:
     """One entry of the endpoints file (see the module's docstring)."""
 
     name: str
@@ -66,14 +68,26 @@ class Endpoint:
     max_requests_per_s: float | None = None
     max_concurrency: int = 8
     timeout_s: float = 120.0
+    send_sampling: bool = True  # temperature, top_p and seed; false for APIs that refuse them (OpenAI's reasoning models)
+    budgets: tuple[int, ...] = (512, 1024, 2048, 4096)  # the budgets the forms suggest for its models
+    max_retries: int = 2  # resends after a 429, a 5xx or a lost connection (the openai SDK's backoff, Retry-After honoured)
     effort_map: tuple[tuple[str, float], ...] = field(default=DEFAULT_EFFORT_MAP)
+
+    def api_key(self, env: Mapping[str, str]) -> str:
+        """The key from the environment variable the file names ("" when the endpoint needs none)."""
+        if not self.api_key_env:
+            return ""
+        key = env.get(self.api_key_env, "")
+        if not key:
+            raise InputError(f"endpoint {self.name!r}: the environment variable {self.api_key_env} that should hold its key is not set")
+        return key
 
     def effort(self, budget: int) -> str:
         """The reasoning_effort level a budget of `budget` tokens maps to."""
         return next(level for level, bound in self.effort_map if budget <= bound)
 
 
-def load_endpoints(path: Path) -> dict[str, Endpoint]:
+def load_endpoints(path: Path) -> dict[str, ChatEndpoint]:
     """The endpoints of a TOML file, by name; InputError naming the file, the entry and the field."""
     try:
         data = tomllib.loads(path.read_text())
@@ -87,7 +101,7 @@ def load_endpoints(path: Path) -> dict[str, Endpoint]:
     return {name: _endpoint(path, name, entry) for name, entry in entries.items()}
 
 
-def _endpoint(path: Path, name: str, entry: Any) -> Endpoint:
+def _endpoint(path: Path, name: str, entry: Any) -> ChatEndpoint:
     where = f"endpoints file {path}: endpoint {name!r}"
     if not NAME_RE.fullmatch(name):
         raise InputError(f"{where}: a name is letters, digits, '_', '.' or '-' (at most 64)")
@@ -116,9 +130,18 @@ def _endpoint(path: Path, name: str, entry: Any) -> Endpoint:
             raise InputError(f"{where}: {key} {value!r} must be a positive number" + (" or 0" if free_allowed else ""))
     if "max_concurrency" in numbers and not isinstance(numbers["max_concurrency"], int):
         raise InputError(f"{where}: max_concurrency {numbers['max_concurrency']!r} must be a whole number")
+    retries = entry.get("max_retries", 2)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        raise InputError(f"{where}: max_retries {retries!r} must be a whole number from 0 to 10")
     effort_map = _effort_map(where, entry.get("effort_map"))
-    return Endpoint(name=name, base_url=entry["base_url"].rstrip("/"), model=entry["model"].strip(), api_key_env=entry.get("api_key_env", ""),
-                    api=entry.get("api", "openai-chat"), knob=entry.get("knob", "none"), effort_map=effort_map,
+    if not isinstance(entry.get("send_sampling", True), bool):
+        raise InputError(f"{where}: send_sampling must be true or false")
+    budgets = entry.get("budgets", list(ChatEndpoint.budgets))
+    if not isinstance(budgets, list) or not budgets or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in budgets):
+        raise InputError(f"{where}: budgets must be a list of positive token counts, e.g. [512, 1024, 2048]")
+    return ChatEndpoint(name=name, base_url=entry["base_url"].rstrip("/"), model=entry["model"].strip(), api_key_env=entry.get("api_key_env", ""),
+                    api=entry.get("api", "openai-chat"), knob=entry.get("knob", "none"), effort_map=effort_map, max_retries=retries,
+                        send_sampling=entry.get("send_sampling", True), budgets=tuple(budgets),
                     **{key: float(value) if key != "max_concurrency" else value for key, value in numbers.items()})
 
 
@@ -133,7 +156,7 @@ def _effort_map(where: str, value: Any) -> tuple[tuple[str, float], ...]:
     return tuple(levels) + ((top, math.inf),) if top else tuple(levels[:-1]) + ((levels[-1][0], math.inf),)
 
 
-def parse_model_ref(ref: str, endpoints: dict[str, Endpoint]) -> tuple[str, Endpoint] | None:
+def parse_model_ref(ref: str, endpoints: dict[str, ChatEndpoint]) -> tuple[str, ChatEndpoint] | None:
     """("o4-mini", the openai endpoint) for "o4-mini@openai"; None for a name without "@".
     Only configured endpoints can be named (a web request never picks a URL)."""
     if "@" not in ref:
@@ -147,7 +170,7 @@ def parse_model_ref(ref: str, endpoints: dict[str, Endpoint]) -> tuple[str, Endp
     return model.strip(), endpoints[name]
 
 
-def knob_params(endpoint: Endpoint, budget: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def knob_params(endpoint: ChatEndpoint, budget: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """How a budget of `budget` tokens goes into a Chat Completions request on `endpoint`:
     (parameters the openai SDK takes by name, fields for its ``extra_body``)."""
     if budget < 1:

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.serving.endpoints import ChatEndpoint, parse_model_ref
+
 # The tiny models think for tens to hundreds of tokens; l1-tiny was trained on N in [64, 512].
 TINY_BUDGETS = (64, 128, 256, 384, 512)
 REAL_BUDGETS = (512, 1024, 2048, 4096)
@@ -34,10 +36,22 @@ class ModelSpec:
     source: str  # a hub id or an absolute local path, handed to vLLM
     description: str
     budgets: tuple[int, ...]  # budgets suggested in the UI
+    chat: ChatEndpoint | None = None  # a model behind a chat endpoint (MODEL_ID@NAME): the app serves nothing for it
+    chat_model: str = ""  # its model id on that endpoint
+
+    @classmethod
+    def on_endpoint(cls, ref: str, endpoints: dict[str, ChatEndpoint]) -> ModelSpec | None:
+        """The spec of "MODEL_ID@NAME" on a configured endpoint; None for a name without "@" (InputError for an unknown endpoint)."""
+        parsed = parse_model_ref(ref, endpoints)
+        if parsed is None:
+            return None
+        model, endpoint = parsed
+        return cls(f"{model}@{endpoint.name}", f"{model}@{endpoint.name}", f"{model} on the chat endpoint {endpoint.name} ({endpoint.base_url})",
+                   endpoint.budgets, endpoint, model)
 
     @property
     def is_local(self) -> bool:
-        return Path(self.source).is_absolute()
+        return self.chat is None and Path(self.source).is_absolute()
 
     @property
     def thinks_in_tags(self) -> bool:
@@ -67,7 +81,7 @@ LOCAL_ALIASES = {"l1-tiny-exact": "l1-tiny", "l1-tiny-max": "l1-tiny"}
 
 def check_available(spec: ModelSpec, timeout_s: float = 5.0) -> None:
     """Refuse a hub model that is neither cached nor fetchable, before any engine is stopped for it."""
-    if spec.is_local:
+    if spec.is_local or spec.chat is not None:
         return
     import huggingface_hub
 
