@@ -10,13 +10,14 @@ name picks the behaviour:
 - ``obey``: thinks for as many tokens as the request's budget knob asks (64 without one);
 - ``ignore``: thinks for 300 tokens whatever the knob says;
 - ``inline``: thinking inline in ``<think>...</think>``, usage without a thinking count;
+- ``uncounted``: reports ``reasoning_tokens: 0`` next to its thinking text (as vLLM 0.32's R1 parser does);
 - ``ratelimited``: the first request of each question gets 429 with ``Retry-After: 1``;
 - ``flaky``: the first request of each question gets 500; ``down``: every request gets 500;
 - ``slow``: answers after 5 s; ``malformed``: a 200 whose body is not a Chat Completion;
 - ``leaky``: a 401 whose message echoes the request's Authorization header back.
 
 One "token" is one word of the thinking (``step``) or of the answer; every request is kept in
-``requests`` with the time it arrived, and the most requests in flight at once in ``max_in_flight``.
+``requests`` with the time it arrived, and the most requests in flight at once, per model, in ``max_in_flight``.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def thinking_budget(body: dict) -> int | None:
 class ChatStub:
     def __init__(self) -> None:
         self.requests: list[tuple[float, dict, dict]] = []  # (arrival, body, headers)
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self.in_flight: Counter[str] = Counter()
+        self.max_in_flight: Counter[str] = Counter()
         self.delay_s = 0.0  # added to every answer (the concurrency test)
         self._seen: Counter[tuple[str, str]] = Counter()
         self._loop = asyncio.new_event_loop()
@@ -82,7 +83,7 @@ class ChatStub:
     def reset(self) -> None:
         self.requests.clear()
         self._seen.clear()
-        self.max_in_flight = 0
+        self.max_in_flight.clear()
         self.delay_s = 0.0
 
     def bodies(self, model: str) -> list[dict]:
@@ -91,13 +92,14 @@ class ChatStub:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append((time.monotonic(), body, dict(request.headers)))
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        model = body.get("model", "")
+        self.in_flight[model] += 1
+        self.max_in_flight[model] = max(self.max_in_flight[model], self.in_flight[model])
         try:
             await asyncio.sleep(self.delay_s)
             return await self._answer(request, body)
         finally:
-            self.in_flight -= 1
+            self.in_flight[model] -= 1
 
     async def _answer(self, request: web.Request, body: dict) -> web.StreamResponse:
         model = body["model"]
@@ -123,7 +125,7 @@ class ChatStub:
         usage = {"prompt_tokens": len(question.split()), "completion_tokens": len(words),
                  "total_tokens": len(question.split()) + len(words)}
         if model != "inline":
-            usage["completion_tokens_details"] = {"reasoning_tokens": len(thinking)}
+            usage["completion_tokens_details"] = {"reasoning_tokens": 0 if model == "uncounted" else len(thinking)}
         if body.get("stream"):
             return await self._stream(request, model, thinking, answer, finish, usage, body)
         message = {"role": "assistant", "content": " ".join(answer)}

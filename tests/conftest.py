@@ -11,7 +11,9 @@ factory as `app.py serve` (backend.factory.open_app), over that engine.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ from backend.serving.registry import ModelRegistry
 from backend.settings import REPO_ROOT, AppSettings
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+STUB_KEY = "-sk-shared-stub-" + secrets.token_hex(12)  # the shared app's key for its chat stub; tests grep for it
 TINY_MODEL = "l1-tiny"
 
 
@@ -86,10 +89,25 @@ def app_settings(tmp_path_factory) -> AppSettings:
 
 
 @pytest.fixture(scope="session")
-def app(engine, app_settings):
+def chat_stub():
+    """A local stand-in for a hosted chat API (tests/chat_stub.py): hosted APIs cannot be reached from here."""
+    from tests.chat_stub import ChatStub
+
+    server = ChatStub()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def app(engine, app_settings, chat_stub, tmp_path_factory):
     """The app as `app.py serve` builds it (store in a temp dir, real APScheduler with its SQLite
-    store), over the shared engine, which the app does not stop."""
-    with open_app(app_settings, env=os.environ, engine=engine, jobs=True) as opened:
+    store), over the shared engine, which the app does not stop. Its endpoints file names the chat
+    stub (``obey@stub``), whose key is in the app's environment as ``BL_STUB_KEY`` (STUB_KEY)."""
+    endpoints = tmp_path_factory.mktemp("endpoints") / "endpoints.toml"
+    endpoints.write_text(f'[endpoints.stub]\nbase_url = "{chat_stub.base_url}"\nmodel = "obey"\napi_key_env = "BL_STUB_KEY"\n'
+                         'knob = "vllm_thinking_budget"\nprice_in_per_m = 1.0\nprice_out_per_m = 10.0\nbudgets = [64, 128, 256]\n')
+    settings = dataclasses.replace(app_settings, endpoints=str(endpoints))
+    with open_app(settings, env={**os.environ, "BL_STUB_KEY": STUB_KEY}, engine=engine, jobs=True) as opened:
         yield opened
 
 

@@ -6,13 +6,18 @@ fields, and the counts from its usage. Each generation records where its counts 
 (``live.token_counts``):
 
 - ``reported``: the provider's ``completion_tokens`` and ``reasoning_tokens``;
-- ``estimated``: the provider reported a total but no thinking count (or, streamed, no usage
-  at all): the total is split between thinking and answer by the length of their text.
+- ``estimated``: the provider reported a total but no usable thinking count (none, or 0 next to
+  a thinking text: vLLM 0.32's R1 parser counts 0 when the prompt opens the thinking, as R1
+  templates do): the total is split in proportion to the streamed chunks of thinking and answer
+  (about one token each on vLLM), or, not streamed, to the length of their text.
+
+Every request streams unless the endpoint says ``stream = false``: the comparison shows tokens as
+they come, and the chunks stand in for counts a provider does not report.
 
 Controllers that need the token-level control of a served model (continuing a thinking, forcing
 an answer, probing) refuse a chat session with the reason (`Controller.unsupported`).
 
-    session = ChatSession(ChatClient(endpoint, key, limits), model="o4-mini", live=True)
+    session = ChatSession(ChatClient(endpoint, key, limits), model="o4-mini")
     await session.respond(live, "What is 2 + 3?", max_tokens=4096, sampling=Sampling(), knob_budget=1024)
 """
 
@@ -34,7 +39,6 @@ UNKNOWN_CONTEXT = 10**9
 class ChatSession:
     client: ChatClient
     model: str  # the model id on the endpoint
-    live: bool = True
     is_chat = True
     tokens = ModelTokens(max_model_len=UNKNOWN_CONTEXT, think_start_ids=(), think_end_ids=())
 
@@ -49,11 +53,11 @@ class ChatSession:
         """Nothing to check here: the endpoint knows its context and refuses with its reason."""
 
     async def respond(self, live: LiveGeneration, user_text: str, max_tokens: int, sampling: Sampling, knob_budget: int | None) -> None:
-        """One chat request for `user_text` into `live`: streamed when the session is live, counted from usage at the end."""
+        """One chat request for `user_text` into `live`: streamed unless the endpoint does not stream, counted from usage at the end."""
         live.phase = "thinking"
         live.model = live.model or f"{self.model}@{self.endpoint.name}"
         messages = chat_messages(user_text)
-        if self.live:
+        if self.endpoint.stream:
             reply = ChatReply()
             async for reply in self.client.stream(self.model, messages, max_tokens, sampling, knob_budget):
                 if reply.reasoning or reply.content:
@@ -98,13 +102,18 @@ def count(live: LiveGeneration, reply: ChatReply) -> None:
     """The final counts: the provider's when it reports them, else its total (or the chunks) split by text."""
     live.prompt_tokens = reply.prompt_tokens or 0
     live.delimiter_tokens = 0  # a provider's count of the answer includes any closing delimiter
-    if reply.completion_tokens is not None and reply.reasoning_tokens is not None:
+    thinking_without_count = reply.reasoning_tokens == 0 and live.thinking_text.strip()
+    if reply.completion_tokens is not None and reply.reasoning_tokens is not None and not thinking_without_count:
         live.thinking_tokens = min(reply.reasoning_tokens, reply.completion_tokens)
         live.answer_tokens = reply.completion_tokens - live.thinking_tokens
         live.token_counts = "reported"
         return
     total = reply.completion_tokens if reply.completion_tokens is not None else live.thinking_tokens + live.answer_tokens
-    live.thinking_tokens, live.answer_tokens = split_by_text(total, live.thinking_text, live.answer_text)
+    if reply.reasoning and reply.chunks_reasoning + reply.chunks_content:
+        live.thinking_tokens = round(total * reply.chunks_reasoning / (reply.chunks_reasoning + reply.chunks_content))
+        live.answer_tokens = total - live.thinking_tokens
+    else:
+        live.thinking_tokens, live.answer_tokens = split_by_text(total, live.thinking_text, live.answer_text)
     live.token_counts = "estimated"
 
 

@@ -116,8 +116,9 @@ class ApiBudget(Controller):
         return None
 
     def chat_limits(self, budget: int) -> tuple[int, int | None]:
-        # Room to overshoot, as for the L1 prompts: an ignored knob is measured, not cut off.
-        return max(2 * budget, budget + self.config.answer_max_tokens), budget
+        # A cap that does not follow N (the unconstrained one, raised for a large N): were it 2N,
+        # an ignored knob would still look as if the thinking followed N, cut off by the cap.
+        return max(self.config.unconstrained_max_tokens, 2 * budget + self.config.answer_max_tokens), budget
 
 
 def _open_thinking(prompt_ids: list[int], think_start_ids: tuple[int, ...]) -> int:

@@ -178,7 +178,7 @@ class Budgetlab:
             key = self._endpoint_keys.get(spec.chat.name, "")
             if spec.chat.api_key_env and not key:
                 raise InputError(f"endpoint {spec.chat.name!r}: the environment variable {spec.chat.api_key_env} that should hold its key is not set")
-            return ChatSession(ChatClient(spec.chat, key, EndpointLimits.for_endpoint(spec.chat)), spec.chat_model, live)
+            return ChatSession(ChatClient(spec.chat, key, EndpointLimits.for_endpoint(spec.chat)), spec.chat_model)
         client = EngineClient(endpoint, timeout_s=self.request_timeout_s, max_connections=max_connections)
         try:
             return await ModelSession.open(client, live)

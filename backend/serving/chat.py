@@ -140,6 +140,8 @@ class ChatClient:
                 raise self._error(exc) from None
             except (AttributeError, TypeError, ValueError) as exc:
                 raise self._malformed(f"a streamed chunk is not a Chat Completion chunk ({type(exc).__name__})") from None
+        if reply.finish_reason is None:  # e.g. a JSON body where server-sent events were asked for
+            raise self._malformed("the answer is not a Chat Completion stream (it ended without a finish_reason)")
 
     def _reply(self, completion: Any) -> ChatReply:
         try:

@@ -50,7 +50,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELDS = {"base_url", "model", "api_key_env", "api", "knob", "price_in_per_m", "price_out_per_m", "max_requests_per_s",
            "max_concurrency", "timeout_s", "effort_map", "max_retries",
-           "send_sampling", "budgets"}
+           "send_sampling", "budgets", "stream"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class ChatEndpoint:
     max_requests_per_s: float | None = None
     max_concurrency: int = 8
     timeout_s: float = 120.0
+    stream: bool = True  # ask for server-sent events (the chunks also stand in for token counts a provider does not report)
     send_sampling: bool = True  # temperature, top_p and seed; false for APIs that refuse them (OpenAI's reasoning models)
     budgets: tuple[int, ...] = (512, 1024, 2048, 4096)  # the budgets the forms suggest for its models
     max_retries: int = 2  # resends after a 429, a 5xx or a lost connection (the openai SDK's backoff, Retry-After honoured)
@@ -134,14 +135,15 @@ def _endpoint(path: Path, name: str, entry: Any) -> ChatEndpoint:
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
         raise InputError(f"{where}: max_retries {retries!r} must be a whole number from 0 to 10")
     effort_map = _effort_map(where, entry.get("effort_map"))
-    if not isinstance(entry.get("send_sampling", True), bool):
-        raise InputError(f"{where}: send_sampling must be true or false")
+    for flag in ("send_sampling", "stream"):
+        if not isinstance(entry.get(flag, True), bool):
+            raise InputError(f"{where}: {flag} must be true or false")
     budgets = entry.get("budgets", list(ChatEndpoint.budgets))
     if not isinstance(budgets, list) or not budgets or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in budgets):
         raise InputError(f"{where}: budgets must be a list of positive token counts, e.g. [512, 1024, 2048]")
     return ChatEndpoint(name=name, base_url=entry["base_url"].rstrip("/"), model=entry["model"].strip(), api_key_env=entry.get("api_key_env", ""),
                     api=entry.get("api", "openai-chat"), knob=entry.get("knob", "none"), effort_map=effort_map, max_retries=retries,
-                        send_sampling=entry.get("send_sampling", True), budgets=tuple(budgets),
+                        send_sampling=entry.get("send_sampling", True), stream=entry.get("stream", True), budgets=tuple(budgets),
                     **{key: float(value) if key != "max_concurrency" else value for key, value in numbers.items()})
 
 
