@@ -82,7 +82,8 @@ def filter_options(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 def tradeoff(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
     """Per (model, controller, budget): answers, accuracy and its Wilson 95% band, mean tokens per
     answer (prompt, output, thinking, answer, probe, and cost: output + probe, the equal-token
-    axis), samples per answer, the budget's kind, and thinking tokens per answer token."""
+    axis), samples per answer, the budget's kind, thinking tokens per answer token, and where the
+    counts come from (counted from token ids, or reported / estimated from a chat endpoint's usage)."""
     units, params = units_sql(*filters.where())
     z, z2 = Z_95, Z_95 * Z_95  # constants of the code, not user values
     sql = f"""
@@ -91,14 +92,15 @@ def tradeoff(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str,
                    avg(prompt_tokens) AS mean_prompt_tokens, avg(total_tokens) AS mean_tokens,
                    avg(thinking_tokens) AS mean_thinking_tokens, avg(answer_tokens) AS mean_answer_tokens,
                    avg(probe_tokens) AS mean_probe_tokens, avg(cost_tokens) AS mean_cost_tokens,
-                   sum(thinking_tokens) / nullif(sum(answer_tokens), 0) AS thinking_to_answer
+                   sum(thinking_tokens) / nullif(sum(answer_tokens), 0) AS thinking_to_answer,
+                   string_agg(DISTINCT token_counts, ',' ORDER BY token_counts) AS token_counts
             FROM ({units}) GROUP BY {GROUP}
         )
         SELECT {GROUP}, n, budget_kind, samples, p AS accuracy,
                (p + {z2} / (2 * n) - {z} * sqrt(p * (1 - p) / n + {z2} / (4 * n * n))) / (1 + {z2} / n) AS accuracy_low,
                (p + {z2} / (2 * n) + {z} * sqrt(p * (1 - p) / n + {z2} / (4 * n * n))) / (1 + {z2} / n) AS accuracy_high,
                mean_prompt_tokens, mean_tokens, mean_thinking_tokens, mean_answer_tokens, mean_probe_tokens, mean_cost_tokens,
-               thinking_to_answer
+               thinking_to_answer, token_counts
         FROM g ORDER BY {GROUP}"""
     return _rows(cur, sql, params)
 

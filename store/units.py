@@ -9,7 +9,8 @@ what its answer cost: equal-token comparisons across methods.
 Each unit has: run_id, model, controller, budget, dataset, question_id, sample_idx, budget_kind,
 ok (0/1), samples (K, 1 for a sequential one), prompt_tokens, total_tokens, thinking_tokens,
 answer_tokens, probe_tokens (0 when none), cost_tokens (total + probe tokens: what was generated),
-t_start and t_end (epoch seconds of its first start and last end), created_at.
+t_start and t_end (epoch seconds of its first start and last end), created_at, token_counts
+(counted, reported or estimated: where its counts come from, see store/schema.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def units_sql(where: str, params: list[Any]) -> tuple[str, list[Any]]:
                coalesce(correct, false)::INTEGER AS ok, 1 AS samples,
                prompt_tokens, total_tokens, thinking_tokens, answer_tokens,
                coalesce(probe_tokens, 0) AS probe_tokens, total_tokens + coalesce(probe_tokens, 0) AS cost_tokens,
-               epoch(created_at) - coalesce(latency_s, 0) AS t_start, epoch(created_at) AS t_end, created_at
+               epoch(created_at) - coalesce(latency_s, 0) AS t_start, epoch(created_at) AS t_end, created_at,
+               coalesce(token_counts, 'counted') AS token_counts
         FROM generations WHERE group_id IS NULL AND {where}
         UNION ALL
         SELECT any_value(run_id), any_value(model), any_value(controller), any_value(budget), any_value(dataset),
@@ -32,7 +34,8 @@ def units_sql(where: str, params: list[Any]) -> tuple[str, list[Any]]:
                max((coalesce(chosen, false) AND coalesce(correct, false))::INTEGER), count(*),
                sum(prompt_tokens), sum(total_tokens), sum(thinking_tokens), sum(answer_tokens),
                sum(coalesce(probe_tokens, 0)), sum(total_tokens + coalesce(probe_tokens, 0)),
-               min(epoch(created_at) - coalesce(latency_s, 0)), max(epoch(created_at)), max(created_at)
+               min(epoch(created_at) - coalesce(latency_s, 0)), max(epoch(created_at)), max(created_at),
+               min(coalesce(token_counts, 'counted'))
         FROM generations WHERE group_id IS NOT NULL AND {where} GROUP BY group_id"""
     return sql, [*params, *params]
 

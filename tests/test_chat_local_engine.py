@@ -100,3 +100,24 @@ def test_the_dashboard_compares_an_endpoint_model_next_to_the_served_one(app_url
     for path in Path(app_settings.data_dir).rglob("*"):
         if path.is_file() and path.stat().st_size < 512 * 2**20:
             assert STUB_KEY.encode() not in path.read_bytes(), f"the key is in {path}"
+
+
+def test_the_audit_is_a_panel_and_an_api_of_the_dashboard(app_url, service):
+    from gradio_client import Client
+
+    from ui.analytics_tab import _audit
+
+    asyncio.run(service.sweep(parse_sweep_request(models="obey@stub,l1-tiny", dataset="arith", controllers="l1_exact", budgets="16,64",
+                                                  samples=1, limit=3, run="audit-panel")))
+    client = Client(app_url, verbose=False, httpx_kwargs={"timeout": 120})
+    report = client.predict("audit-panel", api_name="/audit")
+    verdicts = {v["model"]: v for v in report["verdicts"]}
+    # the stub thinks 64 tokens whatever the prompt asks: over N at 16, and flat
+    assert verdicts["obey@stub"]["verdict"] == "ignored" and verdicts["obey@stub"]["token_counts"] == "reported"
+    assert verdicts[TINY_MODEL]["token_counts"] == "counted" and verdicts[TINY_MODEL]["verdict"] in ("enforced", "hint", "not reached")
+    table, chart = _audit(service, "audit-panel")
+    assert "| obey@stub | l1_exact | **ignored** |" in table
+    spec = chart.to_dict()
+    assert len(spec["layer"]) == 3 and spec["title"]["text"] == "Does the budget hold? (dashed: thinking = N)"
+    with pytest.raises(Exception, match="no such run"):
+        client.predict("audit-nothing", api_name="/audit")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from backend.errors import InputError
 from backend.jobs.scheduler import TrainingJobs
 from backend.service.analytics import Analytics, AnalyticsView, filters_from_form
 from backend.service.budgetlab import Budgetlab
@@ -22,7 +23,7 @@ from ui import charts
 
 AGGREGATE_COLUMNS = ("model", "controller", "budget", "budget_kind", "samples", "n", "accuracy", "accuracy_low", "accuracy_high", "mean_tokens",
                      "mean_probe_tokens", "mean_thinking_tokens", "mean_answer_tokens", "thinking_to_answer", "mean_abs_rel_dev", "violation_rate",
-                     "cost_per_1k")
+                     "cost_per_1k", "token_counts")
 GENERATION_COLUMNS = ("gen_id", "run_id", "model", "controller", "budget", "total_tokens", "correct", "question")
 
 
@@ -70,6 +71,7 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
             export_csv = gr.Button("Export CSV", elem_id="bl-an-export-csv")
             export_parquet = gr.Button("Export Parquet", elem_id="bl-an-export-parquet")
         exported = gr.File(label="Export", elem_id="bl-an-export-file")
+        audit_run, audit_button, audit_verdicts, audit_plot = _audit_panel(analytics.filter_options()["runs"])
         with gr.Accordion("Training curves of fine-tunes", open=False):
             job = gr.Dropdown(label="Fine-tune job", choices=[], elem_id="bl-an-job")
             curves = gr.Plot(label="Training curves", elem_id="bl-an-curves")
@@ -88,10 +90,11 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
             rows = _table_rows(price_rows) + [[m, analytics.price_of(m).input_per_m, analytics.price_of(m).output_per_m]
                                               for m in options["models"] if m not in known]
             job_choices = [(f"{j.get('name')} · {j.get('job_id')}", j["job_id"]) for j in jobs.jobs() if j.get("state") != "recurring"]
-            return (*(gr.update(choices=options[key]) for key in ("models", "controllers", "datasets", "runs")), rows, gr.update(choices=job_choices))
+            return (*(gr.update(choices=options[key]) for key in ("models", "controllers", "datasets", "runs")), rows, gr.update(choices=job_choices),
+                    gr.update(choices=options["runs"]))
 
         # Opening the tab refreshes what the filters offer, then every view.
-        tab.select(choices, inputs=prices, outputs=[*filters[:4], prices, job], api_visibility="private").then(
+        tab.select(choices, inputs=prices, outputs=[*filters[:4], prices, job, audit_run], api_visibility="private").then(
             draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private")
 
         def open_generation(evt: gr.SelectData, table) -> str:  # the annotation is how Gradio passes the selection
@@ -100,9 +103,41 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
         views.generations.select(open_generation, inputs=views.generations, outputs=opened, api_visibility="private")
         export_csv.click(_exporter(analytics, export_dir, "csv"), inputs=filters, outputs=exported, api_name="export_csv")
         export_parquet.click(_exporter(analytics, export_dir, "parquet"), inputs=filters, outputs=exported, api_name="export_parquet")
+        audit_button.click(lambda run_id: _audit(service, run_id), inputs=audit_run, outputs=[audit_verdicts, audit_plot], api_visibility="private")
+
+        def audit(run_id: str) -> dict:
+            """The adherence audit of a stored run: per (model, controller), a verdict on its budget (enforced, hint, ignored), and the per-budget measurements."""
+            try:
+                return service.audit(run_id)
+            except InputError as exc:
+                raise gr.Error(str(exc)) from None
+
+        gr.api(audit, api_name="audit")
         job.change(lambda job_id: charts.training_curves_chart(jobs.metrics(job_id), job_id) if job_id else None, inputs=job, outputs=curves,
                    api_visibility="private")
     return AnalyticsHandles(filters[3], view_inputs, views.outputs(), draw)
+
+
+def _audit_panel(runs: list[str]):
+    """The adherence audit: a run (``app.py audit`` makes one; any sweep will do), its verdicts and chart."""
+    with gr.Accordion("Adherence audit: is each budget enforced, a hint, or ignored?", open=False):
+        with gr.Row():
+            run = gr.Dropdown(label="Run to audit (app.py audit makes one; any sweep will do)", choices=runs, allow_custom_value=True, elem_id="bl-an-audit-run")
+            button = gr.Button("Audit", elem_id="bl-an-audit")
+        verdicts = gr.Markdown("", elem_id="bl-an-audit-verdicts")
+        plot = gr.Plot(label="Thinking against the budget", elem_id="bl-an-audit-chart")
+    return run, button, verdicts, plot
+
+
+def _audit(service: Budgetlab, run_id: str):
+    try:
+        report = service.audit((run_id or "").strip())
+    except InputError as exc:
+        return f"**Not audited**: {exc}", None
+    lines = ["| model | controller | verdict | why | budgets | generations | over N | empty answers | counts |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {v['model']} | {v['controller']} | **{v['verdict']}** | {v['why']} | {', '.join(map(str, v['budgets']))} | {v['generations']} | "
+              f"{v['over_share']:.0%} | {v['empty_share']:.0%} | {v['token_counts']} |" for v in report["verdicts"]]
+    return "\n".join(lines), charts.audit_chart(report["budgets"])
 
 
 def _filter_controls(options: dict) -> tuple[list, gr.Checkbox, gr.Slider, gr.Button]:
@@ -165,6 +200,7 @@ def _series_markdown(series: list[dict]) -> str:
     if not series:
         return ""
     lines = [f"`{s['model']} · {s['controller']}`: {s['shape']}, budget {s['budget_kind'] or 'unknown'}" + (", probe tokens included" if s["probed"] else "")
+             + ("" if s.get("token_counts", "counted") == "counted" else f", tokens {s['token_counts']} by a chat endpoint")
              for s in series]
     return "Lines: " + "; ".join(lines) + "."
 

@@ -172,3 +172,25 @@ def cost_chart(points, frontier) -> alt.Chart:
 def _fit(chart):
     """Legends under the plot, so two charts fit side by side."""
     return chart.configure_legend(orient="bottom", columns=2)
+
+
+def audit_chart(budget_rows) -> alt.Chart:
+    """The adherence audit: mean (line) and most (ticks) thinking tokens against the N each generation
+    was given, per model x controller, over the line thinking = N: an enforced knob stays on or
+    under it, a hint follows it loosely, an ignored one runs flat."""
+    frame = _frame(budget_rows)
+    if frame.empty:
+        return _empty("no audit yet: pick a run and press Audit")
+    top = float(max(frame["asked"].max(), frame["max_thinking"].max()))
+    diagonal = alt.Chart(pd.DataFrame({"asked": [0.0, top], "thinking": [0.0, top]})).mark_line(color="#999", strokeDash=[4, 4]).encode(
+        x="asked:Q", y="thinking:Q")
+    base = alt.Chart(frame).encode(
+        x=alt.X("asked:Q", title="budget N given (tokens)", axis=alt.Axis(format="d")),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
+        tooltip=["series:N", alt.Tooltip("asked:Q", title="N"), alt.Tooltip("mean_thinking:Q", format=".1f"), "max_thinking:Q",
+                 alt.Tooltip("over_share:Q", format=".0%", title="over N"), alt.Tooltip("empty_share:Q", format=".0%", title="empty answers"),
+                 "token_counts:N"],
+    )
+    mean = base.mark_line(point=True).encode(y=alt.Y("mean_thinking:Q", title="thinking tokens (mean; ticks: most)", axis=alt.Axis(format="d")))
+    most = base.mark_tick(thickness=2, size=14).encode(y="max_thinking:Q")
+    return (diagonal + mean + most).properties(width=WIDE, height=260, title=alt.TitleParams("Does the budget hold? (dashed: thinking = N)", anchor="start"))

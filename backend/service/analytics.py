@@ -52,7 +52,8 @@ class AnalyticsView:
         for p in self.points:
             seen.setdefault((p["model"], p["controller"]), {"model": p["model"], "controller": p["controller"], "budget_kind": p.get("budget_kind"),
                                                             "shape": "parallel" if (p.get("samples") or 1) > 1 else "sequential",
-                                                            "probed": bool(p.get("mean_probe_tokens"))})
+                                                            "probed": bool(p.get("mean_probe_tokens")),
+                                                            "token_counts": p.get("token_counts") or "counted"})
         return list(seen.values())
 
     @property
