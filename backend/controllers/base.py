@@ -96,6 +96,23 @@ async def stream_into(session: ModelSession, prompt_ids: list[int], max_tokens: 
             live.finish_reason = chunk.finish_reason
 
 
+async def forced_answer_opening(session: ModelSession, answer_prefix: str) -> tuple[list[int], str]:
+    """The ids that close the thinking and open a forced answer (``</think>`` + "\n\nFinal Answer:"), and the opening's text."""
+    opening = "\n\n" + answer_prefix
+    return list(session.tokens.think_end_ids) + list(await session.ids(opening)), opening
+
+
+async def force_answer(session: ModelSession, ids: list[int], close: tuple[list[int], str], max_tokens: int, sampling: Sampling,
+                       live: LiveGeneration) -> None:
+    """Close the thinking after `ids` with `close` (from `forced_answer_opening`) and stream the answer;
+    the inserted text is part of the output, so it is counted."""
+    close_ids, opening = close
+    live.delimiter_tokens = len(session.tokens.think_end_ids)
+    live.answer_tokens = len(close_ids) - live.delimiter_tokens
+    live.answer_text = opening
+    await stream_into(session, ids + close_ids, max_tokens, sampling, live, in_thinking=False)
+
+
 async def think_more(session: ModelSession, prompt_ids: list[int], thinking_ids: list[int], max_tokens: int, sampling: Sampling,
                      live: LiveGeneration) -> bool:
     """Continue the thinking by at most `max_tokens`, streaming into `live`; the new ids are appended

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from backend.answers import extract_boxed, normalize_answer
-from backend.controllers.base import Controller, stream_into, think_more
+from backend.controllers.base import Controller, force_answer, forced_answer_opening, stream_into, think_more
 from backend.controllers.live import LiveGeneration
 from backend.controllers.session import ModelSession
 from backend.serving.sampling import Sampling
@@ -33,21 +33,17 @@ class EarlyExit(Controller):
         live.prompt = self.user_text(question, budget)
         prompt_ids = await self.prompt_ids(session, live.prompt)
         live.prompt_tokens = len(prompt_ids)
-        answer_opening = "\n\n" + config.s1_answer_prefix
-        close_ids = list(session.tokens.think_end_ids) + list(await session.ids(answer_opening))
-        session.check_fits(len(prompt_ids), budget + len(close_ids) + max(config.answer_max_tokens, config.early_exit_probe_tokens), budget)
+        close = await forced_answer_opening(session, config.s1_answer_prefix)
+        session.check_fits(len(prompt_ids), budget + len(close[0]) + max(config.answer_max_tokens, config.early_exit_probe_tokens), budget)
         live.phase = "thinking"
-        thinking_ids, ended_by_model = await self._think(session, prompt_ids, close_ids, budget, sampling, live)
+        thinking_ids, ended_by_model = await self._think(session, prompt_ids, close[0], budget, sampling, live)
         if ended_by_model:
             # The model closed its thinking itself: its own answer follows, as it would unprobed.
             end_ids = list(session.tokens.think_end_ids)
             live.delimiter_tokens = len(end_ids)
             await stream_into(session, prompt_ids + thinking_ids + end_ids, config.answer_max_tokens, sampling, live, in_thinking=False)
         else:
-            live.delimiter_tokens = len(session.tokens.think_end_ids)
-            live.answer_tokens = len(close_ids) - live.delimiter_tokens
-            live.answer_text = answer_opening
-            await stream_into(session, prompt_ids + thinking_ids + close_ids, config.answer_max_tokens, sampling, live, in_thinking=False)
+            await force_answer(session, prompt_ids + thinking_ids, close, config.answer_max_tokens, sampling, live)
         live.finish()
 
     async def _think(self, session: ModelSession, prompt_ids: list[int], close_ids: list[int], budget: int, sampling: Sampling,

@@ -28,7 +28,7 @@ from backend.controllers.session import BudgetError, ModelSession
 from backend.serving.sampling import Sampling
 
 MODES = {"maj": "majority vote", "best": "best-of"}
-MAX_SAMPLES = 64
+MAX_GROUP_SIZE = 64  # K of a majK / bestK group (not sweep_plan.MAX_SAMPLES, the samples per question)
 NAME_RE = re.compile(r"(maj|best)(\d+):(\S+)")
 REFRESH_S = 0.1  # how often the group's counters follow its samples while they stream
 

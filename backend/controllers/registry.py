@@ -13,7 +13,7 @@ from __future__ import annotations
 from backend.controllers.base import Controller
 from backend.controllers.config import ControllerConfig
 from backend.controllers.early_exit import EarlyExit
-from backend.controllers.parallel import MAX_SAMPLES, MODES, ParallelController, parse_parallel
+from backend.controllers.parallel import MAX_GROUP_SIZE, MODES, ParallelController, parse_parallel
 from backend.controllers.prompted import ApiBudget, HardCap, L1Exact, L1Max, NoThinking, ThinkingCap, Unconstrained
 from backend.controllers.s1 import S1BudgetForcing
 
@@ -38,8 +38,8 @@ def make_controller(name: str, config: ControllerConfig) -> Controller:
         raise ValueError(f"unknown controller {name!r}: choose from {', '.join(CONTROLLERS)}, or a parallel form "
                          f"majK:INNER / bestK:INNER such as maj4:l1_exact")
     mode, k, inner = parallel
-    if not 2 <= k <= MAX_SAMPLES:
-        raise ValueError(f"controller {name!r}: {mode}K needs K between 2 and {MAX_SAMPLES} samples")
+    if not 2 <= k <= MAX_GROUP_SIZE:
+        raise ValueError(f"controller {name!r}: {mode}K needs K between 2 and {MAX_GROUP_SIZE} samples")
     if inner not in CONTROLLERS:
         raise ValueError(f"controller {name!r}: {inner!r} is not a sequential controller; choose from {', '.join(CONTROLLERS)}")
     return ParallelController(mode, k, CONTROLLERS[inner](config))

@@ -8,7 +8,7 @@ on the token ids so far, so the prefix cache makes it cheap.
 
 from __future__ import annotations
 
-from backend.controllers.base import Controller, stream_into, think_more
+from backend.controllers.base import Controller, force_answer, forced_answer_opening, think_more
 from backend.controllers.live import LiveGeneration
 from backend.controllers.session import ModelSession
 from backend.serving.sampling import Sampling
@@ -23,17 +23,12 @@ class S1BudgetForcing(Controller):
         live.prompt = self.user_text(question, budget)
         prompt_ids = await self.prompt_ids(session, live.prompt)
         live.prompt_tokens = len(prompt_ids)
-        answer_opening = "\n\n" + self.config.s1_answer_prefix
-        close_ids = list(session.tokens.think_end_ids) + list(await session.ids(answer_opening))
+        close = await forced_answer_opening(session, self.config.s1_answer_prefix)
         wait_ids = list(await session.ids(self.config.s1_wait_text))
-        session.check_fits(len(prompt_ids), budget + len(close_ids) + self.config.answer_max_tokens, budget)
+        session.check_fits(len(prompt_ids), budget + len(close[0]) + self.config.answer_max_tokens, budget)
         live.phase = "thinking"
         thinking_ids = await self._think(session, prompt_ids, budget, wait_ids, sampling, live)
-        # Close the thinking and force the answer; the inserted text is part of the output, so it is counted.
-        live.delimiter_tokens = len(session.tokens.think_end_ids)
-        live.answer_tokens = len(close_ids) - live.delimiter_tokens
-        live.answer_text = answer_opening
-        await stream_into(session, prompt_ids + thinking_ids + close_ids, self.config.answer_max_tokens, sampling, live, in_thinking=False)
+        await force_answer(session, prompt_ids + thinking_ids, close, self.config.answer_max_tokens, sampling, live)
         live.finish()
 
     async def _think(self, session: ModelSession, prompt_ids: list[int], budget: int, wait_ids: list[int], sampling: Sampling, live: LiveGeneration) -> list[int]:
