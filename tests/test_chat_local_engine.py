@@ -121,3 +121,37 @@ def test_the_audit_is_a_panel_and_an_api_of_the_dashboard(app_url, service):
     assert len(spec["layer"]) == 3 and spec["title"]["text"] == "Does the budget hold? (dashed: thinking = N)"
     with pytest.raises(Exception, match="no such run"):
         client.predict("audit-nothing", api_name="/audit")
+
+
+def test_app_py_audit_prints_a_verdict_per_knob(engine, tiny_spec, chat_stub, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from backend.settings import REPO_ROOT
+
+    endpoint = engine.ensure(tiny_spec, 300)
+    (tmp_path / "endpoints.toml").write_text(f'[endpoints.stub]\nbase_url = "{chat_stub.base_url}"\nmodel = "ignore"\napi_key_env = "BL_STUB_KEY"\n'
+                                             'knob = "anthropic_thinking"\n')
+    common = ["--db", str(tmp_path / "audit.duckdb"), "--endpoints", str(tmp_path / "endpoints.toml"), "--limit", "4", "--json"]
+    env = {**os.environ, "BL_STUB_KEY": STUB_KEY}
+    hosted = subprocess.run([sys.executable, "app.py", "audit", "--model", "ignore@stub", "--controllers", "api_budget", "--budgets", "16,32", *common],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert hosted.returncode == 0, hosted.stderr
+    verdict, = json.loads(hosted.stdout)["verdicts"]
+    assert (verdict["model"], verdict["verdict"]) == ("ignore@stub", "ignored")
+    served = subprocess.run([sys.executable, "app.py", "audit", "--backend-url", endpoint.base_url, f"--backend-api-key={endpoint.api_key}",
+                             "--model", TINY_MODEL, "--controllers", "thinking_cap,hard_cap", "--budgets", "8,16", "--run", "audit-cli", *common],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert served.returncode == 0, served.stderr
+    assert {v["controller"]: v["verdict"] for v in json.loads(served.stdout)["verdicts"]} == {"thinking_cap": "enforced", "hard_cap": "enforced"}
+    assert "audit-cli" in subprocess.run([sys.executable, "app.py", "report", "--db", str(tmp_path / "audit.duckdb")], cwd=REPO_ROOT,
+                                         capture_output=True, text=True, timeout=120).stdout  # stored like any run
+    for done in (hosted, served):
+        assert STUB_KEY not in done.stdout + done.stderr
+    assert STUB_KEY.encode() not in (tmp_path / "audit.duckdb").read_bytes()
+    (tmp_path / "bad.toml").write_text('[endpoints.stub]\nbase_url = "ftp://x"\nmodel = "m"\n')
+    bad = subprocess.run([sys.executable, "app.py", "audit", "--model", "m@stub", "--controllers", "api_budget", "--endpoints", str(tmp_path / "bad.toml")],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "must start with http:// or https://" in bad.stderr

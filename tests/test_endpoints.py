@@ -54,6 +54,9 @@ def write(tmp_path, text: str):
     ('[endpoints.x]\nbase_url = "https://a/v1"\nmodel = "m"\nmax_concurrency = 0', "max_concurrency 0 must be a positive number"),
     ('[endpoints.x]\nbase_url = "https://a/v1"\nmodel = "m"\nurl = "x"', "unknown field(s) url"),
     ('[endpoints.x]\nbase_url = "https://a/v1"\nmodel = "m"\napi_key_env = "NOT A NAME"', "is not an environment variable name"),
+    ('[endpoints.x]\nbase_url = "https://a/v1"\nmodel = "m"\nmax_retries = 11', "max_retries 11 must be a whole number from 0 to 10"),
+    ('[endpoints.x]\nbase_url = "https://a/v1"\nmodel = "m"\nstream = "yes"', "stream must be true or false"),
+    ('[endpoints.x]\nbase_url = "https://a/v1"\nmodel = "m"\nbudgets = [0, 64]', "budgets must be a list of positive token counts"),
     ('[endpoints.x\n', "not valid TOML"),
     ('title = "none here"', "no [endpoints.NAME] tables"),
 ])
