@@ -103,7 +103,7 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
     # Imported here so that `--help` and `settings` stay fast.
     from backend.factory import StoreUnavailable, open_app
     from backend.serving.registry import UnknownModelError, check_available
-    from ui.app import CSS, build_app
+    from ui.app import build_app, launch_options
 
     exposure = settings.exposure_problem()
     if exposure:  # before anything starts: nothing listens on an open port by accident
@@ -123,8 +123,11 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
             demo = build_app(app.service, app.jobs, settings.resolve_path(settings.export_dir))
             demo.queue(default_concurrency_limit=32)
             print(f"budgetlab: dashboard on http://{settings.host}:{settings.port}", flush=True)
-            demo.launch(server_name=settings.host, server_port=settings.port, css=CSS, ssr_mode=False, show_error=True, quiet=True,
-                        auth=settings.auth_pair())
+            if app.service.sweeps_stored() == 0:
+                print("budgetlab: first time here? Compare: press Compare on the example question. Analytics: press "
+                      "'Reproduce the L1 figures on the embedded model' (a few minutes) for the paper's charts.", flush=True)
+            demo.launch(server_name=settings.host, server_port=settings.port, show_error=True, quiet=True, auth=settings.auth_pair(),
+                        **launch_options())
     except StoreUnavailable as exc:
         print(f"app.py serve: {exc}", file=sys.stderr)
         return 2

@@ -89,6 +89,7 @@ class AppSettings:
     request_timeout_s: float = setting(600.0, "Seconds one request to the engine may take.")
     # --- comparison and cost
     compare_max_columns: int = setting(24, "Most (controller, budget) columns one comparison may ask for.")
+    first_run_questions: int = setting(50, "Questions of the Analytics tab's first-run preset (the L1 figures on the embedded model, offered while no sweep is stored); 50 gives accuracy bands of about +-14 points.")
     sweep_concurrency: int = setting(128, "Requests a sweep keeps in flight at once (the engine batches them); --concurrency overrides it per sweep.")
     price_per_m_output_tokens: float = setting(2.0, "Default price in dollars per 1M output tokens, for cost estimates.")
     price_per_m_input_tokens: float = setting(0.5, "Default price in dollars per 1M input (prompt) tokens, for cost estimates.")
@@ -98,7 +99,7 @@ class AppSettings:
             raise SettingError("auth: give user:password, both non-empty (e.g. --auth demo:s3cret)")
         if not 0 < self.port < 65536:
             raise SettingError(f"port {self.port}: must be between 1 and 65535")
-        for name in ("compare_max_columns", "sweep_concurrency"):
+        for name in ("compare_max_columns", "sweep_concurrency", "first_run_questions"):
             if getattr(self, name) < 1:
                 raise SettingError(f"{name} {getattr(self, name)}: must be a positive integer")
         if self.training_poll_s <= 0:

@@ -28,6 +28,13 @@ def count_generations(cur: duckdb.DuckDBPyConnection, run_id: str | None = None)
     return int(row[0]) if row else 0
 
 
+def count_sweeps_with_generations(cur: duckdb.DuckDBPyConnection) -> int:
+    """Sweep runs that stored at least one generation (the Analytics tab's first run offers one while there is none)."""
+    ((count,),) = cur.execute("SELECT count(*) FROM runs r WHERE r.kind = 'sweep' AND EXISTS "
+                              "(SELECT 1 FROM generations g WHERE g.run_id = r.run_id)").fetchall()
+    return int(count)
+
+
 def count_runs(cur: duckdb.DuckDBPyConnection) -> int:
     """Number of stored runs (compare, sweep), whatever their status."""
     row = cur.execute("SELECT count(*) FROM runs").fetchone()

@@ -135,12 +135,12 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def app_url(service, training_jobs, app_settings):
     """The real dashboard (ui.app.build_app over the real service), served on a free loopback port."""
-    from ui.app import CSS, build_app
+    from ui.app import build_app, launch_options
 
     demo = build_app(service, training_jobs, export_dir=Path(app_settings.export_dir))
     demo.queue(default_concurrency_limit=16)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, css=CSS, ssr_mode=False, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     url = f"http://127.0.0.1:{port}/"
     yield url
     demo.close()

@@ -59,3 +59,32 @@ def test_the_analytics_tab_draws_every_view(swept):
         page.wait_for_function("document.querySelector('#bl-an-opened').innerText.includes('Question')", timeout=30_000)
         assert "Output" in page.locator("#bl-an-opened").inner_text()
         browser.close()
+
+
+@pytest.mark.browser
+def test_a_link_to_a_filtered_view_reopens_it(swept):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 1300})
+        page.goto(swept.src, wait_until="load")
+        page.get_by_role("tab", name="Analytics").click()
+        page.wait_for_function("document.querySelector('#bl-an-status').innerText.includes('generations in')", timeout=60_000)
+        page.locator("#bl-an-runs input").fill(RUN)
+        page.keyboard.press("Enter")
+        page.locator("#bl-an-controllers input").fill("s1")
+        page.keyboard.press("Enter")
+        page.locator("#bl-an-refresh").click()
+        box = page.locator("#bl-an-share-link textarea, #bl-an-share-link input").first
+        page.wait_for_function("(el) => el.value.includes('controllers=s1')", arg=box.element_handle(), timeout=30_000)
+        link = box.input_value()
+        assert f"runs={RUN}" in link and "view=analytics" in link
+        page.wait_for_function("document.querySelector('#bl-an-status').innerText.startsWith('4 generations')", timeout=30_000)
+        other = browser.new_context(viewport={"width": 1500, "height": 1300}).new_page()
+        other.goto(link, wait_until="load")
+        # the Analytics tab opens by itself, under the link's filters: 2 questions x 2 budgets of s1
+        other.wait_for_function("document.querySelector('#bl-an-status') && document.querySelector('#bl-an-status').innerText.startsWith('4 generations')",
+                                timeout=60_000)
+        assert RUN in other.locator("#bl-an-runs").inner_text() and "s1" in other.locator("#bl-an-controllers").inner_text()
+        browser.close()

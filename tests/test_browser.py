@@ -18,7 +18,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
-def test_comparison_renders_in_chromium(app_url, store, tmp_path):
+def test_comparison_renders_in_chromium_and_its_link_reopens_it_from_the_store(app_url, store, engine, tiny_spec):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -43,7 +43,36 @@ def test_comparison_renders_in_chromium(app_url, store, tmp_path):
         docs = REPO_ROOT / "docs"
         docs.mkdir(exist_ok=True)
         page.screenshot(path=str(docs / "compare.png"), full_page=False)
+        # The comparison's link, opened in a new browser context: the same cards, from the store alone.
+        link_box = page.locator("#bl-share-link textarea, #bl-share-link input").first
+        page.wait_for_function("(el) => el.value.includes('?run=compare-')", arg=link_box.element_handle(), timeout=30_000)
+        link = link_box.input_value()
+        shown = cards.evaluate_all(CARD_FACTS_JS)
+        before = engine_requests(engine, tiny_spec)
+        other = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+        other.goto(link, wait_until="load")
+        other.wait_for_function("document.querySelectorAll('.bl-card').length === 9", timeout=60_000)
+        assert other.locator(".bl-card").evaluate_all(CARD_FACTS_JS) == shown
+        assert "reopened read-only from the store" in other.locator("#bl-compare-status").inner_text()
+        assert engine_requests(engine, tiny_spec) == before  # nothing was generated for it
         browser.close()
+
+
+# What a card shows that a reopened one must show alike: its column, counts, grade, answer and thinking text.
+CARD_FACTS_JS = """cs => cs.map(c => [c.dataset.model, c.dataset.controller, c.dataset.budget, c.dataset.phase,
+  c.querySelector('.bl-stats').innerText.replace(/ · (TTFT|latency|cost) [^·]*/g, ''), (c.querySelector('h4') || {}).innerText,
+  (c.querySelector('.bl-answer') || {}).innerText, c.querySelector('.bl-think').innerText])"""
+
+
+def engine_requests(engine, spec) -> tuple[float, float]:
+    """The engine's own counters of finished requests and prompt tokens (its Prometheus metrics)."""
+    import httpx
+
+    endpoint = engine.ensure(spec, 60)
+    text = httpx.get(f"{endpoint.base_url}/metrics", headers={"Authorization": f"Bearer {endpoint.api_key}"}, timeout=30).text
+    def total(name: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
+    return total("vllm:request_success_total"), total("vllm:prompt_tokens_total")
 
 
 def test_sweep_tab_shows_progress_then_results(app_url, store):

@@ -19,8 +19,24 @@ from backend.errors import InputError
 from backend.jobs.scheduler import TrainingJobs
 from backend.service.analytics import Analytics, AnalyticsView, filters_from_form
 from backend.service.budgetlab import Budgetlab
+from backend.service.first_run import first_run_plan
+from backend.service.sweep_plan import SweepProgress
+from backend.serving.engine import EngineUnavailable
 from ui import charts
+from ui.render import render_sweep_progress
+from ui.sweep_tab import follow_sweep
 
+# The link to the Analytics view under the current filters, built in the browser (it knows its own address).
+VIEW_LINK_JS = """(models, controllers, datasets, runs, from, to, log) => {
+  const params = new URLSearchParams({view: 'analytics'});
+  for (const [key, value] of [['models', models], ['controllers', controllers], ['datasets', datasets], ['runs', runs]]) {
+    if (value && value.length) params.set(key, value.join(','));
+  }
+  if (from) params.set('from', from);
+  if (to) params.set('to', to);
+  if (log) params.set('log', '1');
+  return location.origin + location.pathname + '?' + params.toString();
+}"""
 AGGREGATE_COLUMNS = ("model", "controller", "budget", "budget_kind", "samples", "n", "accuracy", "accuracy_low", "accuracy_high", "mean_tokens",
                      "mean_probe_tokens", "mean_thinking_tokens", "mean_answer_tokens", "thinking_to_answer", "mean_abs_rel_dev", "violation_rate",
                      "cost_per_1k", "token_counts")
@@ -57,12 +73,29 @@ class AnalyticsHandles:
     inputs: list
     outputs: list
     draw: object
+    link_inputs: list  # the filters and the log-axis box: what a link to this view sets (`filters_from_link`)
+
+
+def filters_from_link(params) -> list:
+    """A shared link's query parameters (?view=analytics&models=a,b&runs=r&from=64&to=512&log=1) as the
+    values of `AnalyticsHandles.link_inputs`."""
+    def names(key: str) -> list[str]:
+        return [part for part in (params.get(key) or "").split(",") if part]
+
+    def bound(key: str) -> int:
+        value = params.get(key) or "0"
+        return int(value) if value.isdigit() else 0
+
+    return [names("models"), names("controllers"), names("datasets"), names("runs"), bound("from"), bound("to"), params.get("log") == "1"]
 
 
 def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path) -> AnalyticsHandles:
     analytics = service.analytics
     with gr.Tab("Analytics", id="analytics") as tab:
+        first_run, reproduce, first_progress = _first_run_box(service)
         filters, log_tokens, target, refresh = _filter_controls(analytics.filter_options())
+        share = gr.Textbox(label="Link to this view (these filters; opens the Analytics tab on them)", interactive=False, buttons=["copy"],
+                           elem_id="bl-an-share-link")
         with gr.Accordion("Prices per model ($ per 1M tokens; empty: the defaults)", open=False):
             prices = gr.Dataframe(headers=["model", "$ per 1M input", "$ per 1M output"], value=[], interactive=True, column_count=(3, "fixed"), elem_id="bl-an-prices")
         views = _view_components()
@@ -74,15 +107,16 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
         audit_run, audit_button, audit_verdicts, audit_plot = _audit_panel(analytics.filter_options()["runs"])
         with gr.Accordion("Training curves of fine-tunes", open=False):
             job = gr.Dropdown(label="Fine-tune job", choices=[], elem_id="bl-an-job")
-            curves = gr.Plot(label="Training curves", elem_id="bl-an-curves")
+            curves = gr.Plot(label="Training curves", show_label=False, elem_id="bl-an-curves")
 
         def draw(*values):
             return _draw(analytics, *values)
 
         view_inputs = [*filters, log_tokens, target, prices]
-        refresh.click(draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private")
+        link = {"fn": None, "inputs": [*filters, log_tokens], "outputs": share, "js": VIEW_LINK_JS}
+        refresh.click(draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private").then(**link)
         for control in (log_tokens, target):
-            control.change(draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private")
+            control.change(draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private").then(**link)
 
         def choices(price_rows):
             options = analytics.filter_options()
@@ -91,11 +125,29 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
                                               for m in options["models"] if m not in known]
             job_choices = [(f"{j.get('name')} · {j.get('job_id')}", j["job_id"]) for j in jobs.jobs() if j.get("state") != "recurring"]
             return (*(gr.update(choices=options[key]) for key in ("models", "controllers", "datasets", "runs")), rows, gr.update(choices=job_choices),
-                    gr.update(choices=options["runs"]))
+                    gr.update(choices=options["runs"]), gr.update(visible=service.sweeps_stored() == 0))
+
+        async def reproduce_figures():
+            """The first-run preset's sweeps, one after the other, with their progress; then the views on their runs."""
+            plan = first_run_plan(service)
+            for request in plan.requests:
+                last = None
+                try:
+                    async for last in follow_sweep(service, request):
+                        if isinstance(last, SweepProgress):
+                            yield render_sweep_progress(last), gr.skip(), gr.skip()
+                except (InputError, EngineUnavailable) as exc:
+                    yield render_sweep_progress(last if isinstance(last, SweepProgress) else None, error=str(exc)), gr.skip(), gr.skip()
+                    return
+                yield render_sweep_progress(last.progress, error=last.aborted), gr.skip(), gr.skip()
+            yield gr.skip(), gr.update(choices=analytics.filter_options()["runs"], value=plan.runs), gr.update(visible=False)
+
+        reproduce.click(reproduce_figures, outputs=[first_progress, filters[3], first_run], api_visibility="private").then(
+            draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private").then(**link)
 
         # Opening the tab refreshes what the filters offer, then every view.
-        tab.select(choices, inputs=prices, outputs=[*filters[:4], prices, job, audit_run], api_visibility="private").then(
-            draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private")
+        tab.select(choices, inputs=prices, outputs=[*filters[:4], prices, job, audit_run, first_run], api_visibility="private").then(
+            draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private").then(**link)
 
         def open_generation(evt: gr.SelectData, table) -> str:  # the annotation is how Gradio passes the selection
             return _open_generation(analytics, evt, table)
@@ -115,7 +167,18 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
         gr.api(audit, api_name="audit")
         job.change(lambda job_id: charts.training_curves_chart(jobs.metrics(job_id), job_id) if job_id else None, inputs=job, outputs=curves,
                    api_visibility="private")
-    return AnalyticsHandles(filters[3], view_inputs, views.outputs(), draw)
+    return AnalyticsHandles(filters[3], view_inputs, views.outputs(), draw, [*filters, log_tokens])
+
+
+def _first_run_box(service: Budgetlab):
+    """While no sweep is stored: one button that reproduces the L1 figures on the embedded model."""
+    plan = first_run_plan(service, stamp="preview")  # for its description: the button makes its own
+    with gr.Group(visible=service.sweeps_stored() == 0, elem_id="bl-an-first-run") as box:
+        gr.Markdown(f"### Nothing to draw yet\nOne button reproduces the L1 paper's figures on the embedded model: {plan.description} "
+                    "A few minutes on 2 cores; the charts below are drawn when it is done.")
+        button = gr.Button("Reproduce the L1 figures on the embedded model", variant="primary", elem_id="bl-an-reproduce")
+        progress = gr.HTML("", elem_id="bl-an-first-progress")
+    return box, button, progress
 
 
 def _audit_panel(runs: list[str]):
@@ -125,7 +188,7 @@ def _audit_panel(runs: list[str]):
             run = gr.Dropdown(label="Run to audit (app.py audit makes one; any sweep will do)", choices=runs, allow_custom_value=True, elem_id="bl-an-audit-run")
             button = gr.Button("Audit", elem_id="bl-an-audit")
         verdicts = gr.Markdown("", elem_id="bl-an-audit-verdicts")
-        plot = gr.Plot(label="Thinking against the budget", elem_id="bl-an-audit-chart")
+        plot = gr.Plot(label="Thinking against the budget", show_label=False, elem_id="bl-an-audit-chart")
     return run, button, verdicts, plot
 
 
@@ -164,16 +227,16 @@ def _view_components() -> _Views:
     recommendation = gr.Markdown("", elem_id="bl-an-recommendation")
     with gr.Row():
         with gr.Column():
-            tradeoff = gr.Plot(label="Accuracy at equal tokens", elem_id="bl-an-tradeoff")
+            tradeoff = gr.Plot(label="Accuracy at equal tokens", show_label=False, elem_id="bl-an-tradeoff")
             series = gr.Markdown("", elem_id="bl-an-series")
-        cost = gr.Plot(label="Accuracy against cost", elem_id="bl-an-cost")
+        cost = gr.Plot(label="Accuracy against cost", show_label=False, elem_id="bl-an-cost")
     with gr.Row():
-        adherence = gr.Plot(label="Length adherence", elem_id="bl-an-adherence")
-        thinking = gr.Plot(label="Thinking and answer tokens", elem_id="bl-an-thinking")
+        adherence = gr.Plot(label="Length adherence", show_label=False, elem_id="bl-an-adherence")
+        thinking = gr.Plot(label="Thinking and answer tokens", show_label=False, elem_id="bl-an-thinking")
     with gr.Row():
-        votes = gr.Plot(label="Vote curves", elem_id="bl-an-votes")
-        settling = gr.Plot(label="Where the answer settled", elem_id="bl-an-settling")
-    keywords = gr.Plot(label="Keywords", elem_id="bl-an-keywords")
+        votes = gr.Plot(label="Vote curves", show_label=False, elem_id="bl-an-votes")
+        settling = gr.Plot(label="Where the answer settled", show_label=False, elem_id="bl-an-settling")
+    keywords = gr.Plot(label="Keywords", show_label=False, elem_id="bl-an-keywords")
     aggregates = gr.Dataframe(headers=list(AGGREGATE_COLUMNS), label="Aggregates per (model, controller, budget)", interactive=False, elem_id="bl-an-aggregates")
     # Not in an accordion: a Dataframe filled while folded away shows no rows when unfolded.
     gr.Markdown("#### Generations: open one, or export the filtered ones")

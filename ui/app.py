@@ -1,7 +1,7 @@
 """The dashboard's Blocks, built by a factory; nothing launches at import.
 
     demo = build_app(service, jobs, export_dir=Path("data/exports"))
-    demo.queue().launch(server_name="127.0.0.1", server_port=7860, css=CSS)
+    demo.queue().launch(server_name="127.0.0.1", server_port=7860, **launch_options())
 
 The engine status line at the top refreshes every two seconds, so a user sees
 the model loading, ready, restarting after a crash, or failed with the reason.
@@ -16,19 +16,36 @@ import gradio as gr
 from backend.jobs.scheduler import TrainingJobs
 from backend.service.budgetlab import Budgetlab
 from backend.serving.engine import State
-from ui.analytics_tab import build_analytics_tab
-from ui.compare_tab import build_compare_tab
+from ui.analytics_tab import AnalyticsHandles, build_analytics_tab, filters_from_link
+from ui.compare_tab import CompareHandles, build_compare_tab
 from ui.render import CSS
 from ui.sweep_tab import build_sweep_tab
 from ui.train_tab import build_train_tab
 
-STATE_ICONS = {State.READY: "🟢", State.STARTING: "🟡", State.FAILED: "🔴", State.STOPPED: "⚪"}
+# A coloured dot drawn by CSS, not an emoji: a machine without an emoji font shows a box instead.
+STATE_COLOURS = {State.READY: "#2e7d32", State.STARTING: "#f9a825", State.FAILED: "#c62828", State.STOPPED: "#9e9e9e"}
+# Ctrl+Enter (Cmd+Enter on a Mac) in the question box runs the comparison.
+JS = """() => {
+  document.addEventListener('keydown', (event) => {
+    if ((event.ctrlKey || event.metaKey) && event.key === 'Enter' && event.target.closest && event.target.closest('#bl-question')) {
+      event.preventDefault();
+      document.querySelector('#bl-run')?.click();
+    }
+  });
+}"""
+
+
+def launch_options() -> dict:
+    """What every launch of the dashboard passes (app.py serve and the tests): styles, scripts, no SSR."""
+    return {"css": CSS, "js": JS, "ssr_mode": False}
 
 
 def engine_status_markdown(service: Budgetlab) -> str:
     status = service.engine_status()
     first, _, rest = status.message.partition("\n")
-    text = f"{STATE_ICONS.get(status.state, '')} **Engine {status.state.value}**: {first}"
+    dot = (f'<span class="bl-dot" role="img" aria-label="{status.state.value}" '
+           f'style="background:{STATE_COLOURS.get(status.state, "#9e9e9e")}"></span>')
+    text = f"{dot} **Engine {status.state.value}**: {first}"
     if rest:
         text += f"\n\n```\n{rest}\n```"
     return text
@@ -42,7 +59,7 @@ def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurre
         timer = gr.Timer(2.0)
         timer.tick(lambda: engine_status_markdown(service), outputs=engine_status, api_visibility="private", queue=False)
         with gr.Tabs() as tabs:
-            build_compare_tab(service, concurrency_limit)
+            compare = build_compare_tab(service, concurrency_limit)
             sweep = build_sweep_tab(service)
             train_timer = build_train_tab(jobs)
             analytics = build_analytics_tab(service, jobs, export_dir)
@@ -51,7 +68,29 @@ def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurre
         # The Sweep tab's preset ends in the Analytics tab, on its run's equal-token view.
         sweep.finished.then(_open_analytics, inputs=[sweep.open_analytics, sweep.run], outputs=[tabs, analytics.runs, sweep.open_analytics],
                             api_visibility="private").then(analytics.draw, inputs=analytics.inputs, outputs=analytics.outputs, api_visibility="private")
+        _open_shared_links(demo, tabs, compare, analytics)
     return demo
+
+
+def _open_shared_links(demo: gr.Blocks, tabs: gr.Tabs, compare: CompareHandles, analytics: AnalyticsHandles) -> None:
+    """A page opened from a shared link: ``?run=compare-...`` shows that stored comparison read-only
+    (nothing generated), ``?view=analytics&...`` the Analytics tab under those filters."""
+    draw_analytics = gr.State(False)
+
+    def open_link(request: gr.Request):
+        params = request.query_params
+        skip_compare, skip_analytics = [gr.skip()] * len(compare.outputs), [gr.skip()] * len(analytics.link_inputs)
+        if params.get("run"):
+            return gr.Tabs(selected="compare"), *compare.reopen(params["run"]), *skip_analytics, False
+        if params.get("view") == "analytics":
+            return gr.Tabs(selected="analytics"), *skip_compare, *filters_from_link(params), True
+        return gr.skip(), *skip_compare, *skip_analytics, False
+
+    def draw_if_asked(asked: bool, *values):
+        return analytics.draw(*values) if asked else [gr.skip()] * len(analytics.outputs)
+
+    demo.load(open_link, outputs=[tabs, *compare.outputs, *analytics.link_inputs, draw_analytics], api_visibility="private", queue=False).then(
+        draw_if_asked, inputs=[draw_analytics, *analytics.inputs], outputs=analytics.outputs, api_visibility="private")
 
 
 def _open_analytics(wanted: bool, run: str):
@@ -64,4 +103,4 @@ def _train_tab_shown(evt: gr.SelectData) -> gr.Timer:
     return gr.Timer(active=evt.value == "Train")
 
 
-__all__ = ["CSS", "build_app"]
+__all__ = ["CSS", "JS", "build_app", "launch_options"]

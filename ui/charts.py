@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import altair as alt
 import pandas as pd
 
@@ -45,6 +47,25 @@ def series_name(row) -> str:
     return f"{row['model']} · {row['controller']}"
 
 
+# Each series keeps its colour in every chart (and every session): picked by a hash of its name.
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac", "#eeca3b",
+           "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f", "#e377c2", "#ff7f0e")
+
+
+def series_color(frame: pd.DataFrame, field: str = "series", title: str | None = "model · controller", **legend) -> alt.Color:
+    """A colour encoding whose colours depend on the series' names only, not on their order in this chart's rows."""
+    names = sorted(frame[field].unique()) if not frame.empty else []
+    taken: set[int] = set()
+    colours = []
+    for name in names:
+        slot = int.from_bytes(hashlib.sha1(str(name).encode()).digest()[:4], "big") % len(PALETTE)
+        while slot in taken and len(taken) < len(PALETTE):
+            slot = (slot + 1) % len(PALETTE)  # another series has it in this chart: the next free one
+        taken.add(slot)
+        colours.append(PALETTE[slot])
+    return alt.Color(f"{field}:N", title=title, scale=alt.Scale(domain=names, range=colours or list(PALETTE)), **legend)
+
+
 def _frame(rows) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows))
     if not frame.empty:
@@ -65,7 +86,7 @@ def tradeoff_chart(points, log_tokens: bool = False) -> alt.Chart:
     frame["shape"] = ["parallel" if (s or 1) > 1 else "sequential" for s in frame.get("samples", pd.Series([1] * len(frame)))]
     frame["probed"] = ["probe tokens included" if p else "no probes" for p in frame.get("mean_probe_tokens", pd.Series([0] * len(frame))).fillna(0)]
     x = alt.X("mean_cost_tokens:Q", title="mean tokens generated per answer", scale=alt.Scale(type="log" if log_tokens else "linear", zero=False))
-    base = alt.Chart(frame).encode(x=x, color=alt.Color("series:N", title="model · method"))
+    base = alt.Chart(frame).encode(x=x, color=series_color(frame, title="model · method"))
     band = base.mark_area(opacity=0.12).encode(y=alt.Y("accuracy_low:Q", title="accuracy (pass@1)", scale=alt.Scale(domain=[0, 1])), y2="accuracy_high:Q")
     line = base.mark_line().encode(y="accuracy:Q", order="budget:Q",
                                    strokeDash=alt.StrokeDash("shape:N", title="method", scale=alt.Scale(domain=["sequential", "parallel"], range=[[1, 0], [6, 3]])))
@@ -86,7 +107,7 @@ def vote_chart(rows) -> alt.Chart:
     frame["line"] = [f"{s} · N={b}" for s, b in zip(frame["series"], frame["budget"])]
     base = alt.Chart(frame).encode(
         x=alt.X("k:Q", title="samples voting (k)", axis=alt.Axis(tickMinStep=1, format="d")),
-        y=alt.Y("accuracy:Q", title="maj@k accuracy", scale=alt.Scale(domain=[0, 1])), color=alt.Color("line:N", title="method · budget"),
+        y=alt.Y("accuracy:Q", title="maj@k accuracy", scale=alt.Scale(domain=[0, 1])), color=series_color(frame, "line", "method · budget"),
         tooltip=["series:N", "budget:Q", "k:Q", "groups:Q", alt.Tooltip("accuracy:Q", format=".1%")])
     return _fit((base.mark_line() + base.mark_point(filled=True)).properties(width=WIDE, height=260, title="Vote curves: maj@k from stored samples"))
 
@@ -98,7 +119,7 @@ def settling_chart(rows) -> alt.Chart:
         return _empty("no probed generations (early_exit) under these filters")
     base = alt.Chart(frame).encode(
         x=alt.X("budget:O", title="budget N"), xOffset="series:N", y=alt.Y("after_settled_share:Q", title="share of thinking after it settled", axis=alt.Axis(format="%")),
-        color=alt.Color("series:N", title="model · controller"),
+        color=series_color(frame),
         tooltip=["series:N", "budget:Q", "n:Q", alt.Tooltip("after_settled_share:Q", format=".1%"), alt.Tooltip("settled_rate:Q", format=".1%", title="settled"),
                  alt.Tooltip("stopped_early_rate:Q", format=".1%", title="stopped before N"), alt.Tooltip("mean_probe_tokens:Q", format=".1f")])
     return _fit(base.mark_bar().properties(width=WIDE, height=260, title="Where the answer settled (thinking spent after)"))
@@ -110,7 +131,7 @@ def adherence_chart(rows) -> alt.Chart:
     frame = _frame(rows)
     if frame.empty:
         return _empty("no generations under these filters")
-    base = alt.Chart(frame).encode(x=alt.X("budget:O", title="budget N (tokens)"), xOffset="series:N", color=alt.Color("series:N", title="model · controller"))
+    base = alt.Chart(frame).encode(x=alt.X("budget:O", title="budget N (tokens)"), xOffset="series:N", color=series_color(frame))
     whisker = base.mark_rule().encode(y=alt.Y("min_tokens:Q", title="output tokens"), y2="max_tokens:Q")
     box = base.mark_bar(size=14, opacity=0.6).encode(
         y="q1_tokens:Q", y2="q3_tokens:Q",
@@ -133,7 +154,7 @@ def keyword_chart(rows) -> alt.Chart:
     if frame.empty:
         return _empty("no generations under these filters")
     base = alt.Chart(frame).encode(
-        x=alt.X("budget:Q", title="budget N"), y=alt.Y("per_1k_tokens:Q", title="per 1,000 tokens"), color=alt.Color("series:N", title="model · controller"),
+        x=alt.X("budget:Q", title="budget N"), y=alt.Y("per_1k_tokens:Q", title="per 1,000 tokens"), color=series_color(frame),
         tooltip=["series:N", "category:N", "budget:Q", "matches:Q", alt.Tooltip("per_1k_tokens:Q", format=".2f")])
     panel = (base.mark_line() + base.mark_point(filled=True)).properties(width=220, height=150)
     return _fit(panel.facet(facet=alt.Facet("category:N", title=None), columns=4).resolve_scale(y="independent").properties(title="Keywords by budget"))
@@ -160,7 +181,7 @@ def cost_chart(points, frontier) -> alt.Chart:
         return _empty("no generations under these filters")
     dots = alt.Chart(frame).mark_point(filled=True, size=70).encode(
         x=alt.X("cost_per_1k:Q", title="$ per 1,000 questions"), y=alt.Y("accuracy:Q", title="accuracy (pass@1)", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("series:N", title="model · controller"),
+        color=series_color(frame),
         tooltip=["model:N", "controller:N", "budget:Q", alt.Tooltip("accuracy:Q", format=".1%"), alt.Tooltip("cost_per_1k:Q", format="$.4f")])
     layers = dots
     if frontier:
@@ -169,9 +190,17 @@ def cost_chart(points, frontier) -> alt.Chart:
     return _fit(layers.properties(width=WIDE, height=300, title="Accuracy against cost (dashed: the Pareto frontier)"))
 
 
+# Vega-Embed's own menu on each chart: save it as PNG or SVG (vega-embed reads it from the spec's usermeta).
+EXPORT_MENU = {"embedOptions": {"actions": {"export": True, "source": False, "compiled": False, "editor": False}}}
+
+
 def _fit(chart):
-    """Legends under the plot, so two charts fit side by side."""
-    return chart.configure_legend(orient="bottom", columns=2)
+    """Legends under the plot, so two charts fit side by side; titles from the left edge (a centred title
+    wider than its plot was clipped on both sides: "ords by budget"); no "0.000000" on an all-zero axis."""
+    return (chart.configure_legend(orient="bottom", columns=2, labelLimit=260)
+            .configure_title(anchor="start", fontSize=14, limit=WIDE + 150)
+            .configure_axisQuantitative(format=",~r")
+            .properties(usermeta=EXPORT_MENU))
 
 
 def audit_chart(budget_rows) -> alt.Chart:
@@ -186,7 +215,7 @@ def audit_chart(budget_rows) -> alt.Chart:
         x="asked:Q", y="thinking:Q")
     base = alt.Chart(frame).encode(
         x=alt.X("asked:Q", title="budget N given (tokens)", axis=alt.Axis(format="d")),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
+        color=series_color(frame, title=None, legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
         tooltip=["series:N", alt.Tooltip("asked:Q", title="N"), alt.Tooltip("mean_thinking:Q", format=".1f"), "max_thinking:Q",
                  alt.Tooltip("over_share:Q", format=".0%", title="over N"), alt.Tooltip("empty_share:Q", format=".0%", title="empty answers"),
                  "token_counts:N"],

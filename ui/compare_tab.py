@@ -8,6 +8,9 @@ and render with ui.render. The same comparison is the named API endpoint
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import gradio as gr
 
 from backend.controllers.registry import controller_facts, controller_names
@@ -20,9 +23,15 @@ from backend.serving.engine import EngineUnavailable
 from ui.render import render_columns
 
 DEFAULT_CONTROLLERS = ["l1_exact", "s1", "hard_cap"]
+# The link of the comparison just run, built in the browser (it knows the address it was opened at),
+# from the run id in the status line: ?run=compare-... opens it read-only.
+SHARE_LINK_JS = """(status) => {
+  const match = /run (compare-[0-9a-f]+)/.exec(status || '');
+  return match ? location.origin + location.pathname + '?run=' + match[1] : '';
+}"""
 
 
-def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
+def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> CompareHandles:
     examples = builtin_examples()
     default_spec = service.suggested_budgets()
     with gr.Tab("Compare", id="compare") as tab:
@@ -33,6 +42,7 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                 gold = gr.Textbox(label="Gold answer (optional, for grading)", value=examples[0].gold, elem_id="bl-gold")
             with gr.Column(scale=2):
                 model = gr.Dropdown(label="Model", choices=service.model_names(), value=service.default_model, allow_custom_value=True, elem_id="bl-model")
+                model_note = gr.Markdown(_model_note(service, service.default_model), elem_id="bl-model-note")
                 other_model = gr.Dropdown(label="Next to (optional): a chat endpoint's model, MODEL_ID@NAME", choices=["", *service.endpoint_models()],
                                           value="", allow_custom_value=True, elem_id="bl-other-model", visible=bool(service.endpoints))
                 budgets = gr.Dropdown(
@@ -50,6 +60,8 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                     price_out = gr.Number(label="$ per 1M output tokens", value=service.price.output_per_m, minimum=0)
                 run = gr.Button("Compare", variant="primary", elem_id="bl-run")
         status = gr.Markdown("", elem_id="bl-compare-status")
+        share = gr.Textbox(label="Link to this comparison (opens it read-only, from the store)", interactive=False, buttons=["copy"],
+                           elem_id="bl-share-link", placeholder="appears when a comparison is done")
         cards = gr.HTML(render_columns([]), elem_id="bl-cards")
         with gr.Accordion("Generations as JSON", open=False):
             raw = gr.JSON(label="generations")
@@ -66,8 +78,8 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
             try:
                 spec = service.resolve_model(name)
             except InputError:
-                return gr.skip()
-            return gr.Dropdown(choices=[str(b) for b in spec.budgets], value=[str(b) for b in spec.budgets[1:4]])
+                return gr.skip(), gr.skip()
+            return gr.Dropdown(choices=[str(b) for b in spec.budgets], value=[str(b) for b in spec.budgets[1:4]]), _model_note(service, name)
 
         async def compare_stream(question, model, budgets, controllers, gold, seed, price_in, price_out, other_model=""):
             try:
@@ -81,14 +93,14 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                 yield f"**Error:** {exc}", gr.skip(), gr.skip()
 
         example.change(pick_example, inputs=example, outputs=[question, gold], api_visibility="private")
-        model.change(pick_model, inputs=model, outputs=budgets, api_visibility="private")
+        model.change(pick_model, inputs=model, outputs=[budgets, model_note], api_visibility="private")
         run.click(
             compare_stream,
             inputs=[question, model, budgets, controllers, gold, seed, price_in, price_out, other_model],
             outputs=[status, cards, raw],
             api_name="compare_stream",
             concurrency_limit=concurrency_limit,
-        )
+        ).then(None, inputs=status, outputs=share, js=SHARE_LINK_JS)
 
         async def compare(question: str, model: str, budgets: list[int], controllers: list[str], gold: str = "", seed: int | None = None,
                           other_model: str = "") -> dict:
@@ -101,6 +113,39 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> None:
                 raise gr.Error(str(exc)) from None
 
         gr.api(compare, api_name="compare", concurrency_limit=concurrency_limit)
+
+        def reopen(run_id: str):
+            """A stored comparison for a shared link: question, model, gold, status, cards, JSON, link."""
+            try:
+                stored = service.stored_comparison(run_id)
+            except InputError as exc:
+                return gr.skip(), gr.skip(), gr.skip(), f"**Error:** {exc}", gr.skip(), gr.skip(), gr.skip()
+            generations = stored["generations"]
+            note = (f"Stored comparison **{stored['run_id']}** of {stored['created_at']:%Y-%m-%d %H:%M} UTC, reopened read-only from the store "
+                    f"({' vs '.join(m for m in stored['models'] if m)}, seed {stored['seed']}); press Compare to run it again.")
+            return (stored["question"], stored["model"], stored["gold"] or "", note,
+                    render_columns(generations, [g["cost_usd"] for g in generations]), generations, gr.skip())
+
+    return CompareHandles(reopen, [question, model, gold, status, cards, raw, share])
+
+
+@dataclass
+class CompareHandles:
+    """What a shared link needs: `reopen(run_id)` fills `outputs` with a stored comparison."""
+
+    reopen: Callable[[str], tuple]
+    outputs: list
+
+
+def _model_note(service: Budgetlab, name: str) -> str:
+    """One line under the model: what it was trained on (the shipped tiny models), else what it is."""
+    try:
+        spec = service.resolve_model(name)
+    except InputError:
+        return ""
+    if spec.trained_on:
+        return f"**{spec.name}** was trained on {spec.trained_on}: the arith examples below are its domain."
+    return f"**{spec.name}**: {spec.description}"
 
 
 def _card_cost(service: Budgetlab, generation: dict, price_in, price_out) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import gradio as gr
@@ -23,6 +24,7 @@ from backend.controllers.registry import controller_names
 from backend.errors import InputError
 from backend.evaluation.datasets import BUILTIN_DATASETS
 from backend.service.budgetlab import Budgetlab
+from backend.service.sweep import SweepOutcome
 from backend.service.sweep_plan import SweepProgress, parse_sweep_request
 from backend.serving.engine import EngineUnavailable
 from ui.render import SUMMARY_COLUMNS, render_sweep_progress, summary_rows
@@ -94,21 +96,16 @@ def build_sweep_tab(service: Budgetlab) -> SweepHandles:
                 gr.Warning(str(exc))
                 yield render_sweep_progress(None, error=str(exc)), gr.skip(), gr.skip(), ""
                 return
-            latest: list[SweepProgress] = []
-            task = asyncio.create_task(service.sweep(request, latest.append))
+            last = None
             try:
-                while not task.done():
-                    await asyncio.wait({task}, timeout=REFRESH_S)
-                    if latest:
-                        yield render_sweep_progress(latest[-1]), gr.skip(), gr.skip(), gr.skip()
-                        del latest[:-1]
-                outcome = task.result()
+                async for last in follow_sweep(service, request):
+                    if isinstance(last, SweepProgress):
+                        yield render_sweep_progress(last), gr.skip(), gr.skip(), gr.skip()
             except (InputError, EngineUnavailable) as exc:
                 gr.Warning(str(exc))
-                yield render_sweep_progress(latest[-1] if latest else None, error=str(exc)), gr.skip(), gr.skip(), ""
+                yield render_sweep_progress(last if isinstance(last, SweepProgress) else None, error=str(exc)), gr.skip(), gr.skip(), ""
                 return
-            finally:
-                task.cancel()  # Stop (or a closed page) cancels the sweep; what finished is stored
+            outcome = last
             yield render_sweep_progress(outcome.progress, error=outcome.aborted), summary_rows(outcome.summary), _run_note(outcome), outcome.run_id
 
         event = start.click(
@@ -121,6 +118,22 @@ def build_sweep_tab(service: Budgetlab) -> SweepHandles:
 
         _api(service)
     return SweepHandles(event, finished_run, open_analytics)
+
+
+async def follow_sweep(service: Budgetlab, request) -> AsyncIterator[SweepProgress | SweepOutcome]:
+    """Run a sweep, yielding its progress every `REFRESH_S` and its outcome last. Closing the
+    generator (Stop, a closed page) cancels the sweep; what finished is stored."""
+    latest: list[SweepProgress] = []
+    task = asyncio.create_task(service.sweep(request, latest.append))
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=REFRESH_S)
+            if latest:
+                yield latest[-1]
+                del latest[:-1]
+        yield task.result()
+    finally:
+        task.cancel()
 
 
 def _api(service: Budgetlab) -> None:

@@ -11,6 +11,7 @@ Handlers are thin: they check a request with `training.jobs`, hand it to the sch
 
 from __future__ import annotations
 
+import datetime as dt
 import dataclasses
 from typing import Any
 
@@ -174,7 +175,8 @@ def _job_inputs() -> dict[str, gr.components.Component]:
         model_name = gr.Textbox(label="model_name", value="my-l1", info=JOB_HELP["model_name"], elem_id="bl-train-model_name")
     schedule = gr.Radio(label="schedule", choices=SCHEDULES, value="now", info=JOB_HELP["schedule"], elem_id="bl-train-schedule")
     with gr.Row():
-        run_at = gr.Textbox(label="run_at", value="", placeholder="2026-12-01 02:00", info=JOB_HELP["run_at"], elem_id="bl-train-run_at")
+        tomorrow = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)  # a placeholder in the future, whenever the page is built
+        run_at = gr.Textbox(label="run_at", value="", placeholder=f"{tomorrow:%Y-%m-%d} 02:00", info=JOB_HELP["run_at"], elem_id="bl-train-run_at")
         cron = gr.Textbox(label="cron", value="", placeholder="0 2 * * *", info=JOB_HELP["cron"], elem_id="bl-train-cron")
     return {"name": name, "model_name": model_name, "schedule": schedule, "run_at": run_at, "cron": cron}
 

@@ -5,6 +5,8 @@ any model field). There are no token ids: the thinking and the answer come from 
 fields, and the counts from its usage. Each generation records where its counts come from
 (``live.token_counts``):
 
+- ``counted``: a vLLM server asked for each streamed chunk's token ids (``return_token_ids = true``
+  in the endpoints file): thinking and answer counted from ids, as on the token-id path;
 - ``reported``: the provider's ``completion_tokens`` and ``reasoning_tokens``;
 - ``estimated``: the provider reported a total but no usable thinking count (none, or 0 next to
   a thinking text: vLLM 0.32's R1 parser counts 0 when the prompt opens the thinking, as R1
@@ -102,6 +104,12 @@ def count(live: LiveGeneration, reply: ChatReply) -> None:
     """The final counts: the provider's when it reports them, else its total (or the chunks) split by text."""
     live.prompt_tokens = reply.prompt_tokens or 0
     live.delimiter_tokens = 0  # a provider's count of the answer includes any closing delimiter
+    if reply.ids_reasoning is not None:  # the server sent its token ids (return_token_ids): counted, as on the token-id path
+        live.thinking_tokens, live.answer_tokens = reply.ids_reasoning, reply.ids_content
+        total = reply.completion_tokens if reply.completion_tokens is not None else reply.ids_reasoning + reply.ids_content
+        live.delimiter_tokens = max(0, total - reply.ids_reasoning - reply.ids_content)  # the closing </think>, sent without text
+        live.token_counts = "counted"
+        return
     thinking_without_count = reply.reasoning_tokens == 0 and live.thinking_text.strip()
     if reply.completion_tokens is not None and reply.reasoning_tokens is not None and not thinking_without_count:
         live.thinking_tokens = min(reply.reasoning_tokens, reply.completion_tokens)

@@ -21,6 +21,7 @@ from backend.serving.sampling import Sampling
 
 
 _UNKNOWN = object()  # not asked yet
+MAX_CACHED_PROMPTS = 4096
 
 
 class BudgetError(ValueError):
@@ -59,7 +60,11 @@ class ModelSession:
     _thinking_budget_refusal: object = _UNKNOWN
 
     @classmethod
-    async def open(cls, client: EngineClient, live: bool = True) -> ModelSession:
+    async def open(cls, client: EngineClient, live: bool = True, known: ModelSession | None = None) -> ModelSession:
+        """A session on `client`'s model; `known`: an earlier session on the same endpoint, whose token
+        facts and tokenized prompts are shared (a comparison then starts without asking the server)."""
+        if known is not None and known.client.endpoint == client.endpoint:
+            return cls(client, known.tokens, live, known._ids, known._chat_ids, known._thinking_budget_refusal)
         info = await client.model_info()
         tokens = ModelTokens(
             max_model_len=info.max_model_len,
@@ -109,6 +114,8 @@ class ModelSession:
     async def chat_ids(self, user_text: str) -> list[int]:
         """The chat-templated prompt for one user message, ready for generation (cached: a
         sweep's samples, and often its controllers, share prompts)."""
+        if len(self._chat_ids) >= MAX_CACHED_PROMPTS:
+            self._chat_ids.clear()  # a long-lived cache (shared by a dashboard's comparisons) stays bounded
         if user_text not in self._chat_ids:
             self._chat_ids[user_text] = tuple(await self.client.chat_prompt_ids(chat_messages(user_text)))
         return list(self._chat_ids[user_text])

@@ -31,6 +31,7 @@ from backend.service.analytics import Analytics
 from backend.service.audit import TOLERANCE_SHARE, TOLERANCE_TOKENS, audit_report
 from backend.service.compare import CompareRequest, check_budgets_fit, run_columns
 from backend.service.records import generation_rows, settle
+from backend.service.reopen import stored_cards
 from backend.service.sweep import SweepOutcome, run_sweep
 from backend.service.sweep_plan import SweepRequest
 from backend.service.sweep_worker import ProgressCallback
@@ -80,6 +81,7 @@ class Budgetlab:
         max_columns: int,
         sweep_concurrency: int,
         dataset_policy: DatasetPolicy,
+        first_run_questions: int = 50,
         model_paths: bool = False,
         owns_engine: bool = True,
         endpoints: Mapping[str, ChatEndpoint] | None = None,
@@ -102,9 +104,11 @@ class Budgetlab:
         self.price = price
         self.max_columns = max_columns
         self.sweep_concurrency = sweep_concurrency
+        self.first_run_questions = first_run_questions
         self.dataset_policy = dataset_policy
         self.model_paths = model_paths
         self.owns_engine = owns_engine
+        self._last_session: ModelSession | None = None
         self.endpoints = dict(endpoints or {})
         self._endpoint_keys = dict(endpoint_keys or {})
         self.analytics = Analytics(store, price, self.price_of)
@@ -181,7 +185,9 @@ class Budgetlab:
             return ChatSession(ChatClient(spec.chat, key, EndpointLimits.for_endpoint(spec.chat)), spec.chat_model)
         client = EngineClient(endpoint, timeout_s=self.request_timeout_s, max_connections=max_connections)
         try:
-            return await ModelSession.open(client, live)
+            session = await ModelSession.open(client, live, known=self._last_session)
+            self._last_session = session  # its token facts and prompts serve the next session on this endpoint
+            return session
         except BaseException:
             await client.aclose()
             raise
@@ -213,10 +219,12 @@ class Budgetlab:
             for spec in specs:
                 sessions[spec.name] = await self.open_session(spec, endpoints[spec.name], live=True)
                 check_budgets_fit(sessions[spec.name], request.budgets)
-            await self._open_compare_run(run_id, specs, request, sampling)
+            # The run's record is written while the columns start (the writer thread may be busy with others').
+            opening = asyncio.create_task(self._open_compare_run(run_id, specs, request, sampling))
 
             async def store_one(live: LiveGeneration) -> None:
                 await settle(live, request.gold, self.grade_timeout_s)
+                await opening
                 rows = generation_rows(live, gen_id=new_gen_id(), run_id=run_id, created_at=utc_now(), model=live.model,
                                        question=request.question, gold=request.gold, sampling=sampling)
                 await asyncio.wrap_future(self.store.insert_generations(rows))
@@ -225,6 +233,7 @@ class Budgetlab:
             names = " vs ".join(spec.name for spec in specs)
             async for lives in run_columns(sessions, request, self.controller_config, sampling, store_one):
                 yield CompareSnapshot(run_id, f"{names}: {sum(g.done for g in lives)}/{len(lives)} done", lives)
+            await opening
             await asyncio.wrap_future(self.store.set_run_status(run_id, "finished"))
             yield CompareSnapshot(run_id, f"{names}: {len(lives)} generations, seed {seed}, run {run_id}", lives, done=True)
         finally:
@@ -251,6 +260,21 @@ class Budgetlab:
             "generations": [self.with_cost(g.as_dict()) for g in last.generations],
         }
 
+    def stored_comparison(self, run_id: str) -> dict:
+        """A comparison reopened from the store (a shared link): its question and cards as they were,
+        each with its cost; nothing generated, no engine asked. InputError for no such comparison."""
+        with self.store.reader() as cur:
+            run = queries.get_run(cur, run_id)
+            if run is None or run["kind"] != "compare":
+                raise InputError(f"no stored comparison {run_id!r}: the link is wrong, or the store it was made in is not this one")
+            rows = queries.get_generations(cur, run_id)
+        config = run["config"] or {}
+        first = rows[0] if rows else {}
+        return {"run_id": run_id, "model": config.get("model"), "models": config.get("models") or [config.get("model")],
+                "question": first.get("question", ""), "gold": first.get("gold"), "seed": config.get("seed"),
+                "budgets": config.get("budgets", []), "controllers": config.get("controllers", []), "created_at": run["created_at"],
+                "generations": [self.with_cost(card) for card in stored_cards(run, rows)]}
+
     def with_cost(self, generation: dict) -> dict:
         """The generation with ``cost_usd`` at its model's prices (probe tokens are generated, so billed)."""
         price = self.price_of(generation.get("model") or "")
@@ -262,6 +286,11 @@ class Budgetlab:
     async def sweep(self, request: SweepRequest, on_progress: ProgressCallback | None = None) -> SweepOutcome:
         """Run (or resume) a sweep; see `backend.service.sweep.run_sweep`."""
         return await run_sweep(self, request, on_progress)
+
+    def sweeps_stored(self) -> int:
+        """Sweeps with at least one stored generation (none: the Analytics tab offers its first run)."""
+        with self.store.reader() as cur:
+            return queries.count_sweeps_with_generations(cur)
 
     def runs(self) -> list[dict]:
         """The stored runs, newest first."""

@@ -33,4 +33,5 @@ WORD_PROBLEMS = (
 def builtin_examples(n_arith: int = 6) -> list[Example]:
     problems = make_problems(EXAMPLE_SEED, n_arith, min_ops=1, max_ops=6)
     arith = [Example(f"arith ({p.n_ops} ops): {p.question}", p.question, str(p.answer)) for p in problems]
-    return arith + list(WORD_PROBLEMS)
+    # The tiny models know arithmetic chains only: the others are for real reasoning models, and say so.
+    return arith + [Example(f"{e.label} (for real reasoning models)", e.question, e.gold) for e in WORD_PROBLEMS]

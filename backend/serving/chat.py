@@ -51,6 +51,8 @@ class ChatReply:
     content_logprobs: list[float] = field(default_factory=list)
     chunks_reasoning: int = 0  # streamed chunks of each kind: live counters until usage arrives
     chunks_content: int = 0
+    ids_reasoning: int | None = None  # streamed token ids of each kind, when the server sends them (vLLM's return_token_ids)
+    ids_content: int = 0
 
 
 class EndpointLimits:
@@ -108,11 +110,13 @@ class ChatClient:
                 params["seed"] = sampling.seed
         if sampling.logprobs:
             params["logprobs"] = True
+        extra: dict[str, Any] = {"return_token_ids": True} if self.endpoint.return_token_ids else {}
         if knob_budget is not None:
-            native, extra = knob_params(self.endpoint, knob_budget)
+            native, knob_extra = knob_params(self.endpoint, knob_budget)
             params.update(native)  # a max_completion_tokens knob replaces the cap
-            if extra:
-                params["extra_body"] = extra
+            extra.update(knob_extra)
+        if extra:
+            params["extra_body"] = extra
         return params
 
     async def complete(self, model: str, messages: list[dict], max_tokens: int, sampling: Sampling, knob_budget: int | None = None) -> ChatReply:
@@ -166,6 +170,13 @@ class ChatClient:
             if content:
                 reply.content += content
                 reply.chunks_content += 1
+            ids = _extra(choice, "token_ids")
+            if isinstance(ids, list):
+                reply.ids_reasoning = reply.ids_reasoning or 0
+                if content:  # a chunk that ends the thinking and starts the answer counts as answer
+                    reply.ids_content += len(ids)
+                elif reasoning:
+                    reply.ids_reasoning += len(ids)
             _add_logprobs(reply, getattr(choice, "logprobs", None))
             reply.finish_reason = choice.finish_reason or reply.finish_reason
 
@@ -193,12 +204,18 @@ class ChatClient:
 def _reasoning(message: Any) -> str | None:
     """The thinking text: vLLM's ``reasoning`` or DeepSeek's ``reasoning_content`` (both extras to the SDK's types)."""
     for name in ("reasoning", "reasoning_content"):
-        value = getattr(message, name, None)
-        if value is None and getattr(message, "model_extra", None):
-            value = message.model_extra.get(name)
+        value = _extra(message, name)
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def _extra(obj: Any, name: str) -> Any:
+    """A field the SDK's types do not declare (a provider's extension), or None."""
+    value = getattr(obj, name, None)
+    if value is None and getattr(obj, "model_extra", None):
+        value = obj.model_extra.get(name)
+    return value
 
 
 def _add_usage(reply: ChatReply, usage: Any) -> None:

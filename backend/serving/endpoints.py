@@ -50,7 +50,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELDS = {"base_url", "model", "api_key_env", "api", "knob", "price_in_per_m", "price_out_per_m", "max_requests_per_s",
            "max_concurrency", "timeout_s", "effort_map", "max_retries",
-           "send_sampling", "budgets", "stream"}
+           "send_sampling", "budgets", "stream", "return_token_ids"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class ChatEndpoint:
     max_concurrency: int = 8
     timeout_s: float = 120.0
     stream: bool = True  # ask for server-sent events (the chunks also stand in for token counts a provider does not report)
+    return_token_ids: bool = False  # a vLLM server: each streamed chunk's token ids, so thinking and answer are counted
     send_sampling: bool = True  # temperature, top_p and seed; false for APIs that refuse them (OpenAI's reasoning models)
     budgets: tuple[int, ...] = (512, 1024, 2048, 4096)  # the budgets the forms suggest for its models
     max_retries: int = 2  # resends after a 429, a 5xx or a lost connection (the openai SDK's backoff, Retry-After honoured)
@@ -135,7 +136,7 @@ def _endpoint(path: Path, name: str, entry: Any) -> ChatEndpoint:
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
         raise InputError(f"{where}: max_retries {retries!r} must be a whole number from 0 to 10")
     effort_map = _effort_map(where, entry.get("effort_map"))
-    for flag in ("send_sampling", "stream"):
+    for flag in ("send_sampling", "stream", "return_token_ids"):
         if not isinstance(entry.get(flag, True), bool):
             raise InputError(f"{where}: {flag} must be true or false")
     budgets = entry.get("budgets", list(ChatEndpoint.budgets))
@@ -144,6 +145,7 @@ def _endpoint(path: Path, name: str, entry: Any) -> ChatEndpoint:
     return ChatEndpoint(name=name, base_url=entry["base_url"].rstrip("/"), model=entry["model"].strip(), api_key_env=entry.get("api_key_env", ""),
                     api=entry.get("api", "openai-chat"), knob=entry.get("knob", "none"), effort_map=effort_map, max_retries=retries,
                         send_sampling=entry.get("send_sampling", True), stream=entry.get("stream", True), budgets=tuple(budgets),
+                        return_token_ids=entry.get("return_token_ids", False),
                     **{key: float(value) if key != "max_concurrency" else value for key, value in numbers.items()})
 
 

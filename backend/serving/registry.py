@@ -38,6 +38,7 @@ class ModelSpec:
     budgets: tuple[int, ...]  # budgets suggested in the UI
     chat: ChatEndpoint | None = None  # a model behind a chat endpoint (MODEL_ID@NAME): the app serves nothing for it
     chat_model: str = ""  # its model id on that endpoint
+    trained_on: str = ""  # what the model was trained on, when known (the shipped tiny models)
 
     @classmethod
     def on_endpoint(cls, ref: str, endpoints: dict[str, ChatEndpoint]) -> ModelSpec | None:
@@ -75,6 +76,10 @@ LOCAL_DESCRIPTIONS = {
     "tiny-r1-base": "Tiny reasoning model trained from scratch on the built-in arithmetic suite (CPU-friendly).",
     "l1-tiny": "Tiny L1 model: tiny-r1-base after LCPO on both prompts ('Think for N tokens.', 'Think for maximum N tokens.').",
 }
+# What the shipped models know (the Compare tab says it under the model): outside it they answer confident nonsense.
+ARITH_DOMAIN = ("chains of additions and subtractions of whole numbers from 1 to 99, read left to right "
+                "(\"Compute 37 + 48 - 12 + 5.\"); nothing else: not multiplication, words or algebra")
+LOCAL_TRAINED_ON = {"tiny-r1-base": ARITH_DOMAIN, "l1-tiny": ARITH_DOMAIN + ", with budgets of 64 to 512 tokens"}
 # Names that address another shipped model: one LCPO model trained on both prompts serves both.
 LOCAL_ALIASES = {"l1-tiny-exact": "l1-tiny", "l1-tiny-max": "l1-tiny"}
 
@@ -126,7 +131,8 @@ class ModelRegistry:
                 continue
             for d in sorted(folder.iterdir()):
                 if is_model_dir(d) and d.name not in found:
-                    found[d.name] = ModelSpec(d.name, str(d.resolve()), LOCAL_DESCRIPTIONS.get(d.name, f"Local model in {d}"), TINY_BUDGETS)
+                    found[d.name] = ModelSpec(d.name, str(d.resolve()), LOCAL_DESCRIPTIONS.get(d.name, f"Local model in {d}"), TINY_BUDGETS,
+                                              trained_on=LOCAL_TRAINED_ON.get(d.name, ""))
         return tuple(found.values())
 
     def all(self) -> tuple[ModelSpec, ...]:
