@@ -117,11 +117,17 @@ async def run_columns(
             live.fail(f"{type(exc).__name__}: {exc}")
 
     tasks = [asyncio.create_task(one(live)) for live in lives]
+    shown = None
     try:
         while not all(t.done() for t in tasks):
-            # Until the first token shows, look often: it reaches the page up to a tick sooner.
+            # Until the first token shows, look often (it reaches the page up to a tick sooner); and
+            # send a snapshot only when something changed: with twenty viewers, unchanged snapshots
+            # kept the queue busy and delayed the ones that mattered.
             await asyncio.wait(tasks, timeout=tick_s if any(live.total_tokens for live in lives) else FIRST_TOKEN_TICK_S)
-            yield lives
+            state = [(live.phase, live.total_tokens, live.probe_tokens, len(live.answer_text)) for live in lives]
+            if state != shown:
+                shown = state
+                yield lives
     finally:
         for task in tasks:
             task.cancel()
