@@ -18,7 +18,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
-def test_comparison_renders_in_chromium_and_its_link_reopens_it_from_the_store(app_url, store, engine, tiny_spec):
+def test_comparison_renders_in_chromium_and_its_link_reopens_it_from_the_store(app_url, authed_url, store, engine, tiny_spec):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -55,7 +55,32 @@ def test_comparison_renders_in_chromium_and_its_link_reopens_it_from_the_store(a
         assert other.locator(".bl-card").evaluate_all(CARD_FACTS_JS) == shown
         assert "reopened read-only from the store" in other.locator("#bl-compare-status").inner_text()
         assert engine_requests(engine, tiny_spec) == before  # nothing was generated for it
+        # behind --auth: the link leads to the login form, and after it to the same cards
+        guarded = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+        guarded.goto(link.replace(app_url, authed_url), wait_until="load")
+        guarded.locator("input[type=password]").wait_for(timeout=30_000)
+        guarded.locator("input").first.fill("viewer")
+        guarded.locator("input[type=password]").fill("s3cret")
+        guarded.get_by_role("button", name="Login").click()
+        guarded.wait_for_function("document.querySelectorAll('.bl-card').length === 9", timeout=60_000)
+        assert guarded.locator(".bl-card").evaluate_all(CARD_FACTS_JS) == shown
         browser.close()
+
+
+@pytest.fixture()
+def authed_url(service, training_jobs, app_settings):
+    """The same dashboard as app_url, served a second time behind --auth viewer:s3cret."""
+    from pathlib import Path
+
+    from tests.conftest import free_port
+    from ui.app import build_app, launch_options
+
+    demo = build_app(service, training_jobs, export_dir=Path(app_settings.export_dir))
+    demo.queue(default_concurrency_limit=4)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, auth=("viewer", "s3cret"), **launch_options())
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
 
 
 # What a card shows that a reopened one must show alike: its column, counts, grade, answer and thinking text.
