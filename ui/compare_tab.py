@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import gradio as gr
 
@@ -102,31 +103,9 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
             concurrency_limit=concurrency_limit,
         ).then(None, inputs=status, outputs=share, js=SHARE_LINK_JS)
 
-        async def compare(question: str, model: str, budgets: list[int], controllers: list[str], gold: str = "", seed: int | None = None,
-                          other_model: str = "") -> dict:
-            """Compare one question at several budgets and controllers (on a second model too: other_model, e.g. MODEL_ID@ENDPOINT);
-            returns every generation as JSON, each with its cost at its model's prices."""
-            try:
-                request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, max_columns=service.max_columns)
-                return await service.compare(request)
-            except (InputError, EngineUnavailable) as exc:
-                raise gr.Error(str(exc)) from None
+        _api(service, concurrency_limit)
 
-        gr.api(compare, api_name="compare", concurrency_limit=concurrency_limit)
-
-        def reopen(run_id: str):
-            """A stored comparison for a shared link: question, model, gold, status, cards, JSON, link."""
-            try:
-                stored = service.stored_comparison(run_id)
-            except InputError as exc:
-                return gr.skip(), gr.skip(), gr.skip(), f"**Error:** {exc}", gr.skip(), gr.skip(), gr.skip()
-            generations = stored["generations"]
-            note = (f"Stored comparison **{stored['run_id']}** of {stored['created_at']:%Y-%m-%d %H:%M} UTC, reopened read-only from the store "
-                    f"({' vs '.join(m for m in stored['models'] if m)}, seed {stored['seed']}); press Compare to run it again.")
-            return (stored["question"], stored["model"], stored["gold"] or "", note,
-                    render_columns(generations, [g["cost_usd"] for g in generations]), generations, gr.skip())
-
-    return CompareHandles(reopen, [question, model, gold, status, cards, raw, share])
+    return CompareHandles(partial(_reopen, service), [question, model, gold, status, cards, raw, share])
 
 
 @dataclass
@@ -135,6 +114,33 @@ class CompareHandles:
 
     reopen: Callable[[str], tuple]
     outputs: list
+
+
+def _api(service: Budgetlab, concurrency_limit: int) -> None:
+    async def compare(question: str, model: str, budgets: list[int], controllers: list[str], gold: str = "", seed: int | None = None,
+                      other_model: str = "") -> dict:
+        """Compare one question at several budgets and controllers (on a second model too: other_model, e.g. MODEL_ID@ENDPOINT);
+        returns every generation as JSON, each with its cost at its model's prices."""
+        try:
+            request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, max_columns=service.max_columns)
+            return await service.compare(request)
+        except (InputError, EngineUnavailable) as exc:
+            raise gr.Error(str(exc)) from None
+
+    gr.api(compare, api_name="compare", concurrency_limit=concurrency_limit)
+
+
+def _reopen(service: Budgetlab, run_id: str) -> tuple:
+    """A stored comparison for a shared link: question, model, gold, status, cards, JSON, link."""
+    try:
+        stored = service.stored_comparison(run_id)
+    except InputError as exc:
+        return gr.skip(), gr.skip(), gr.skip(), f"**Error:** {exc}", gr.skip(), gr.skip(), gr.skip()
+    generations = stored["generations"]
+    note = (f"Stored comparison **{stored['run_id']}** of {stored['created_at']:%Y-%m-%d %H:%M} UTC, reopened read-only from the store "
+            f"({' vs '.join(m for m in stored['models'] if m)}, seed {stored['seed']}); press Compare to run it again.")
+    return (stored["question"], stored["model"], stored["gold"] or "", note,
+            render_columns(generations, [g["cost_usd"] for g in generations]), generations, gr.skip())
 
 
 def _model_note(service: Budgetlab, name: str) -> str:
