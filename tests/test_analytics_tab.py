@@ -31,16 +31,22 @@ def test_export_through_the_api_holds_exactly_the_filtered_rows(swept, store):
         swept.predict([], [], [], [RUN], 64, 32, api_name="/export_csv")
 
 
+def open_analytics(p, url: str):
+    """Chromium on the dashboard's Analytics tab, once its views are drawn: (browser, page)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    page = browser.new_page(viewport={"width": 1500, "height": 1300})
+    page.goto(url, wait_until="load")
+    page.get_by_role("tab", name="Analytics").click()
+    page.wait_for_function("document.querySelector('#bl-an-status').innerText.includes('generations in')", timeout=60_000)
+    return browser, page
+
+
 @pytest.mark.browser
 def test_the_analytics_tab_draws_every_view(swept):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 1300})
-        page.goto(swept.src, wait_until="load")
-        page.get_by_role("tab", name="Analytics").click()
-        page.wait_for_function("document.querySelector('#bl-an-status').innerText.includes('generations in')", timeout=60_000)
+        browser, page = open_analytics(p, swept.src)
         for view in ("tradeoff", "cost", "adherence", "thinking", "votes", "settling", "keywords"):
             page.wait_for_function(f"document.querySelector('#bl-an-{view} canvas, #bl-an-{view} svg') !== null", timeout=30_000)
         assert "cheapest setting" in page.locator("#bl-an-recommendation").inner_text() or "No setting reaches" in page.locator("#bl-an-recommendation").inner_text()
@@ -66,11 +72,7 @@ def test_a_link_to_a_filtered_view_reopens_it(swept):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 1300})
-        page.goto(swept.src, wait_until="load")
-        page.get_by_role("tab", name="Analytics").click()
-        page.wait_for_function("document.querySelector('#bl-an-status').innerText.includes('generations in')", timeout=60_000)
+        browser, page = open_analytics(p, swept.src)
         page.locator("#bl-an-runs input").fill(RUN)
         page.keyboard.press("Enter")
         page.locator("#bl-an-controllers input").fill("s1")
