@@ -106,6 +106,7 @@ def build_service(settings: AppSettings, store, env: Mapping[str, str], *, engin
         max_columns=settings.compare_max_columns,
         sweep_concurrency=settings.sweep_concurrency,
         first_run_questions=settings.first_run_questions,
+        local_tokenizer=settings.local_tokenizer,
         # The shell user may read any dataset path they name (within the size limit) and load any
         # model folder; a web request may not.
         dataset_policy=settings.dataset_policy(any_path=shell),

@@ -74,6 +74,7 @@ class AppSettings:
     engine_extra_args: str = inherit(EngineConfig, "extra_args")
     engine_reasoning_parser: str = inherit(EngineConfig, "reasoning_parser")
     trust_remote_code: bool = inherit(EngineConfig, "trust_remote_code")
+    engine_nice: int = inherit(EngineConfig, "nice")
     # --- generation
     temperature: float = inherit(Sampling, "temperature")
     top_p: float = inherit(Sampling, "top_p")
@@ -89,6 +90,9 @@ class AppSettings:
     request_timeout_s: float = setting(600.0, "Seconds one request to the engine may take.")
     # --- comparison and cost
     compare_max_columns: int = setting(24, "Most (controller, budget) columns one comparison may ask for.")
+    local_tokenizer: bool = setting(True, "Tokenize chat prompts in the app with the served model's own tokenizer files (already on this machine; "
+                                          "nothing is downloaded) once it gave the engine's ids for probe prompts: a comparison's columns start "
+                                          "without a round trip each to the engine. Off: the engine tokenizes every prompt.")
     first_run_questions: int = setting(50, "Questions of the Analytics tab's first-run preset (the L1 figures on the embedded model, offered while no sweep is stored); 50 gives accuracy bands of about +-14 points.")
     sweep_concurrency: int = setting(128, "Requests a sweep keeps in flight at once (the engine batches them); --concurrency overrides it per sweep.")
     price_per_m_output_tokens: float = setting(2.0, "Default price in dollars per 1M output tokens, for cost estimates.")

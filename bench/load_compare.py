@@ -5,7 +5,10 @@ model ``l1-tiny``, every run-time folder and the DuckDB file in a temporary fold
 the engine answers a 16-token ``/compare``, runs one untimed warm-up comparison, then releases
 ``--sessions`` threads at once (a barrier). Each thread has its own ``gradio_client.Client`` and
 streams one comparison through ``/compare_stream`` (the Compare tab's Compare button): its own
-arith question with its gold answer, its own seed, ``--budgets`` x ``--controllers``.
+arith question with its gold answer, its own seed, ``--budgets`` x ``--controllers``. Before the
+barrier each session asks ``/engine_status`` once: a viewer's page is open before they click (a
+browser's session starts with the page's load event); ``--cold-sessions`` skips it, so that the
+app also creates each session's state inside the timed click.
 
 Per session it records, from its submit (right after the barrier):
 
@@ -70,6 +73,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--client-timeout-s", type=float, default=None,
                         help="httpx timeout of every gradio_client request [default: gradio_client's own: httpx's 5 s on the queue join, "
                              "which fails sessions when the app takes longer to accept them]")
+    parser.add_argument("--cold-sessions", action="store_true",
+                        help="the Compare click is each session's first request (the app creates the session's state in it) "
+                             "[default: each session first asks /engine_status, as a browser's page load starts its session before any click]")
     parser.add_argument("--workdir", default=None, help="keep the app's folders (DuckDB, logs) here instead of a temporary folder")
     parser.add_argument("--app-arg", action="append", default=[], help="extra flag for app.py serve, e.g. --app-arg=--engine-kv-cache-gib=2 (repeatable)")
     return parser.parse_args()
@@ -111,7 +117,10 @@ def wait_http(proc: subprocess.Popen, url: str, deadline: float) -> None:
 
 
 def client_kwargs(timeout_s: float | None) -> dict:
-    return {"verbose": False, **({"httpx_kwargs": {"timeout": timeout_s}} if timeout_s else {})}
+    # ssl_verify=False: the app is plain http on 127.0.0.1, and gradio_client builds a new httpx client
+    # per request (the queue join, the event stream), each loading the CA bundle when verifying:
+    # 25 ms of CPU apiece here, 1 s for 20 sessions at once, taken from the app on the same 2 cores.
+    return {"verbose": False, "ssl_verify": False, **({"httpx_kwargs": {"timeout": timeout_s}} if timeout_s else {})}
 
 
 def wait_engine(proc: subprocess.Popen, url: str, model: str, deadline: float, timeout_s: float | None) -> float:
@@ -144,7 +153,7 @@ def card_tokens(cards_html) -> int:
 
 
 def run_session(index: int, url: str, inputs: tuple, expected: int, barrier: threading.Barrier | None, poll_s: float, timeout_s: float,
-                client_timeout_s: float | None = None, on_end=None) -> dict:
+                client_timeout_s: float | None = None, on_end=None, open_page: bool = True) -> dict:
     """One comparison through `/compare_stream`; timings from submit (after the barrier).
     ``on_end()`` runs when the session is over, before its client is closed (which waits up to 1 s)."""
     from gradio_client import Client
@@ -154,6 +163,8 @@ def run_session(index: int, url: str, inputs: tuple, expected: int, barrier: thr
            "t_submit": None, "t_done": None}
     try:
         client = Client(url, **client_kwargs(client_timeout_s))  # connects (GET config) before the clock starts
+        if open_page:
+            client.predict(api_name="/engine_status")  # the session's first request, as a browser's page load is
     except Exception as exc:
         out["error"] = f"client: {type(exc).__name__}: {exc}"
         if barrier is not None:
@@ -360,7 +371,8 @@ def main() -> int:
         slots: list[dict | None] = [None] * args.sessions
 
         def worker(i: int) -> None:
-            slots[i] = run_session(i, url, inputs(questions[i], args.seed + i), per_session, barrier, args.poll_s, args.session_timeout_s, args.client_timeout_s, end)
+            slots[i] = run_session(i, url, inputs(questions[i], args.seed + i), per_session, barrier, args.poll_s, args.session_timeout_s, args.client_timeout_s, end,
+                                   open_page=not args.cold_sessions)
 
         threads = [threading.Thread(target=worker, args=(i,), name=f"session-{i}") for i in range(args.sessions)]
         for thread in threads:

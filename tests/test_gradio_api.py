@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from gradio_client import Client
 
@@ -70,3 +72,21 @@ def test_sweep_endpoint_refuses_bad_input(client):
         client.predict(["l1-tiny"], "nowhere.jsonl", ["l1_exact"], [32], 2, 1, 0, "", api_name="/sweep")
     with pytest.raises(Exception, match="--samples 0"):
         client.predict(["l1-tiny"], "arith", ["l1_exact"], [32], 2, 0, 0, "", api_name="/sweep")
+
+
+def test_engine_status_endpoint_says_whether_the_engine_is_ready(client, engine):
+    """Scripts (bench/load_compare.py) ask it before they start; it is also each session's cheap first request."""
+    status = client.predict(api_name="/engine_status")
+    assert status == {"state": "ready", "ready": True, "model": "l1-tiny", "message": engine.status().message,
+                      "restarts": engine.status().restarts}
+
+
+def test_the_engine_yields_the_cpu_to_the_app(engine):
+    """The shared engine runs at the default engine_nice, 5: its server and every process it started."""
+    import psutil
+
+    server = psutil.Process(engine.pid())
+    processes = [server, *server.children(recursive=True)]
+    assert len(processes) >= 2  # vLLM's API server and its engine core at least
+    assert {p.nice() for p in processes} == {5}
+    assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == 0  # the app (this process) keeps its own

@@ -69,7 +69,17 @@ def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurre
         sweep.finished.then(_open_analytics, inputs=[sweep.open_analytics, sweep.run], outputs=[tabs, analytics.runs, sweep.open_analytics],
                             api_visibility="private").then(analytics.draw, inputs=analytics.inputs, outputs=analytics.outputs, api_visibility="private")
         _open_shared_links(demo, tabs, compare, analytics)
+        _status_api(service)
     return demo
+
+
+def _status_api(service: Budgetlab) -> None:
+    def engine_status() -> dict:
+        """The engine's state (starting, ready, failed, ...), the model it serves, and why: the page's status line, for scripts."""
+        status = service.engine_status()
+        return {"state": status.state.value, "ready": status.ready, "model": status.model, "message": status.message, "restarts": status.restarts}
+
+    gr.api(engine_status, api_name="engine_status")
 
 
 def _open_shared_links(demo: gr.Blocks, tabs: gr.Tabs, compare: CompareHandles, analytics: AnalyticsHandles) -> None:

@@ -1,7 +1,8 @@
 """A served model as the controllers see it: its context, its think delimiters, and generation.
 
 `ModelSession` holds what the controllers need to know about the served model (context length,
-the token ids of the think delimiters), looked up once per model through the server's tokenizer,
+the token ids of the think delimiters), looked up once per model through the server's tokenizer
+(or the model's own in the app, once it gave the server's ids: backend/serving/tokenizer.py),
 and generates either live (streamed token by token: the comparison view) or in one response per
 completion (sweeps: the same tokens with far less work per token).
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from backend.controllers.prompts import THINK_END, THINK_START, chat_messages
 from backend.serving.client import Chunk, EngineClient, EngineRequestError
 from backend.serving.sampling import Sampling
+from backend.serving.tokenizer import LocalTokenizer
 
 
 _UNKNOWN = object()  # not asked yet
@@ -54,24 +56,24 @@ class ModelSession:
     client: EngineClient
     tokens: ModelTokens
     live: bool = True
+    tokenizer: LocalTokenizer | None = None  # the model's own, checked against the server's (serving/tokenizer.py)
     is_chat = False  # see chat_session.ChatSession: a model behind a chat endpoint
     _ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _chat_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _thinking_budget_refusal: object = _UNKNOWN
 
     @classmethod
-    async def open(cls, client: EngineClient, live: bool = True, known: ModelSession | None = None) -> ModelSession:
+    async def open(cls, client: EngineClient, live: bool = True, known: ModelSession | None = None,
+                   tokenizer: LocalTokenizer | None = None) -> ModelSession:
         """A session on `client`'s model; `known`: an earlier session on the same endpoint, whose token
-        facts and tokenized prompts are shared (a comparison then starts without asking the server)."""
+        facts and tokenized prompts are shared (a comparison then starts without asking the server);
+        `tokenizer`: prompts and inserted texts are tokenized with it instead of by the server."""
         if known is not None and known.client.endpoint == client.endpoint:
-            return cls(client, known.tokens, live, known._ids, known._chat_ids, known._thinking_budget_refusal)
+            return cls(client, known.tokens, live, tokenizer, known._ids, known._chat_ids, known._thinking_budget_refusal)
         info = await client.model_info()
-        tokens = ModelTokens(
-            max_model_len=info.max_model_len,
-            think_start_ids=tuple(await client.token_ids(THINK_START)),
-            think_end_ids=tuple(await client.token_ids(THINK_END)),
-        )
-        return cls(client, tokens, live)
+        session = cls(client, ModelTokens(info.max_model_len, (), ()), live, tokenizer)
+        session.tokens = ModelTokens(info.max_model_len, await session.ids(THINK_START), await session.ids(THINK_END))
+        return session
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -108,7 +110,7 @@ class ModelSession:
 
     async def ids(self, text: str) -> tuple[int, ...]:
         if text not in self._ids:
-            self._ids[text] = tuple(await self.client.token_ids(text))
+            self._ids[text] = tuple(self.tokenizer.ids(text) if self.tokenizer else await self.client.token_ids(text))
         return self._ids[text]
 
     async def chat_ids(self, user_text: str) -> list[int]:
@@ -117,7 +119,9 @@ class ModelSession:
         if len(self._chat_ids) >= MAX_CACHED_PROMPTS:
             self._chat_ids.clear()  # a long-lived cache (shared by a dashboard's comparisons) stays bounded
         if user_text not in self._chat_ids:
-            self._chat_ids[user_text] = tuple(await self.client.chat_prompt_ids(chat_messages(user_text)))
+            messages = chat_messages(user_text)
+            ids = self.tokenizer.chat_ids(messages) if self.tokenizer else await self.client.chat_prompt_ids(messages)
+            self._chat_ids[user_text] = tuple(ids)
         return list(self._chat_ids[user_text])
 
     def check_fits(self, prompt_tokens: int, needed_tokens: int, budget: int) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from backend.controllers.chat_session import ChatSession
 from backend.controllers.config import ControllerConfig
 from backend.controllers.live import LiveGeneration
+from backend.controllers.prompts import THINK_END, THINK_START, base_prompt, chat_messages, l1_exact_prompt, l1_max_prompt
 from backend.controllers.session import ModelSession
 from backend.errors import InputError
 from backend.evaluation.costs import Price, estimate_cost
@@ -48,12 +49,21 @@ from backend.serving.registry import (
 )
 from backend.serving.remote import RemoteEngine
 from backend.serving.sampling import Sampling
+from backend.serving.tokenizer import LocalTokenizers
 from store import queries
 from store.analytics import Filters
 from store.audit import audit_rows
 from store.ids import new_gen_id
 from store.schema import utc_now
 from store.summary import run_summary
+
+# A local tokenizer is used only if it gives the engine's ids for these: each prompt form the controllers
+# send (digits, operators, a backslash, a word problem's punctuation), and the texts they insert.
+TOKENIZER_PROBES = [*(chat_messages(text) for text in (
+    base_prompt("Compute 17 + 25 - 8."),
+    l1_exact_prompt("Compute 3 + 4.", 512),
+    l1_max_prompt("Tom has 3 apples; he buys 2 more (and eats one). How many are left?", 1024),
+)), THINK_START, THINK_END, "\n\nFinal Answer:", " Wait", "Wait"]
 
 
 @dataclass
@@ -86,13 +96,15 @@ class Budgetlab:
         owns_engine: bool = True,
         endpoints: Mapping[str, ChatEndpoint] | None = None,
         endpoint_keys: Mapping[str, str] | None = None,
+        local_tokenizer: bool = True,
     ) -> None:
         """`store`: a `StoreWriter` (or a read-only store, for reports); `dataset_policy`: which
         dataset files a sweep may open; `model_paths`: whether a request may name any local model
         folder (the shell's sweep) or only registered models and the default (the dashboard: a web
         request never picks a folder to load); `owns_engine`: `close` stops the engine; `endpoints`: the
         chat endpoints of the endpoints file, and `endpoint_keys` their keys by endpoint name (read
-        from the environment by the caller; never stored, logged or shown)."""
+        from the environment by the caller; never stored, logged or shown); `local_tokenizer`: served
+        models' chat prompts are tokenized in the app once its tokenizer matched the engine's."""
         self.registry = registry
         self.engine = engine
         self.store = store
@@ -109,6 +121,7 @@ class Budgetlab:
         self.model_paths = model_paths
         self.owns_engine = owns_engine
         self._last_session: ModelSession | None = None
+        self.tokenizers = LocalTokenizers(TOKENIZER_PROBES, enabled=local_tokenizer)
         self.endpoints = dict(endpoints or {})
         self._endpoint_keys = dict(endpoint_keys or {})
         self.analytics = Analytics(store, price, self.price_of)
@@ -118,6 +131,7 @@ class Budgetlab:
         """Start serving the default model in the background; raises UnknownModelError at once."""
         spec = self.registry.resolve(self.default_model)
         self.engine.start(spec)
+        self.tokenizers.preload(spec.source)  # read while the engine starts: checked against it on first use
         return spec
 
     def engine_status(self) -> EngineStatus:
@@ -185,7 +199,7 @@ class Budgetlab:
             return ChatSession(ChatClient(spec.chat, key, EndpointLimits.for_endpoint(spec.chat)), spec.chat_model)
         client = EngineClient(endpoint, timeout_s=self.request_timeout_s, max_connections=max_connections)
         try:
-            session = await ModelSession.open(client, live, known=self._last_session)
+            session = await ModelSession.open(client, live, known=self._last_session, tokenizer=self.tokenizers.get(spec.source, endpoint))
             self._last_session = session  # its token facts and prompts serve the next session on this endpoint
             return session
         except BaseException:

