@@ -39,7 +39,7 @@ from backend.service.sweep_worker import ProgressCallback
 from backend.serving.chat import ChatClient, EndpointLimits
 from backend.serving.client import EngineClient
 from backend.serving.endpoints import ChatEndpoint
-from backend.serving.engine import EngineStatus
+from backend.serving.engine import EngineStatus, EngineUnavailable
 from backend.serving.local import LocalEngine
 from backend.serving.registry import (
     ModelRegistry,
@@ -177,7 +177,7 @@ class Budgetlab:
     async def available_model(self, name: str) -> ModelSpec:
         """Resolve a name and make sure its weights can be had, so no engine is stopped in vain."""
         spec = self.resolve_model(name)
-        if isinstance(self.engine, LocalEngine) and spec.chat is None:
+        if isinstance(self.engine, LocalEngine) and spec.chat is None and not spec.is_local:  # a folder is there or not: no thread needed
             try:
                 await asyncio.to_thread(check_available, spec)
             except UnknownModelError as exc:
@@ -188,6 +188,11 @@ class Budgetlab:
         """Where `spec` is served: the engine's endpoint once it serves it, or the model's chat endpoint."""
         if spec.chat is not None:
             return spec.chat
+        if isinstance(self.engine, LocalEngine) and self.engine.status().ready and self.engine.status().model == spec.name:
+            try:  # serving it already: no thread hop (twenty viewers clicking at once queued forty of them)
+                return self.engine.endpoint()
+            except EngineUnavailable:  # it stopped in between: wait for it as below
+                pass
         return await asyncio.to_thread(self.engine.ensure, spec)
 
     async def open_session(self, spec: ModelSpec, endpoint, *, live: bool, max_connections: int = 256) -> ModelSession | ChatSession:

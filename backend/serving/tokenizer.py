@@ -2,11 +2,11 @@
 
 A comparison tokenizes one chat prompt per column (the L1 prompts differ by budget). With twenty
 viewers pressing Compare at once, those 80 ``/tokenize`` requests queued behind the engine's own
-work for about half of the time to the first token (0.5 s of 0.9 s at the median, 2 cores).
-`LocalTokenizers` reads a model's tokenizer from disk in a background thread (files already on this
-machine only: a model folder, or the hub cache the engine filled; nothing is downloaded) and hands
-it out only once it has given the engine's own ids for every probe (prompts, delimiters). Until then, and for good
-when it is missing or differs, the engine tokenizes, as before.
+work (0.5 s of 0.9 s to the first token at the median, 2 cores, the engine at nice 10).
+`LocalTokenizers` reads a model's tokenizer from disk in a background thread (files already on
+this machine only: a model folder, or the hub cache the engine filled; nothing is downloaded) and
+hands it out only once it has given the engine's own ids for every probe (prompts, delimiters).
+Until then, and for good when it is missing or differs, the engine tokenizes, as before.
 
     tokenizers = LocalTokenizers(probes=[[{"role": "user", "content": "Compute 2 + 3."}]])
     local = tokenizers.get("models/l1-tiny", endpoint)   # None until read and checked
