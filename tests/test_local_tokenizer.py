@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from backend.controllers.prompts import base_prompt, chat_messages, l1_exact_prompt, l1_max_prompt
-from backend.service.budgetlab import TOKENIZER_PROBES
+from backend.controllers.config import ControllerConfig
+from backend.service.budgetlab import tokenizer_probes
 from backend.service.compare import parse_compare_request
 from backend.service.examples import builtin_examples
 from backend.serving.client import EngineClient
@@ -16,6 +17,8 @@ from backend.serving.tokenizer import LocalTokenizers
 from tests.conftest import run
 
 pytestmark = pytest.mark.engine
+
+PROBES = tokenizer_probes(ControllerConfig())
 
 
 def tokenize_requests(endpoint) -> float:
@@ -27,7 +30,7 @@ def tokenize_requests(endpoint) -> float:
 
 def test_the_local_tokenizer_gives_the_engines_ids_for_every_prompt_form(engine, tiny_spec):
     endpoint = engine.ensure(tiny_spec, 300)
-    local = LocalTokenizers(TOKENIZER_PROBES).wait(tiny_spec.source, endpoint, timeout_s=120)
+    local = LocalTokenizers(PROBES).wait(tiny_spec.source, endpoint, timeout_s=120)
     assert local is not None
     questions = [e.question for e in builtin_examples()] + ["x" * 300, "Ünïcode – 3² ≠ 9 \\frac{1}{2}", "  spaces  "]
     texts = [form(q) for q in questions for form in (base_prompt, lambda q: l1_exact_prompt(q, 64), lambda q: l1_max_prompt(q, 4096))]
@@ -46,14 +49,14 @@ def test_a_tokenizer_that_differs_from_the_engines_is_not_used(engine, tiny_spec
         shutil.copy(f"{tiny_spec.source}/{name}", tmp_path)
     template = tmp_path / "chat_template.jinja"
     template.write_text("System: be brief.\n" + template.read_text())
-    tokenizers = LocalTokenizers(TOKENIZER_PROBES)
+    tokenizers = LocalTokenizers(PROBES)
     assert tokenizers.wait(str(tmp_path), endpoint, timeout_s=120) is None
     assert "differ from the engine's" in tokenizers.reasons[(str(tmp_path), endpoint.base_url, endpoint.model)]
     # Not here at all (a hub name nobody downloaded): the engine tokenizes, nothing is fetched.
     assert tokenizers.wait("nobody-here/no-such-model", endpoint, timeout_s=60) is None
     assert "OSError" in tokenizers.reasons[("nobody-here/no-such-model", endpoint.base_url, endpoint.model)]
     # Switched off: never read.
-    assert LocalTokenizers(TOKENIZER_PROBES, enabled=False).wait(tiny_spec.source, endpoint, timeout_s=1) is None
+    assert LocalTokenizers(PROBES, enabled=False).wait(tiny_spec.source, endpoint, timeout_s=1) is None
 
 
 def test_a_comparison_starts_without_asking_the_engine_to_tokenize(service, engine, tiny_spec):

@@ -57,13 +57,14 @@ from store.ids import new_gen_id
 from store.schema import utc_now
 from store.summary import run_summary
 
-# A local tokenizer is used only if it gives the engine's ids for these: each prompt form the controllers
-# send (digits, operators, a backslash, a word problem's punctuation), and the texts they insert.
-TOKENIZER_PROBES = [*(chat_messages(text) for text in (
-    base_prompt("Compute 17 + 25 - 8."),
-    l1_exact_prompt("Compute 3 + 4.", 512),
-    l1_max_prompt("Tom has 3 apples; he buys 2 more (and eats one). How many are left?", 1024),
-)), THINK_START, THINK_END, "\n\nFinal Answer:", " Wait", "Wait"]
+
+def tokenizer_probes(config: ControllerConfig) -> list:
+    """What a local tokenizer must give the engine's ids for before it is used: each prompt form the
+    controllers send (digits, operators, a backslash, a word problem's punctuation), and the texts
+    they insert (the delimiters, s1's wait text and answer opening as configured)."""
+    prompts = (base_prompt("Compute 17 + 25 - 8."), l1_exact_prompt("Compute 3 + 4.", 512),
+               l1_max_prompt("Tom has 3 apples; he buys 2 more (and eats one). How many are left?", 1024))
+    return [*(chat_messages(text) for text in prompts), THINK_START, THINK_END, config.s1_wait_text, "\n\n" + config.s1_answer_prefix]
 
 
 @dataclass
@@ -121,7 +122,7 @@ class Budgetlab:
         self.model_paths = model_paths
         self.owns_engine = owns_engine
         self._last_session: ModelSession | None = None
-        self.tokenizers = LocalTokenizers(TOKENIZER_PROBES, enabled=local_tokenizer)
+        self.tokenizers = LocalTokenizers(tokenizer_probes(controller_config), enabled=local_tokenizer)
         self.endpoints = dict(endpoints or {})
         self._endpoint_keys = dict(endpoint_keys or {})
         self.analytics = Analytics(store, price, self.price_of)
@@ -188,7 +189,8 @@ class Budgetlab:
         """Where `spec` is served: the engine's endpoint once it serves it, or the model's chat endpoint."""
         if spec.chat is not None:
             return spec.chat
-        if isinstance(self.engine, LocalEngine) and self.engine.status().ready and self.engine.status().model == spec.name:
+        status = self.engine.status()
+        if isinstance(self.engine, LocalEngine) and status.ready and status.model == spec.name:
             try:  # serving it already: no thread hop (twenty viewers clicking at once queued forty of them)
                 return self.engine.endpoint()
             except EngineUnavailable:  # it stopped in between: wait for it as below
