@@ -7,6 +7,7 @@ import os
 import pytest
 from gradio_client import Client
 
+from backend.service.trained_range import NOT_FLAGGED
 from store import queries
 from store.summary import run_summary
 
@@ -52,14 +53,19 @@ def test_bad_input_gets_a_clear_message_and_the_app_keeps_serving(client, store,
     assert client.predict("Compute 1 + 2.", "l1-tiny", [16], ["hard_cap"], "3", 1, api_name="/compare")["generations"][0]["phase"] == "done"
 
 
-def test_sweep_endpoint_runs_stores_and_resumes(client, store):
+def test_sweep_endpoint_runs_stores_and_resumes(client, store, registry):
     args = (["l1-tiny"], "arith", ["l1_exact", "s1"], [32, 64], 2, 2, 3, "api-sweep")
     summary = client.predict(*args, api_name="/sweep")
     assert [(g["controller"], g["budget"]) for g in summary] == [("l1_exact", 32), ("l1_exact", 64), ("s1", 32), ("s1", 64)]
     assert all((g["questions"], g["samples"]) == (2, 2) for g in summary)
     with store.reader() as cur:
         assert queries.count_generations(cur, "api-sweep") == 16
-        assert run_summary(cur, "api-sweep") == summary
+        # The store's numbers, and each row flagged where its budget lies outside l1-tiny's trained range (32 is below 64-512).
+        assert run_summary(cur, "api-sweep") == [{k: v for k, v in g.items() if k not in NOT_FLAGGED} for g in summary]
+    low, high = registry.resolve("l1-tiny").trained_budgets
+    assert [g["outside_trained_range"] for g in summary] == ["below" if g["budget"] < low else "above" if g["budget"] > high else None for g in summary]
+    assert [g["trained_range_note"] for g in summary if g["outside_trained_range"]] == [
+        f"N = {g['budget']} tokens: {g['outside_trained_range']} l1-tiny's trained range ({low}-{high})" for g in summary if g["outside_trained_range"]]
     assert client.predict(*args, api_name="/sweep") == summary  # resumed: nothing new to generate
     with store.reader() as cur:
         assert queries.count_generations(cur, "api-sweep") == 16

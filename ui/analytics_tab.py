@@ -39,7 +39,7 @@ VIEW_LINK_JS = """(models, controllers, datasets, runs, from, to, log) => {
 }"""
 AGGREGATE_COLUMNS = ("model", "controller", "budget", "budget_kind", "samples", "n", "accuracy", "accuracy_low", "accuracy_high", "mean_tokens",
                      "mean_probe_tokens", "mean_thinking_tokens", "mean_answer_tokens", "thinking_to_answer", "mean_abs_rel_dev", "violation_rate",
-                     "cost_per_1k", "token_counts")
+                     "cost_per_1k", "token_counts", "outside_trained_range")
 GENERATION_COLUMNS = ("gen_id", "run_id", "model", "controller", "budget", "total_tokens", "correct", "question")
 
 
@@ -259,11 +259,13 @@ def _draw(analytics: Analytics, models, controllers, datasets, runs, budget_min,
 
 
 def _series_markdown(series: list[dict]) -> str:
-    """The equal-token view's lines in words: which are sequential, which parallel, which budgets are hints."""
+    """The equal-token view's lines in words: which are sequential, which parallel, which budgets are hints,
+    and which points (ringed) were asked for budgets outside the model's trained range."""
     if not series:
         return ""
     lines = [f"`{s['model']} · {s['controller']}`: {s['shape']}, budget {s['budget_kind'] or 'unknown'}" + (", probe tokens included" if s["probed"] else "")
              + ("" if s.get("token_counts", "counted") == "counted" else f", tokens {s['token_counts']} by a chat endpoint")
+             + "".join(f", **outside the trained range at N = {budget}** ({note})" for budget, note in s.get("outside", ()))
              for s in series]
     return "Lines: " + "; ".join(lines) + "."
 

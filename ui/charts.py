@@ -73,16 +73,23 @@ def _frame(rows) -> pd.DataFrame:
     return frame
 
 
+OUTSIDE_RANGE = "outside the trained range"
+
+
 def tradeoff_chart(points, log_tokens: bool = False) -> alt.Chart:
     """Accuracy (pass@1, Wilson 95% band) against the mean tokens generated per answer (probe
     tokens included): a line per model x method, a point per budget (the L1 paper's Figures 1-2),
     sequential methods solid, parallel ones (majK / bestK) dashed, probed points (early exit) as
-    triangles: every method at equal tokens."""
+    triangles: every method at equal tokens. A point whose generations were asked for a budget
+    outside the model's trained range (``outside_trained_range``) is faded and ringed."""
     frame = _frame(points)
     if frame.empty:
         return _empty("no generations under these filters")
     if "mean_cost_tokens" not in frame:
         frame["mean_cost_tokens"] = frame["mean_tokens"]
+    for column in ("outside_trained_range", "trained_range_note"):  # absent: no range known, nothing marked
+        if column not in frame:
+            frame[column] = None
     frame["shape"] = ["parallel" if (s or 1) > 1 else "sequential" for s in frame.get("samples", pd.Series([1] * len(frame)))]
     frame["probed"] = ["probe tokens included" if p else "no probes" for p in frame.get("mean_probe_tokens", pd.Series([0] * len(frame))).fillna(0)]
     x = alt.X("mean_cost_tokens:Q", title="mean tokens generated per answer", scale=alt.Scale(type="log" if log_tokens else "linear", zero=False))
@@ -92,10 +99,23 @@ def tradeoff_chart(points, log_tokens: bool = False) -> alt.Chart:
                                    strokeDash=alt.StrokeDash("shape:N", title="method", scale=alt.Scale(domain=["sequential", "parallel"], range=[[1, 0], [6, 3]])))
     dots = base.mark_point(filled=True, size=60).encode(
         y="accuracy:Q", shape=alt.Shape("probed:N", title=None, scale=alt.Scale(domain=["no probes", "probe tokens included"], range=["circle", "triangle-up"])),
+        opacity=alt.condition("isValid(datum.outside_trained_range)", alt.value(0.35), alt.value(1.0)),
         tooltip=["model:N", "controller:N", "budget:Q", "n:Q", "shape:N", alt.Tooltip("accuracy:Q", format=".1%"),
                  alt.Tooltip("accuracy_low:Q", format=".1%"), alt.Tooltip("accuracy_high:Q", format=".1%"),
-                 alt.Tooltip("mean_cost_tokens:Q", format=".1f", title="tokens per answer"), alt.Tooltip("mean_probe_tokens:Q", format=".1f", title="of which probes")])
-    return _fit((band + line + dots).properties(width=WIDE, height=300, title="Accuracy at equal tokens (dashed: parallel samples)"))
+                 alt.Tooltip("mean_cost_tokens:Q", format=".1f", title="tokens per answer"), alt.Tooltip("mean_probe_tokens:Q", format=".1f", title="of which probes"),
+                 alt.Tooltip("trained_range_note:N", title=OUTSIDE_RANGE)])
+    layers = band + line + dots
+    if frame["outside_trained_range"].notna().any():
+        layers += _outside_range_rings(base)
+    return _fit(layers.properties(width=WIDE, height=300, title="Accuracy at equal tokens (dashed: parallel samples; ringed: outside the trained range)"))
+
+
+def _outside_range_rings(base: alt.Chart) -> alt.Chart:
+    """A hollow ring around each point asked for a budget outside its model's trained range, with its legend entry and reason."""
+    return base.transform_filter("isValid(datum.outside_trained_range)").transform_calculate(trained_range=f"'{OUTSIDE_RANGE}'").mark_point(
+        filled=False, size=220, strokeWidth=1.5).encode(
+        y="accuracy:Q", stroke=alt.Stroke("trained_range:N", title=None, scale=alt.Scale(domain=[OUTSIDE_RANGE], range=["#555"])),
+        tooltip=["model:N", "controller:N", "budget:Q", alt.Tooltip("trained_range_note:N", title=OUTSIDE_RANGE)])
 
 
 def vote_chart(rows) -> alt.Chart:

@@ -28,6 +28,7 @@ CSS = """
 .bl-badge {display:inline-block; padding:1px 6px; border-radius:8px; font-size:12px; margin-left:4px;}
 .bl-ok {background:#d8f0d2; color:#1b5e20;} .bl-bad {background:#fbd5d5; color:#8b1a1a;} .bl-na {background:#eee; color:#555;}
 .bl-error {color:#b00020; font-size:13px; white-space:pre-wrap;}
+.bl-range {font-size:12px; color:#7a4f00; background:#fdf3e1; border-left:3px solid #e0a030; padding:2px 6px; margin:0 0 6px 0; border-radius:3px;}
 .bl-progress {font-size:13px;} .bl-progress .bl-meter {height:10px;}
 .bl-tick {color:var(--body-text-color-subdued,#999); font-size:10px; opacity:0.7;}
 .bl-kind {background:#e8eef7; color:#234;} .bl-samples {font-size:12px; margin:0 0 6px 0; padding-left:18px;}
@@ -39,7 +40,9 @@ CSS = """
 # Columns of the sweep results table, in order (keys of store.summary.run_summary's dicts).
 SUMMARY_COLUMNS = ("model", "controller", "budget", "k", "questions", "samples", "pass_at_1", "pass_at_k", "mean_tokens",
                    "mean_thinking_tokens", "mean_answer_tokens", "mean_probe_tokens", "mean_rel_dev", "mean_abs_rel_dev", "violation_rate",
-                   "tokens_per_s", "wall_s")
+                   "tokens_per_s", "wall_s", "trained_range_note")
+# Under a budget outside the trained range: why its result says little (the card's tooltip).
+RANGE_WHY = "the model learned to follow budgets inside this range only; here it tends to overshoot or ignore N"
 
 PHASE_LABELS = {
     "queued": "queued",
@@ -95,12 +98,14 @@ def render_card(generation: dict, cost_usd: float | None = None) -> str:
         stats.append(f'answer: <code>{escape(generation["extracted_answer"])}</code>')
     body = [
         f'<div class="bl-card" data-model="{escape(generation.get("model") or "")}" data-controller="{escape(generation["controller"])}" '
-        f'data-budget="{budget}" data-phase="{escape(generation["phase"])}">',
+        f'data-budget="{budget}" data-phase="{escape(generation["phase"])}" data-outside-range="{escape(generation.get("outside_trained_range") or "")}">',
         f"<h4>{title}{correctness_badge(generation)}</h4>",
         f'<div class="bl-model">{escape(generation.get("model") or "")}</div>',
         f'<div class="bl-meter" title="thinking tokens against the budget"><div class="{over.strip()}" style="width:{share:.1f}%"></div></div>',
         f'<div class="bl-stats">{" · ".join(stats)}</div>',
     ]
+    if generation.get("trained_range_note"):
+        body.append(f'<div class="bl-range" title="{escape(RANGE_WHY)}">{escape(generation["trained_range_note"])}</div>')
     if generation.get("error"):
         body.append(f'<div class="bl-error">{escape(generation["error"])}</div>')
     if generation.get("samples"):
@@ -176,5 +181,5 @@ def _error_line(error: str | None) -> str:
 
 
 def summary_rows(summary: list[dict]) -> list[list]:
-    """The summary as table rows in SUMMARY_COLUMNS order, floats rounded for reading."""
-    return [[round(group[c], 3) if isinstance(group[c], float) else group[c] for c in SUMMARY_COLUMNS] for group in summary]
+    """The summary as table rows in SUMMARY_COLUMNS order, floats rounded for reading (a budget inside the trained range: no note)."""
+    return [[round(v, 3) if isinstance(v := group.get(c), float) else v for c in SUMMARY_COLUMNS] for group in summary]

@@ -7,8 +7,9 @@ endpoint ``/sweep`` (form values in, the summary as JSON out).
 
 The preset "sequential vs parallel at equal tokens" fills the form with the test-time-compute
 comparison (one long thought, votes over shorter ones, no thinking, budget forcing, early exit,
-the engine's thinking cap) and, once its sweep is done, opens the Analytics tab on its run
-(`ui.app` wires that with the handles this factory returns).
+the engine's thinking cap) at budgets where every method's generations (N, or N/K per sample)
+lie inside the default model's trained range (`preset_form`) and, once its sweep is done, opens the
+Analytics tab on its run (`ui.app` wires that with the handles this factory returns).
 """
 
 from __future__ import annotations
@@ -82,12 +83,7 @@ def build_sweep_tab(service: Budgetlab) -> SweepHandles:
         finished_run = gr.State("")
         open_analytics = gr.State(False)
 
-        def fill_preset():
-            spread = sorted({budgets_default[0], budgets_default[len(budgets_default) // 2], budgets_default[-1]})  # low, middle, high
-            return ([service.default_model], "arith", PRESET_CONTROLLERS, [str(b) for b in spread], PRESET_QUESTIONS, 1,
-                    f"equal-tokens-{dt.datetime.now():%Y%m%d-%H%M%S}", True)
-
-        preset.click(fill_preset, outputs=[models, dataset, controllers, budgets, limit, samples, run_name, open_analytics], api_visibility="private")
+        preset.click(lambda: preset_form(service), outputs=[models, dataset, controllers, budgets, limit, samples, run_name, open_analytics], api_visibility="private")
 
         async def sweep_stream(models, dataset, controllers, budgets, limit, samples, seed, parallel, run_name, skip_bad):
             try:
@@ -118,6 +114,17 @@ def build_sweep_tab(service: Budgetlab) -> SweepHandles:
 
         _api(service)
     return SweepHandles(event, finished_run, open_analytics)
+
+
+def preset_form(service: Budgetlab) -> tuple:
+    """The form as the preset "sequential vs parallel at equal tokens" fills it: models, dataset, controllers,
+    budgets, questions, samples, run name, and that the Analytics tab opens on the run when it is done.
+    Its budgets (low, middle, high) are ones at which every method's generations (N, or N/K per sample)
+    are asked for a budget inside the default model's trained range."""
+    budgets = service.equal_token_budgets(PRESET_CONTROLLERS)
+    choices = sorted({*service.suggested_budgets(), *budgets})
+    return ([service.default_model], "arith", PRESET_CONTROLLERS, gr.update(choices=[str(b) for b in choices], value=[str(b) for b in budgets]),
+            PRESET_QUESTIONS, 1, f"equal-tokens-{dt.datetime.now():%Y%m%d-%H%M%S}", True)
 
 
 async def follow_sweep(service: Budgetlab, request) -> AsyncIterator[SweepProgress | SweepOutcome]:

@@ -30,7 +30,8 @@ from backend.serving.registry import UnknownModelError
 from backend.settings import AppSettings
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
-TABLE_COLUMNS = ("model", "controller", "budget", "k", "questions", "samples", "pass_at_1", "pass_at_k", "mean_tokens", "mean_probe_tokens", "mean_rel_dev", "violation_rate", "tokens_per_s", "wall_s")
+TABLE_COLUMNS = ("model", "controller", "budget", "k", "questions", "samples", "pass_at_1", "pass_at_k", "mean_tokens", "mean_probe_tokens", "mean_rel_dev", "violation_rate", "tokens_per_s", "wall_s",
+                 "outside_trained_range")
 
 
 class ProgressBar:
@@ -121,10 +122,13 @@ def print_summary(summary: list[dict], as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary))
         return
-    rows = [[_cell(group[c]) for c in TABLE_COLUMNS] for group in summary]
+    rows = [[_cell(group.get(c)) for c in TABLE_COLUMNS] for group in summary]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(TABLE_COLUMNS)]
     for line in [list(TABLE_COLUMNS), *rows]:
         print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
+    for group in summary:  # what "below" / "above" means, in words
+        if group.get("trained_range_note"):
+            print(f"{group['model']} {group['controller']} N={group['budget']}: {group['trained_range_note']}")
 
 
 def print_audit(report: dict, as_json: bool) -> None:
@@ -142,6 +146,8 @@ def print_audit(report: dict, as_json: bool) -> None:
 
 
 def _cell(value) -> str:
+    if value is None:
+        return "-"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 

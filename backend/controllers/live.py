@@ -56,6 +56,9 @@ class LiveGeneration:
     chosen: bool | None = None  # the sample whose answer the group gives (the vote's or the most confident)
     token_counts: str = "counted"  # counted (token ids), reported or estimated (a chat endpoint's usage): store/schema.py
     model: str = ""  # the model that generated it (a comparison may run several)
+    # Its (inner) budget outside the model's trained range: "below" / "above", and in words (backend.service.trained_range).
+    outside_trained_range: str | None = None
+    trained_range_note: str | None = None
     started_at: float = field(default_factory=time.monotonic)
     ended_at: float | None = None  # monotonic, when generation ended
 

@@ -45,6 +45,18 @@ def make_controller(name: str, config: ControllerConfig) -> Controller:
     return ParallelController(mode, k, CONTROLLERS[inner](config))
 
 
+def budget_split(name: str) -> int | None:
+    """Over how many generations controller `name` splits an answer's budget N: K for majK:INNER /
+    bestK:INNER (each sample is asked for floor(N/K)), 1 for a sequential controller; None for one
+    that takes no budget (``unconstrained``, or a parallel form of it) or a name that is not a controller."""
+    parallel = parse_parallel(name)
+    k, inner = (parallel[1], parallel[2]) if parallel else (1, name)
+    controller = CONTROLLERS.get(inner)
+    if controller is None or controller.budget_kind == "none" or k < 1:
+        return None
+    return k
+
+
 def controller_facts(config: ControllerConfig, names: list[str] | None = None) -> list[dict]:
     """Name, budget kind and description of each controller (the forms' table)."""
     out = []
@@ -54,4 +66,4 @@ def controller_facts(config: ControllerConfig, names: list[str] | None = None) -
     return out
 
 
-__all__ = ["CONTROLLERS", "CONTROLLER_CLASSES", "MODES", "controller_facts", "controller_names", "make_controller"]
+__all__ = ["CONTROLLERS", "CONTROLLER_CLASSES", "MODES", "budget_split", "controller_facts", "controller_names", "make_controller"]

@@ -19,6 +19,7 @@ from typing import Any
 
 from backend.evaluation.costs import Price, pareto_frontier, parse_prices, priced, recommend, recommendation_text
 from backend.evaluation.keywords import KEYWORD_CATEGORIES, KEYWORDS_VERSION
+from backend.service.trained_range import TrainedBudgets, flag_rows
 from store import analytics, queries
 from store.analytics import Filters
 
@@ -35,7 +36,7 @@ def filters_from_form(models, controllers, datasets, runs, budget_min, budget_ma
 class AnalyticsView:
     """Every view under one set of filters: the aggregates, priced, and what they recommend."""
 
-    points: list[dict[str, Any]]  # store.analytics.tradeoff rows
+    points: list[dict[str, Any]]  # store.analytics.tradeoff rows, flagged outside their model's trained range (service/trained_range.py)
     costed: list[dict[str, Any]]  # the same, with cost_per_1k at each model's price
     frontier: list[dict[str, Any]]  # the Pareto frontier of cost against accuracy
     spread: list[dict[str, Any]]  # store.analytics.adherence rows
@@ -47,13 +48,16 @@ class AnalyticsView:
 
     @property
     def series(self) -> list[dict[str, Any]]:
-        """One entry per line of the equal-token view: model, controller, sequential or parallel, budget kind."""
+        """One entry per line of the equal-token view: model, controller, sequential or parallel, budget kind,
+        and its budgets outside the model's trained range (``outside``: (N, why) pairs)."""
         seen = {}
         for p in self.points:
             seen.setdefault((p["model"], p["controller"]), {"model": p["model"], "controller": p["controller"], "budget_kind": p.get("budget_kind"),
                                                             "shape": "parallel" if (p.get("samples") or 1) > 1 else "sequential",
                                                             "probed": bool(p.get("mean_probe_tokens")),
-                                                            "token_counts": p.get("token_counts") or "counted"})
+                                                            "token_counts": p.get("token_counts") or "counted", "outside": []})
+            if p.get("trained_range_note"):
+                seen[(p["model"], p["controller"])]["outside"].append((p["budget"], p["trained_range_note"]))
         return list(seen.values())
 
     @property
@@ -67,11 +71,14 @@ class AnalyticsView:
 
 
 class Analytics:
-    def __init__(self, store, default_price: Price, price_of: Callable[[str], Price] | None = None) -> None:
-        """`price_of`: a model's own prices (an endpoint's from the endpoints file); default: `default_price` for all."""
+    def __init__(self, store, default_price: Price, price_of: Callable[[str], Price] | None = None,
+                 trained_range_of: Callable[[str], TrainedBudgets | None] | None = None) -> None:
+        """`price_of`: a model's own prices (an endpoint's from the endpoints file); default: `default_price` for all.
+        `trained_range_of`: the budgets a model was trained on (None: unknown, nothing flagged)."""
         self.store = store
         self.default_price = default_price
         self.price_of = price_of or (lambda model: default_price)
+        self.trained_range_of = trained_range_of or (lambda model: None)
 
     def filter_options(self) -> dict[str, Any]:
         """What the filters can pick: models, controllers, datasets, runs that have generations."""
@@ -85,7 +92,7 @@ class Analytics:
     def view(self, filters: Filters, prices: Mapping[str, Price], target: float) -> AnalyticsView:
         """Every view under ``filters``; ``target``: the accuracy (0-1) the recommender looks for."""
         with self.store.reader() as cur:
-            points = analytics.tradeoff(cur, filters)
+            points = flag_rows(analytics.tradeoff(cur, filters), self.trained_range_of)
             spread = analytics.adherence(cur, filters)
             words = analytics.keyword_rates(cur, filters, KEYWORD_CATEGORIES, KEYWORDS_VERSION)
             recent = analytics.list_generations(cur, filters)

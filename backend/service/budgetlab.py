@@ -36,6 +36,7 @@ from backend.service.reopen import stored_cards
 from backend.service.sweep import SweepOutcome, run_sweep
 from backend.service.sweep_plan import SweepRequest
 from backend.service.sweep_worker import ProgressCallback
+from backend.service.trained_range import TrainedBudgets, budgets_inside, flag_rows
 from backend.serving.chat import ChatClient, EndpointLimits
 from backend.serving.client import EngineClient
 from backend.serving.endpoints import ChatEndpoint
@@ -125,7 +126,7 @@ class Budgetlab:
         self.tokenizers = LocalTokenizers(tokenizer_probes(controller_config), enabled=local_tokenizer)
         self.endpoints = dict(endpoints or {})
         self._endpoint_keys = dict(endpoint_keys or {})
-        self.analytics = Analytics(store, price, self.price_of)
+        self.analytics = Analytics(store, price, self.price_of, self.trained_range_of)
 
     # --- engine
     def start_default_engine(self) -> ModelSpec:
@@ -167,6 +168,18 @@ class Budgetlab:
             chat = self.endpoints[model.rpartition("@")[2]]
             return Price(chat.price_in_per_m, chat.price_out_per_m)
         return self.price
+
+    def trained_range_of(self, model: str) -> TrainedBudgets | None:
+        """The budgets a model was trained on (see `backend.service.trained_range`); None when unknown or no longer resolvable."""
+        try:
+            return self.resolve_model(model).trained_budgets
+        except InputError:
+            return None
+
+    def equal_token_budgets(self, controllers: list[str]) -> tuple[int, ...]:
+        """Low, middle and high budgets for the default model at which every controller's generations
+        (N, or N/K for majK / bestK) are asked for a budget inside its trained range (the suggested spread when unknown)."""
+        return budgets_inside(self.trained_range_of(self.default_model), controllers, self.suggested_budgets())
 
     def suggested_budgets(self) -> tuple[int, ...]:
         """The default model's suggested budgets (the forms' first choices)."""
@@ -236,6 +249,7 @@ class Budgetlab:
                 await asyncio.wait({waiting}, timeout=1.0)
             endpoints[spec.name] = waiting.result()  # raises EngineUnavailable with the reason
         sessions = {}
+        ranges = {spec.name: spec.trained_budgets for spec in specs}
         try:
             for spec in specs:
                 sessions[spec.name] = await self.open_session(spec, endpoints[spec.name], live=True)
@@ -252,7 +266,7 @@ class Budgetlab:
                 live.phase = "done"
 
             names = " vs ".join(spec.name for spec in specs)
-            async for lives in run_columns(sessions, request, self.controller_config, sampling, store_one):
+            async for lives in run_columns(sessions, request, self.controller_config, sampling, store_one, ranges=ranges):
                 yield CompareSnapshot(run_id, f"{names}: {sum(g.done for g in lives)}/{len(lives)} done", lives)
             await opening
             await asyncio.wrap_future(self.store.set_run_status(run_id, "finished"))
@@ -294,7 +308,7 @@ class Budgetlab:
         return {"run_id": run_id, "model": config.get("model"), "models": config.get("models") or [config.get("model")],
                 "question": first.get("question", ""), "gold": first.get("gold"), "seed": config.get("seed"),
                 "budgets": config.get("budgets", []), "controllers": config.get("controllers", []), "created_at": run["created_at"],
-                "generations": [self.with_cost(card) for card in stored_cards(run, rows)]}
+                "generations": [self.with_cost(card) for card in flag_rows(stored_cards(run, rows), self.trained_range_of)]}
 
     def with_cost(self, generation: dict) -> dict:
         """The generation with ``cost_usd`` at its model's prices (probe tokens are generated, so billed)."""
@@ -323,7 +337,8 @@ class Budgetlab:
         with self.store.reader() as cur:
             if queries.get_run(cur, run_id) is None:
                 return None
-            return run_summary(cur, run_id)
+            summary = run_summary(cur, run_id)
+        return flag_rows(summary, self.trained_range_of)
 
     def audit(self, run_id: str) -> dict:
         """The adherence audit of a stored run: per (model, controller), a verdict on its budget knob (see `backend.service.audit`)."""

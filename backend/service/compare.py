@@ -21,6 +21,7 @@ from backend.controllers.registry import make_controller
 from backend.controllers.session import BudgetError, ModelSession
 from backend.errors import InputError
 from backend.service.inputs import parse_budgets, parse_controllers, parse_seed
+from backend.service.trained_range import TrainedBudgets, flag_fields
 from backend.serving.client import EngineRequestError
 from backend.serving.engine import EngineUnavailable
 from backend.serving.sampling import Sampling
@@ -97,11 +98,15 @@ async def run_columns(
     sampling: Sampling,
     on_done: Callable[[LiveGeneration], Awaitable[None]],
     tick_s: float = 0.25,
+    ranges: Mapping[str, TrainedBudgets | None] | None = None,
 ) -> AsyncIterator[list[LiveGeneration]]:
     """Run all columns at once (`sessions`: each model's); yield the live records every `tick_s` and once at the end.
-    A controller a model's engine cannot run fails its column with the reason; the others run."""
+    A controller a model's engine cannot run fails its column with the reason; the others run. `ranges`: each
+    model's trained budgets; a column whose generations are asked for a budget outside them says so."""
     controllers = {name: make_controller(name, config) for name in request.controllers}
-    lives = [LiveGeneration(controller=c, budget=b, budget_kind=controllers[c].budget_kind, model=m) for m, c, b in request.columns]
+    ranges = ranges or {}
+    lives = [LiveGeneration(controller=c, budget=b, budget_kind=controllers[c].budget_kind, model=m, **flag_fields(m, ranges.get(m), c, b))
+             for m, c, b in request.columns]
 
     async def one(live: LiveGeneration) -> None:
         try:

@@ -9,7 +9,8 @@ prefix caching do the work; a multi-turn s1 generation holds one slot, never the
     request = parse_sweep_request(models="l1-tiny", dataset="arith", controllers="l1_exact,s1",
                                   budgets="64,128", samples=4, limit=20)
     outcome = await run_sweep(service, request, on_progress=print)
-    outcome.summary   # one dict per (model, controller, budget): see store/summary.py
+    outcome.summary   # one dict per (model, controller, budget): see store/summary.py, flagged
+                      # where its budget lies outside the model's trained range (service/trained_range.py)
 
 ``python app.py sweep`` is the command line for it and the Sweep tab the form; both call it
 through `Budgetlab.sweep`. The request and its plan are in `sweep_plan`, the per-model runner in
@@ -29,6 +30,7 @@ from backend.evaluation.datasets import Dataset, load_dataset
 from backend.service.compare import check_budgets_fit, check_supported
 from backend.service.sweep_plan import SweepItem, SweepProgress, SweepRequest, plan_items
 from backend.service.sweep_worker import ModelWorker, ProgressCallback
+from backend.service.trained_range import flag_rows
 from backend.serving.sampling import Sampling
 from store import queries
 from store.summary import run_summary
@@ -77,7 +79,7 @@ async def run_sweep(service, request: SweepRequest, on_progress: ProgressCallbac
     await asyncio.to_thread(service.store.flush)
     with service.store.reader() as cur:
         summary = run_summary(cur, run_id)
-    return SweepOutcome(run_id, dataset, progress, summary, aborted)
+    return SweepOutcome(run_id, dataset, progress, flag_rows(summary, service.trained_range_of), aborted)
 
 
 def _run_status(progress: SweepProgress, aborted: str | None) -> str:

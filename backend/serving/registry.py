@@ -12,6 +12,7 @@ serves a hub model on a machine with internet.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from backend.serving.endpoints import ChatEndpoint, parse_model_ref
 
 # The tiny models think for tens to hundreds of tokens; l1-tiny was trained on N in [64, 512].
+# (What a model was trained on is read from its folder, `trained_budgets`; these are only the forms' suggestions.)
 TINY_BUDGETS = (64, 128, 256, 384, 512)
 REAL_BUDGETS = (512, 1024, 2048, 4096)
 
@@ -39,6 +41,9 @@ class ModelSpec:
     chat: ChatEndpoint | None = None  # a model behind a chat endpoint (MODEL_ID@NAME): the app serves nothing for it
     chat_model: str = ""  # its model id on that endpoint
     trained_on: str = ""  # what the model was trained on, when known (the shipped tiny models)
+    # The budgets N an LCPO model was trained on (n_min, n_max of its lcpo_config.json); None when unknown
+    # (a base model, a hub id, a chat endpoint's model): outside it the L1 prompts' N means little.
+    trained_budgets: tuple[int, int] | None = None
 
     @classmethod
     def on_endpoint(cls, ref: str, endpoints: dict[str, ChatEndpoint]) -> ModelSpec | None:
@@ -79,7 +84,9 @@ LOCAL_DESCRIPTIONS = {
 # What the shipped models know (the Compare tab says it under the model): outside it they answer confident nonsense.
 ARITH_DOMAIN = ("chains of additions and subtractions of whole numbers from 1 to 99, read left to right "
                 "(\"Compute 37 + 48 - 12 + 5.\"); nothing else: not multiplication, words or algebra")
-LOCAL_TRAINED_ON = {"tiny-r1-base": ARITH_DOMAIN, "l1-tiny": ARITH_DOMAIN + ", with budgets of 64 to 512 tokens"}
+LOCAL_TRAINED_ON = {"tiny-r1-base": ARITH_DOMAIN, "l1-tiny": ARITH_DOMAIN}
+# The file an LCPO fine-tune leaves in its folder (training.config.LCPOConfig): its n_min / n_max are the trained budgets.
+TRAINING_CONFIG = "lcpo_config.json"
 # Names that address another shipped model: one LCPO model trained on both prompts serves both.
 LOCAL_ALIASES = {"l1-tiny-exact": "l1-tiny", "l1-tiny-max": "l1-tiny"}
 
@@ -117,6 +124,36 @@ def is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
+def trained_budgets(model_dir: Path) -> tuple[int, int] | None:
+    """The budget range (n_min, n_max) a local model was trained on, from its lcpo_config.json; None
+    without one (a base model) or with one that does not say. Read once per version of the file."""
+    path = Path(model_dir) / TRAINING_CONFIG
+    try:
+        version = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _read_trained_budgets(str(path), version)
+
+
+@functools.lru_cache(maxsize=128)
+def _read_trained_budgets(path: str, version: int) -> tuple[int, int] | None:
+    """`version`: the file's mtime, so a model retrained in place is read again (the folder scan runs on every resolve)."""
+    try:
+        config = json.loads(Path(path).read_text())
+        low, high = int(config["n_min"]), int(config["n_max"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return (low, high) if 0 < low <= high else None
+
+
+def local_spec(name: str, folder: Path, description: str, domain: str = "") -> ModelSpec:
+    """A model folder's spec, with what it was trained on: `domain` (the shipped models'), and its budget range when known."""
+    trained = trained_budgets(folder)
+    if domain and trained:
+        domain += f", with budgets of {trained[0]} to {trained[1]} tokens"
+    return ModelSpec(name, str(folder.resolve()), description, TINY_BUDGETS, trained_on=domain, trained_budgets=trained)
+
+
 @dataclass(frozen=True)
 class ModelRegistry:
     models_dir: Path
@@ -131,8 +168,7 @@ class ModelRegistry:
                 continue
             for d in sorted(folder.iterdir()):
                 if is_model_dir(d) and d.name not in found:
-                    found[d.name] = ModelSpec(d.name, str(d.resolve()), LOCAL_DESCRIPTIONS.get(d.name, f"Local model in {d}"), TINY_BUDGETS,
-                                              trained_on=LOCAL_TRAINED_ON.get(d.name, ""))
+                    found[d.name] = local_spec(d.name, d, LOCAL_DESCRIPTIONS.get(d.name, f"Local model in {d}"), LOCAL_TRAINED_ON.get(d.name, ""))
         return tuple(found.values())
 
     def all(self) -> tuple[ModelSpec, ...]:
@@ -158,7 +194,7 @@ class ModelRegistry:
         if path.exists():
             if not is_model_dir(path):
                 raise UnknownModelError(f"model path {path}: not a model folder (no config.json in it)")
-            return ModelSpec(path.resolve().name, str(path.resolve()), f"Local model in {path}", TINY_BUDGETS)
+            return local_spec(path.resolve().name, path, f"Local model in {path}")
         if HF_ID.match(name):
             # Served by vLLM from the hub (or its cache); the engine reports if it cannot fetch it.
             return ModelSpec(name, name, f"Hugging Face model {name}", REAL_BUDGETS)
