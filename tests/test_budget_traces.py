@@ -144,3 +144,94 @@ def test_a_budget_below_the_shortest_trace_is_refused(tokenizer):
     problem = make_problems(1, 1, min_ops=6, max_ops=6)[0]
     with pytest.raises(ValueError, match="budget 10: no trace"):
         writer.exact(problem, 10, random.Random(0))
+
+
+def test_a_max_trace_that_counts_to_m_closes_at_one_plus_the_hundreds_digit(ticked_tokenizer):
+    """max_close="count": the first tick is M's leading digits (as for Exact: nothing to work out
+    from N), the ticks step down by one, and the thinking closes at ‹1 + M // 100›, 10 to 22% under M."""
+    writer, rng = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval", max_close="count"), random.Random(6)
+    placed = 0
+    for problem, budget in _problems_and_budgets(30):
+        try:
+            trace = writer.at_most(problem, budget, rng)
+        except ValueError as exc:  # a small M that the problem's shortest trace cannot close under
+            assert "does not close" in str(exc) and budget < 120, (budget, exc)
+            continue
+        placed += 1
+        floor = 1 + budget // 100
+        n = _count(ticked_tokenizer, trace.completion)
+        assert n == trace.tokens and budget - TICK_UNIT * floor - budget % TICK_UNIT <= n <= budget - TICK_UNIT * floor, (budget, n)
+        values = [value for _, value in _ticks(ticked_tokenizer, trace.completion, "token")]
+        assert values[0] == budget // TICK_UNIT and values[-1] == floor and trace.thinking.endswith(f"‹{floor}›"), (budget, values)
+        assert all(b == a - 1 for a, b in zip(values, values[1:])), values
+    assert placed >= 150
+
+
+def test_plain_prompt_examples_keep_the_base_styles_without_ticks(ticked_tokenizer):
+    """A share of the warm start's examples are plain-prompt traces in the base's own styles (no
+    length instruction, no ticks), so that s1 and hard_cap on the L1 model meet what they met on the base."""
+    from training.budget_sft import BudgetSFTConfig, budget_examples
+
+    config = BudgetSFTConfig(examples=400, plain_share=0.25, tick_every=10, tick_place="interval", max_share=0.5)
+    writer = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval")
+    pool, plans = budget_examples(ticked_tokenizer, writer, config)
+    assert len(pool) == 400 and 70 <= plans["plain"] <= 130, plans
+    texts = [ticked_tokenizer.decode(ids) for ids, _ in pool]
+    plain = [t for t in texts if "Think for" not in t]
+    assert len(plain) == plans["plain"] and not any(TICK.search(t) for t in plain)
+    assert all(TICK.search(t.split("Think for", 1)[1]) for t in texts if "Think for" in t)
+
+
+def test_the_countdown_check_reads_a_trace_as_closed_and_a_cut_one_as_a_runaway(ticked_tokenizer):
+    """training/countdown_check.py sorts sampled outputs by what went wrong; a generated trace is the
+    ideal sample (closed by ‹0›, first tick N // 10, every step by one), the same trace cut before
+    its closing and run long is a runaway."""
+    from training.countdown_check import classify, summarize
+
+    writer = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval")
+    problem = make_problems(77, 1, min_ops=3, max_ops=3)[0]
+    trace = writer.exact(problem, 167, random.Random(0))
+    good = classify(trace.completion, trace.tokens, 167, "exact", True)
+    assert good["closed"] and not good["runaway"] and good["first_tick"] == 16 and good["bad_steps"] == 0 and good["rel_dev"] == 0
+    cut = trace.completion.split("‹1›")[0] + "‹9› and more"
+    bad = classify(cut, 334, 167, "exact", False)
+    assert bad["runaway"] and not bad["closed"] and bad["bad_steps"] == 1
+    figures = summarize([good, bad])
+    assert figures["runaway_share"] == 0.5 and figures["dev_of_runaways"] == 0.5 and figures["dev_of_closed"] == 0
+    assert figures["first_tick_right"] == 1.0 and figures["accuracy"] == 0.5
+
+
+def test_a_slipped_operation_is_caught_by_its_column_check_and_kept_out_of_the_loss(ticked_tokenizer):
+    """slip_share: one operation's column work has a digit off (the result it assembles follows
+    from it), its inverse check worked in columns disagrees, the operation is worked again, and the
+    chain goes on with the right value; the slipped line (but its ticks) is weighted 0, the rest 1."""
+    from training.budget_sft import BudgetSFTConfig, budget_examples
+    from training.budget_traces import slipped_work
+
+    rng = random.Random(9)
+    for a, op, b in [(37, "+", 48), (143, "-", 79), (6, "+", 41), (100, "-", 9)]:
+        text, wrong = slipped_work(a, op, b, rng)
+        right = a + b if op == "+" else a - b
+        assert wrong != right and text.endswith(f"so {wrong}.") and text != column_work(a, op, b), text
+    writer = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval", slip_share=1.0)
+    caught = 0
+    for problem, budget in _problems_and_budgets(20):
+        trace = writer.exact(problem, budget, random.Random(budget))
+        assert trace.tokens == budget == _count(ticked_tokenizer, trace.completion)
+        if trace.masked:
+            caught += 1
+            (start, end), = trace.masked
+            slipped_line = TICK.sub("", trace.completion[start:end])
+            after = TICK.sub("", trace.completion[end:])
+            check, redo = after.lstrip("\n").split("\n")[:2]
+            assert ", so " in slipped_line and ("No, not" in check or "is not" in check) and redo.startswith("Let me redo"), (check, redo)
+    assert caught >= 60
+    config = BudgetSFTConfig(examples=60, tick_every=10, tick_place="interval", slip_share=1.0, max_share=0.5)
+    pool, plans = budget_examples(ticked_tokenizer, writer, config)
+    assert plans["slips"] >= 20 and all(len(example) == 3 for example in pool)
+    ticks = {ticked_tokenizer.convert_tokens_to_ids(t) for t in tick_tokens()}
+    for ids, n_prompt, weights in pool:
+        zero = [i for i in range(n_prompt, len(ids)) if weights[i] == 0]
+        assert not any(ids[i] in ticks for i in zero)  # the countdown inside a slipped line is still trained
+        if zero:  # one line, its ticks left out: ends with the wrong result
+            assert ticked_tokenizer.decode([ids[i] for i in zero]).rstrip().endswith("."), ticked_tokenizer.decode([ids[i] for i in zero])

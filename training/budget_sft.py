@@ -25,6 +25,7 @@ from pathlib import Path
 from backend.controllers.prompts import l1_exact_prompt, l1_max_prompt
 from backend.evaluation.arith import make_problems
 from training.budget_traces import TraceWriter, tick_tokens
+from training.tiny.data import plain_example
 from training.tiny.evaluate import parse_output
 from training.tiny.tokenizer import encode_example, prompt_text
 
@@ -40,6 +41,12 @@ class BudgetSFTConfig:
     tick_place: str = "lines"
     examples: int = 6000
     max_share: float = 0.0  # share of examples in Max form
+    max_close: str = "under"  # how a Max trace stays under M (TraceWriter.at_most)
+    plain_share: float = 0.0  # share of examples under the plain prompt, in the base's styles (no ticks)
+    tick_noise: float = 0.0  # share of ticked examples given spurious ticks, in the context but out of the loss
+    cut_passes: bool = False  # plans whose last re-pass the countdown stops part way
+    column_checks: bool = False  # checks by the inverse operation worked in columns
+    slip_share: float = 0.0  # share of traces with one operation slipped, caught by its check and worked again
     n_min: int = 64
     n_max: int = 512
     steps: int = 1000  # 0: ``epochs`` passes over the examples
@@ -60,11 +67,80 @@ def add_ticks(tokenizer, model=None, style: str = "token") -> None:
         raise ValueError(f"{len(tokenizer)} tokens with the ticks, but the model has {model.config.vocab_size} embedding rows")
 
 
-def budget_examples(tokenizer, writer: TraceWriter, config: BudgetSFTConfig) -> tuple[list[tuple[list[int], int]], dict]:
-    """(token ids, prompt length) of ``config.examples`` fresh examples, and counts by plan."""
-    rng = random.Random(config.seed + 7)
+def spurious_ticks(ids: list[int], n_prompt: int, weights: list[float], tick_value: dict[int, int], boundary: set[int],
+                   rng: random.Random, count: int) -> tuple[list[int], list[float]]:
+    """``ids`` and their loss ``weights`` with ``count`` spurious ticks inserted at word boundaries
+    of the thinking, each weighted 0.
+
+    A sampled countdown fails one way above all: a tick whose value is not the last one minus one,
+    mostly a copy of an earlier tick when the text around it repeats an earlier line (a re-pass of
+    the chain), and the model counts on from the wrong value past N. Here the wrong tick is in
+    the context but never a target, and the ticks after it go on with the true count, so the
+    model learns to read past one, not to write one. Its value: a copy of an earlier tick (two
+    cases in three), else any other tick value."""
+    ticks = [i for i in range(n_prompt, len(ids)) if ids[i] in tick_value]
+    if len(ticks) < 3:
+        return ids, weights
+    spots = [i for i in range(ticks[1] + 1, ticks[-2]) if ids[i] in boundary and ids[i - 1] not in tick_value]
+    inserted = sorted(rng.sample(spots, min(count, len(spots))), reverse=True)
+    by_value = {v: t for t, v in tick_value.items()}
+    ids, weights = list(ids), list(weights)
+    for spot in inserted:
+        current = next(tick_value[ids[i]] for i in range(spot - 1, n_prompt - 1, -1) if ids[i] in tick_value)
+        earlier = [tick_value[ids[i]] for i in ticks if i < spot and tick_value[ids[i]] > current + 1]
+        others = [v for v in by_value if abs(v - current) > 1]
+        value = rng.choice(earlier) if earlier and rng.random() < 2 / 3 else rng.choice(others)
+        ids.insert(spot, by_value[value])
+        weights.insert(spot, 0.0)
+    return ids, weights
+
+
+def _noise_tables(tokenizer, style: str) -> tuple[dict[int, int], set[int]]:
+    """Tick id -> value, and the ids of tokens that begin a word (a space first): where ticks go."""
+    tick_value = {tokenizer.convert_tokens_to_ids(t): int(t.strip("‹›")) for t in tick_tokens(style)}
+    boundary = {i for t, i in tokenizer.get_vocab().items() if t.startswith("Ġ") and i not in tick_value}
+    return tick_value, boundary
+
+
+def budget_examples(tokenizer, writer: TraceWriter, config: BudgetSFTConfig) -> tuple[list[tuple], dict]:
+    """(token ids, prompt length[, loss weights]) of ``config.examples`` fresh examples, and counts
+    by plan; weights when some tokens are kept out of the loss (a trace's slip, spurious ticks)."""
+    pool, plans = _examples(tokenizer, writer, config)
+    if not config.tick_noise and all(weights is None for _, _, weights in pool):
+        return [(ids, n_prompt) for ids, n_prompt, _ in pool], plans
+    tick_value, boundary = _noise_tables(tokenizer, config.tick_style)
+    rng, weighted = random.Random(config.seed + 13), []
+    for ids, n_prompt, weights in pool:
+        weights = weights or [0.0] * n_prompt + [1.0] * (len(ids) - n_prompt)
+        count = 1 + (len(ids) - n_prompt > 250) if config.tick_noise and rng.random() < config.tick_noise else 0
+        new_ids, weights = spurious_ticks(ids, n_prompt, weights, tick_value, boundary, rng, count) if count else (ids, weights)
+        plans["spurious_ticks"] = plans.get("spurious_ticks", 0) + len(new_ids) - len(ids)
+        weighted.append((new_ids, n_prompt, weights))
+    return weighted, plans
+
+
+def masked_weights(tokenizer, ids: list[int], n_prompt: int, completion: str, spans, tick_ids: set[int]) -> list[float] | None:
+    """Loss weights of an encoded example whose completion has character ``spans`` to keep out of
+    the loss (a slip: `BudgetTrace.masked`); the ticks inside a span stay in (they count right)."""
+    if not spans:
+        return None
+    offsets = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    weights = [0.0] * n_prompt + [1.0] * (len(ids) - n_prompt)
+    for j, (start, end) in enumerate(offsets):
+        if ids[n_prompt + j] not in tick_ids and any(start < high and end > low for low, high in spans):
+            weights[n_prompt + j] = 0.0
+    return weights
+
+
+def _examples(tokenizer, writer: TraceWriter, config: BudgetSFTConfig) -> tuple[list[tuple[list[int], int, list[float] | None]], dict]:
+    rng, plain_rng = random.Random(config.seed + 7), random.Random(config.seed + 11)
     pool, plans = [], {"unplaceable": 0}
+    tick_ids = set(_noise_tables(tokenizer, config.tick_style)[0]) if config.tick_every else set()
     for problem in make_problems(config.seed + 31_337, config.examples, config.min_ops, config.max_ops):
+        if config.plain_share and plain_rng.random() < config.plain_share:
+            pool.append((*encode_example(tokenizer, *plain_example(problem, plain_rng)), None))
+            plans["plain"] = plans.get("plain", 0) + 1
+            continue
         for _ in range(5):  # a target no trace of this problem lands on (rare) is drawn again
             target, exact = rng.randint(config.n_min, config.n_max), rng.random() >= config.max_share
             try:
@@ -73,9 +149,11 @@ def budget_examples(tokenizer, writer: TraceWriter, config: BudgetSFTConfig) -> 
                 plans["unplaceable"] += 1
                 continue
             prompt = l1_exact_prompt(problem.question, target) if exact else l1_max_prompt(problem.question, target)
-            pool.append(encode_example(tokenizer, prompt, trace.completion))
+            ids, n_prompt = encode_example(tokenizer, prompt, trace.completion)
+            pool.append((ids, n_prompt, masked_weights(tokenizer, ids, n_prompt, trace.completion, trace.masked, tick_ids)))
             kind = trace.plan.rstrip("0123456789")
             plans[kind] = plans.get(kind, 0) + 1
+            plans["slips"] = plans.get("slips", 0) + bool(trace.masked)
             break
     return pool, plans
 
@@ -94,7 +172,9 @@ def finetune(config: BudgetSFTConfig) -> dict:
     model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32)
     if config.tick_every:
         add_ticks(tokenizer, model, config.tick_style)
-    pool, plans = budget_examples(tokenizer, TraceWriter(tokenizer, tick_every=config.tick_every, tick_style=config.tick_style, tick_place=config.tick_place), config)
+    pool, plans = budget_examples(tokenizer, TraceWriter(tokenizer, tick_every=config.tick_every, tick_style=config.tick_style, tick_place=config.tick_place,
+                                                 max_close=config.max_close, cut_passes=config.cut_passes,
+                                                 column_checks=config.column_checks, slip_share=config.slip_share), config)
     rng = random.Random(config.seed)
 
     def batches():
@@ -120,7 +200,9 @@ def warm_start_from_traces(config) -> Path:
         return out
     sft = BudgetSFTConfig(
         base_model=config.base_model, out=str(out), tick_every=config.warm_start_tick_every, tick_style=config.warm_start_tick_style,
-        tick_place=config.warm_start_tick_place, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
+        tick_place=config.warm_start_tick_place, max_close=config.warm_start_max_close, plain_share=config.warm_start_plain_share,
+        tick_noise=config.warm_start_tick_noise, cut_passes=config.warm_start_cut_passes, column_checks=config.warm_start_column_checks,
+        slip_share=config.warm_start_slip_share, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
         n_min=config.warm_start_n_min or config.n_min, n_max=config.warm_start_n_max or config.n_max, steps=config.warm_start_steps, epochs=config.warm_start_epochs, lr=config.warm_start_learning_rate,
         batch_tokens=config.warm_start_batch_tokens, seed=config.seed, min_ops=config.arith_min_ops, max_ops=config.arith_max_ops)
     summary = finetune(sft)

@@ -68,6 +68,7 @@ def closings(answer: int, checked: bool, guess: bool = False) -> list[str]:
 
 
 TICK_STYLES = ("token", "digits")
+MAX_CLOSES = ("under", "count")
 
 
 def tick_token(value: int) -> str:
@@ -92,6 +93,7 @@ class BudgetTrace:
     target: int  # N (exact) or M (at most)
     mode: str  # "exact" or "max"
     plan: str  # which allocation it is, e.g. "checked+2r"
+    masked: tuple[tuple[int, int], ...] = ()  # character spans of the completion to keep out of the loss (a slip)
 
 
 def operations(problem: ArithProblem) -> list[tuple[int, str, int, int]]:
@@ -127,6 +129,58 @@ def redo_variants(a: int, op: str, b: int, c: int) -> list[str]:
     return check_variants(a, op, b, c)[:2] + [f"Let me redo {column_work(a, op, b)}"]
 
 
+CHECK_LEADS = ("Check", "Let me check", "Wait, let me check")
+CHECK_AGREES = ("Yes.", "Yes, right.", "Good.")
+CHECK_DISAGREES = ("No, not {a}.", "That is not {a}.")
+
+
+def column_checks(a: int, op: str, b: int, c: int) -> tuple[str, ...]:
+    """Re-checks of ``a op b = c`` by the inverse operation worked in columns, which a small model
+    gets right as often as the work itself (a one-shot check mostly copies): "Check 85 - 48: ..., so 37. Yes."."""
+    inverse = "-" if op == "+" else "+"
+    return tuple(f"{lead} {column_work(c, inverse, b)} {end}" for lead in CHECK_LEADS for end in CHECK_AGREES)
+
+
+def slipped_work(a: int, op: str, b: int, rng: random.Random) -> tuple[str, int] | None:
+    """The column work of ``a op b`` with one digit step off by one or two (the carries as they
+    were), and the wrong result it assembles; None if no step can slip that way."""
+    c = apply_op(a, op, b)
+    head, _, rest = column_work(a, op, b).partition(": ")
+    steps = rest.removesuffix(f", so {c}.").split(", ")
+    choices = []
+    for k, step in enumerate(steps):
+        printed = int(step.rsplit("= ", 1)[1])
+        for d in (-2, -1, 1, 2):
+            new = printed + d
+            same_carry = new >= 0 and (new // 10 == printed // 10 if op == "+" else new <= 9)
+            wrong = c + d * 10 ** k
+            if same_carry and wrong >= 0 and (op == "-" or wrong >= b):  # the inverse check needs wrong >= b
+                choices.append((k, new, wrong))
+    if not choices:
+        return None
+    k, new, wrong = rng.choice(choices)
+    steps[k] = f"{steps[k].rsplit('= ', 1)[0]}= {new}"
+    return f"{head}: {', '.join(steps)}, so {wrong}.", wrong
+
+
+def caught_slip(a: int, op: str, b: int, wrong: int) -> tuple[tuple[str, ...], str]:
+    """The inverse checks of a slipped result, which disagree, and the operation worked again."""
+    inverse = "-" if op == "+" else "+"
+    checks = tuple(f"{lead} {column_work(wrong, inverse, b)} {end.format(a=a)}" for lead in CHECK_LEADS for end in CHECK_DISAGREES)
+    return checks, f"Let me redo {column_work(a, op, b)}"
+
+
+@dataclass(frozen=True)
+class _Slip:
+    """One operation of a trace worked wrong, caught by its check and worked again; the wrong work
+    is in the context but out of the loss (the model learns to catch a slip, not to make one)."""
+
+    op_index: int
+    work: str  # the slipped column work: masked
+    checks: tuple[str, ...]  # the inverse check that disagrees, in its phrasings
+    redo: str
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Lines of a thinking before its closing; each slot is a list of interchangeable lines."""
@@ -137,10 +191,22 @@ class _Plan:
 
 
 class TraceWriter:
-    def __init__(self, tokenizer, tick_every: int = 0, tick_style: str = "token", tick_place: str = "lines", max_rounds: int = 40) -> None:
+    def __init__(self, tokenizer, tick_every: int = 0, tick_style: str = "token", tick_place: str = "lines", max_rounds: int = 40,
+                 max_close: str = "under", cut_passes: bool = False, column_checks: bool = False, slip_share: float = 0.0) -> None:
         """``tick_every``: tokens between two ticks at least (0: no ticks); the tokenizer must then
         hold the tick tokens of ``tick_style`` (`tick_tokens`); ``tick_place``: "lines" or
-        "interval" (see `_line_ticks`)."""
+        "interval" (see `_line_ticks`); ``max_close``: how a Max trace stays under M (`at_most`);
+        ``cut_passes``: plans whose last re-pass stops part way, as the countdown stops a model's
+        (its closing states the result the first pass reached, not the re-pass's last line)."""
+        self.cut_passes = cut_passes
+        # ``column_checks``: each operation's check is its inverse worked in columns, right after the
+        # work ("Check 85 - 48: ..., so 37. Yes."); ``slip_share``: that share of traces has one
+        # operation slipped, caught by its check ("No, not 37.") and worked again (`_Slip`).
+        self.column_checks = column_checks or slip_share > 0
+        self.slip_share = slip_share
+        if max_close not in MAX_CLOSES:
+            raise ValueError(f"max_close {max_close!r}: choose {' or '.join(MAX_CLOSES)}")
+        self.max_close = max_close
         if tick_style not in TICK_STYLES:
             raise ValueError(f"tick_style {tick_style!r}: choose token or digits")
         if tick_place not in ("lines", "interval"):
@@ -165,14 +231,26 @@ class TraceWriter:
     # --- the two modes
     def exact(self, problem: ArithProblem, n: int, rng: random.Random) -> BudgetTrace:
         """A trace of exactly ``n`` tokens; ValueError if ``n`` is below the shortest possible trace."""
-        lines, plan = self._fit(problem, n, rng)
-        return self._finish(problem, lines, n, n, "exact", plan)
+        lines, plan, slip = self._fit_with_slip(problem, n, rng)
+        return self._finish(problem, lines, n, n, "exact", plan, slip=slip)
 
     def at_most(self, problem: ArithProblem, m: int, rng: random.Random, slack: tuple[float, float] = (0.06, 0.15)) -> BudgetTrace:
-        """A trace of at most ``m`` tokens: an Exact trace of ``m`` minus a margin drawn in ``slack``
-        (a share of ``m``, at least 3 tokens). Its ticks count down to where it ends, not to ``m``:
-        the model reads a length a little under M from the prompt and counts as it does for
-        Exact, so its counting error lands under M rather than over it."""
+        """A trace of at most ``m`` tokens.
+
+        ``max_close="under"``: an Exact trace of ``m`` minus a margin drawn in ``slack`` (a share of
+        ``m``, at least 3 tokens), whose ticks count down to where it ends: the model must read a
+        length a little under M from the prompt (N's digits minus a margin, in its head).
+        ``max_close="count"``: the ticks count down to ``m`` as for Exact (the first tick is M's
+        leading digits), and the thinking closes at ‹c› instead of ‹0›, c = 1 + m // 100 (one plus
+        M's hundreds digit): 10c to 10c + 9 tokens under M, 10-22% of it; the only thing the model
+        does differently in Max is where it stops."""
+        if self.max_close == "count":
+            floor = 1 + m // 100
+            n = m - TICK_UNIT * floor - rng.randint(0, m % TICK_UNIT)  # the first tick stays m // 10
+            if n < self.shortest(problem):
+                raise ValueError(f"maximum {m}: the shortest trace of {problem.question!r} ({self.shortest(problem)} tokens) does not close at ‹{floor}›")
+            lines, plan, slip = self._fit_with_slip(problem, n, rng, floor)
+            return self._finish(problem, lines, n, m, "max", plan, floor, slip)
         n = max(self.shortest(problem), m - max(3, round(m * rng.uniform(*slack))))
         if n > m:
             raise ValueError(f"maximum {m}: below the shortest trace of {problem.question!r} ({n} tokens)")
@@ -185,21 +263,44 @@ class TraceWriter:
         return self._answer_cost(problem) + closing + ticks
 
     # --- allocation
-    def _fit(self, problem: ArithProblem, n: int, rng: random.Random) -> tuple[list[str], str]:
-        """The lines of the richest plan that lands on ``n`` tokens exactly."""
+    def _fit_with_slip(self, problem: ArithProblem, n: int, rng: random.Random, floor: int = 0) -> tuple[list[str], str, _Slip | None]:
+        """`_fit`, with a slip drawn at ``slip_share``; a slip whose extra work leaves no room for the
+        plan it would be part of (the trace would fall back to a guess) is dropped."""
+        slip = self._draw_slip(problem, rng)
+        if slip:
+            try:
+                lines, plan = self._fit(problem, n, rng, floor, slip)
+                if slip.work in lines:
+                    return lines, plan, slip
+            except ValueError:
+                pass
+        return (*self._fit(problem, n, rng, floor), None)
+
+    def _draw_slip(self, problem: ArithProblem, rng: random.Random) -> _Slip | None:
+        if not self.slip_share or rng.random() >= self.slip_share:
+            return None
+        ops = operations(problem)
+        i = rng.randrange(len(ops))
+        a, op, b, _ = ops[i]
+        slipped = slipped_work(a, op, b, rng)
+        return _Slip(i, slipped[0], *caught_slip(a, op, b, slipped[1])) if slipped else None
+
+    def _fit(self, problem: ArithProblem, n: int, rng: random.Random, floor: int = 0, slip: _Slip | None = None) -> tuple[list[str], str]:
+        """The lines of the richest plan that lands on ``n`` tokens exactly, its countdown closing
+        at ‹floor›."""
         budget = n - self._answer_cost(problem)
         fitting = []
-        for plan in self._plans(problem):
+        for plan in self._plans(problem, slip):
             if sum(min(self._cost(line) if line else 0 for line in slot) for slot in plan.slots) > budget:
                 break
             fitting.append(plan)
         for plan in reversed(fitting):  # the richest first
-            lines = self._assign(plan, problem, budget, rng, n)  # ticks count down to n (Max too)
+            lines = self._assign(plan, problem, budget, rng, n + TICK_UNIT * floor, floor)
             if lines is not None:
                 return lines, plan.name
         raise ValueError(f"budget {n}: no trace of {problem.question!r} has exactly {n} tokens (the shortest has {self.shortest(problem)})")
 
-    def _assign(self, plan: _Plan, problem: ArithProblem, budget: int, rng: random.Random, tick_target: int) -> list[str] | None:
+    def _assign(self, plan: _Plan, problem: ArithProblem, budget: int, rng: random.Random, tick_target: int, floor: int = 0) -> list[str] | None:
         """A choice of one line per slot and a closing whose cost, ticks included, is ``budget``.
         The tokens the ticks take depend on the choice: guess them, choose, count, and choose again."""
         endings = closings(problem.answer, checked=plan.name.startswith("checked"), guess=plan.guess)
@@ -212,7 +313,7 @@ class TraceWriter:
             actual = None
             if chosen is not None:
                 lines = [line for line in chosen if line]
-                actual = self._ticked(lines, tick_target)[1]
+                actual = self._ticked(lines, tick_target, floor)[1]
                 if actual == guess:
                     return lines
             # The fixed point is where the ticks of the chosen lines take what was set aside for them;
@@ -240,7 +341,7 @@ class TraceWriter:
             remaining -= cost
         return picked[::-1]
 
-    def _plans(self, problem: ArithProblem):
+    def _plans(self, problem: ArithProblem, slip: _Slip | None = None):
         """Plans in the natural order of work, each at least as long as the one before: the
         result (the closing, after the expression or not); column work for the first ``w``
         operations, each optionally re-checked (the richest plan that lands is used, so a check
@@ -251,23 +352,34 @@ class TraceWriter:
         a chain line alone is a whole operation done in one shot."""
         ops, chain = operations(problem), chain_lines(problem)
         k = len(ops)
-        works = [column_work(a, op, b) for a, op, b, _ in ops]
         opening = (("", "Let me compute.", STEPS_OPENING), ("", chain[0]))
         yield _Plan("terse", opening, guess=True)
         for w in range(1, k + 1):
             slots = list(opening)
             for i in range(w):
-                slots += [(works[i],), ("", *check_variants(*ops[i]))]
+                slots += self._op_slots(ops[i], None, slip if slip and slip.op_index == i else None, optional_check=True)
             yield _Plan(f"worked{w}", tuple(slots), guess=w < k)
         slots = [(STEPS_OPENING, CHECKED_OPENING), (chain[0],)]
         for i in range(k):
-            slots += [(works[i],), (chain[i + 1],), ("", *check_variants(*ops[i]))]
+            slots += self._op_slots(ops[i], chain[i + 1], slip if slip and slip.op_index == i else None, optional_check=True)
         yield _Plan("steps", tuple(slots))
         slots = [(CHECKED_OPENING,), (chain[0],)]
         for i in range(k):
-            slots += [(works[i],), (chain[i + 1],), tuple(check_variants(*ops[i]))]
+            slots += self._op_slots(ops[i], chain[i + 1], slip if slip and slip.op_index == i else None, optional_check=False)
         yield _Plan("checked", tuple(slots))
         yield from self._rounds(slots, problem, ops, chain)
+
+    def _op_slots(self, op: tuple[int, str, int, int], chain_line: str | None, slip: _Slip | None, optional_check: bool) -> list[tuple[str, ...]]:
+        """One operation's slots: its column work, its chain line (when the plan has the chain) and
+        its check. One-shot checks come after the chain line; a column check comes right after the
+        work, so that a slip it catches is worked again before the chain line carries it on."""
+        work = column_work(*op[:3])
+        line = [(chain_line,)] if chain_line else []
+        if not self.column_checks:
+            return [(work,), *line, (("",) if optional_check else ()) + tuple(check_variants(*op))]
+        if slip:
+            return [(slip.work,), slip.checks, (slip.redo,), *line]
+        return [(work,), (("",) if optional_check else ()) + column_checks(*op), *line]
 
     def _rounds(self, slots, problem: ArithProblem, ops, chain):
         """After every operation is checked: rounds of re-checks (any of the operations), each
@@ -277,6 +389,9 @@ class TraceWriter:
             slots.append((CHECK_ROUND_OPENING,))
             slots += [("", *redo_variants(*op)) for op in ops]
             yield _Plan(f"checked+{r}c", tuple(slots))
+            if self.cut_passes:  # a re-pass the countdown stops part way: the closing states the first pass's result
+                for j in range(1, len(chain)):
+                    yield _Plan(f"checked+{r}p", tuple(slots + [(REPASS_OPENING,), *((line,) for line in chain[:j])]))
             slots += [(REPASS_OPENING,), *((line,) for line in chain), (f"Yes, so it is {problem.answer}.",)]
             yield _Plan(f"checked+{r}r", tuple(slots))
 
@@ -285,7 +400,7 @@ class TraceWriter:
         """Tokens after the thinking: ``</think>``, the answer, the end token."""
         return self.count(format_completion("", problem.answer)) - self.count("")
 
-    def _ticked(self, lines: list[str], tick_target: int) -> tuple[list[str], int]:
+    def _ticked(self, lines: list[str], tick_target: int, floor: int = 0) -> tuple[list[str], int]:
         """The lines with their ticks, and how many tokens the ticks take (see `_line_ticks`).
         The countdown closes with ``‹0›`` on a line of its own at the end of the thinking (the
         answer after it takes the last 10-20 tokens), so the tick after ‹1› is always ‹0› and
@@ -293,14 +408,15 @@ class TraceWriter:
         if not self.tick_every:
             return lines, 0
         out, used, width = [], 0, 0
-        state = {"last": None, "next": None}
+        state = {"last": None, "next": None, "floor": floor}
         for line in lines:
             line, line_tokens, line_width = self._line_ticks(line, used, tick_target, state)
             out.append(line)
             used += line_tokens
             width += line_width
         pending = state["next"] if self.tick_place == "interval" and state["next"] is not None else 0
-        last = "".join(tick_text(value, self.tick_style) for value in range(max(0, pending), -1, -1))  # ‹0›, or ‹1›‹0› if ‹1› found no place
+        # ‹0› (‹floor›), or ‹1›‹0› if ‹1› found no place
+        last = "".join(tick_text(value, self.tick_style) for value in range(max(floor, pending), floor - 1, -1))
         return out + [last], width + self._cost(last)
 
     def _line_ticks(self, line: str, used: int, tick_target: int, state: dict) -> tuple[str, int, int]:
@@ -323,7 +439,7 @@ class TraceWriter:
             if start < len(line) and (start == 0 or line[start] == " "):
                 if state["next"] is None:
                     state["next"] = min(MAX_TICK, (tick_target - used - index - width) // TICK_UNIT)
-                if state["next"] >= 1 and (tick_target - used - index - width) // TICK_UNIT <= state["next"]:
+                if state["next"] > state["floor"] and (tick_target - used - index - width) // TICK_UNIT <= state["next"]:
                     tick = tick_text(state["next"], self.tick_style)
                     pieces += [line[cut:start], tick]
                     cut, width, state["next"] = start, width + tick.count("‹"), state["next"] - 1
@@ -336,10 +452,17 @@ class TraceWriter:
         encoding = self.tokenizer(line + "\n", add_special_tokens=False, return_offsets_mapping=True)
         return tuple(start for start, _ in encoding["offset_mapping"])
 
-    def _finish(self, problem, lines: list[str], n: int, target: int, mode: str, plan: str) -> BudgetTrace:
-        thinking = "\n".join(self._ticked(lines, n)[0])
+    def _finish(self, problem, lines: list[str], n: int, target: int, mode: str, plan: str, floor: int = 0,
+                slip: _Slip | None = None) -> BudgetTrace:
+        ticked = self._ticked(lines, n + TICK_UNIT * floor, floor)[0]
+        thinking = "\n".join(ticked)
         completion = format_completion(thinking, problem.answer)
+        masked = []
+        for index, line in enumerate(lines):
+            if slip and line == slip.work:  # the slipped work, ticks and all (the thinking opens the completion)
+                start = sum(len(t) + 1 for t in ticked[:index])
+                masked.append((start, start + len(ticked[index])))
         tokens = self.count(completion)
         if tokens != n:  # never expected: lengths are additive per line (module docstring)
             raise AssertionError(f"trace of {problem.question!r} for {mode} {target}: {tokens} tokens, planned {n}")
-        return BudgetTrace(thinking, completion, tokens, target, mode, plan)
+        return BudgetTrace(thinking, completion, tokens, target, mode, plan, tuple(masked))

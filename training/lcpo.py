@@ -117,6 +117,9 @@ def check_same_job(out: Path, config: LCPOConfig) -> None:
     except (OSError, ValueError):
         return  # a new folder (or one without a readable job config): nothing to resume
     now = json.loads(json.dumps(dataclasses.asdict(config)))
+    # A field added after the job was written is the default it ran with.
+    defaults = {f.name: f.default for f in dataclasses.fields(LCPOConfig)}
+    before = {k: before.get(k, defaults.get(k)) for k in now}
     changed = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if k not in RESUMABLE_CHANGES and before.get(k) != v]
     if changed:
         raise ConfigError(f"{out} holds a job with another config ({'; '.join(changed[:4])}{'; ...' if len(changed) > 4 else ''}); "
