@@ -68,7 +68,7 @@ def closings(answer: int, checked: bool, guess: bool = False) -> list[str]:
 
 
 TICK_STYLES = ("token", "digits")
-MAX_CLOSES = ("under", "count")
+MAX_CLOSES = ("under", "count", "first")
 
 
 def tick_token(value: int) -> str:
@@ -134,6 +134,11 @@ CHECK_AGREES = ("Yes.", "Yes, right.", "Good.")
 CHECK_DISAGREES = ("No, not {a}.", "That is not {a}.")
 
 
+def word_prefixes(line: str) -> tuple[str, ...]:
+    """``line`` stopped before each of its words after the first (never inside a number)."""
+    return tuple(line[:i] for i, ch in enumerate(line) if ch == " " and i > 0 and line[i - 1] != " ")
+
+
 def column_checks(a: int, op: str, b: int, c: int) -> tuple[str, ...]:
     """Re-checks of ``a op b = c`` by the inverse operation worked in columns, which a small model
     gets right as often as the work itself (a one-shot check mostly copies): "Check 85 - 48: ..., so 37. Yes."."""
@@ -188,17 +193,22 @@ class _Plan:
     name: str
     slots: tuple[tuple[str, ...], ...]
     guess: bool = False  # the work stops short of the result: the closing says it guesses
+    tail: str = ""  # the line the work would go on with: a cut trace stops part way into it
 
 
 class TraceWriter:
     def __init__(self, tokenizer, tick_every: int = 0, tick_style: str = "token", tick_place: str = "lines", max_rounds: int = 40,
-                 max_close: str = "under", cut_passes: bool = False, column_checks: bool = False, slip_share: float = 0.0) -> None:
+                 max_close: str = "under", cut_passes: bool = False, column_checks: bool = False, slip_share: float = 0.0,
+                 cut_share: float = 0.0) -> None:
         """``tick_every``: tokens between two ticks at least (0: no ticks); the tokenizer must then
         hold the tick tokens of ``tick_style`` (`tick_tokens`); ``tick_place``: "lines" or
         "interval" (see `_line_ticks`); ``max_close``: how a Max trace stays under M (`at_most`);
         ``cut_passes``: plans whose last re-pass stops part way, as the countdown stops a model's
         (its closing states the result the first pass reached, not the re-pass's last line)."""
         self.cut_passes = cut_passes
+        # ``cut_share``: that share of traces stops its next line part way (at a word boundary) where
+        # the countdown says to close: the closing follows the count, not the end of a line.
+        self.cut_share = cut_share
         # ``column_checks``: each operation's check is its inverse worked in columns, right after the
         # work ("Check 85 - 48: ..., so 37. Yes."); ``slip_share``: that share of traces has one
         # operation slipped, caught by its check ("No, not 37.") and worked again (`_Slip`).
@@ -240,10 +250,19 @@ class TraceWriter:
         ``max_close="under"``: an Exact trace of ``m`` minus a margin drawn in ``slack`` (a share of
         ``m``, at least 3 tokens), whose ticks count down to where it ends: the model must read a
         length a little under M from the prompt (N's digits minus a margin, in its head).
+        ``max_close="first"``: an Exact trace of n = m - 10 c - u tokens (c = 1 + m // 100, u up to
+        m's last digit), so its first tick is always m // 10 - c: a fixed function of M's digits,
+        learned like Exact's, where "under" draws the margin at random and so the first tick too.
         ``max_close="count"``: the ticks count down to ``m`` as for Exact (the first tick is M's
         leading digits), and the thinking closes at ‹c› instead of ‹0›, c = 1 + m // 100 (one plus
         M's hundreds digit): 10c to 10c + 9 tokens under M, 10-22% of it; the only thing the model
         does differently in Max is where it stops."""
+        if self.max_close == "first":
+            n = m - TICK_UNIT * (1 + m // 100) - rng.randint(0, m % TICK_UNIT)  # first tick: m // 10 - (1 + m // 100)
+            if n < self.shortest(problem):
+                raise ValueError(f"maximum {m}: below the shortest trace of {problem.question!r} ({self.shortest(problem)} tokens)")
+            lines, plan, slip = self._fit_with_slip(problem, n, rng)
+            return self._finish(problem, lines, n, m, "max", plan, slip=slip)
         if self.max_close == "count":
             floor = 1 + m // 100
             n = m - TICK_UNIT * floor - rng.randint(0, m % TICK_UNIT)  # the first tick stays m // 10
@@ -304,12 +323,15 @@ class TraceWriter:
         """A choice of one line per slot and a closing whose cost, ticks included, is ``budget``.
         The tokens the ticks take depend on the choice: guess them, choose, count, and choose again."""
         endings = closings(problem.answer, checked=plan.name.startswith("checked"), guess=plan.guess)
+        slots = plan.slots
+        if plan.tail and self.cut_share and rng.random() < self.cut_share:  # the next line, stopped part way
+            slots = slots + (("", *word_prefixes(plan.tail)),)
         per_tick = 1 if self.tick_style == "token" else 1.7
         guess = round(per_tick * budget / (self.tick_every + 8)) if self.tick_every else 0
         tries: dict[int, int] = {}
         for _ in range(60 if self.tick_every else 1):
             tries[guess] = tries.get(guess, 0) + 1
-            chosen = self._choose(plan.slots, endings, budget - guess, rng) if guess >= 0 else None
+            chosen = self._choose(slots, endings, budget - guess, rng) if guess >= 0 else None
             actual = None
             if chosen is not None:
                 lines = [line for line in chosen if line]
@@ -353,12 +375,12 @@ class TraceWriter:
         ops, chain = operations(problem), chain_lines(problem)
         k = len(ops)
         opening = (("", "Let me compute.", STEPS_OPENING), ("", chain[0]))
-        yield _Plan("terse", opening, guess=True)
+        yield _Plan("terse", opening, guess=True, tail=column_work(*ops[0][:3]))
         for w in range(1, k + 1):
             slots = list(opening)
             for i in range(w):
                 slots += self._op_slots(ops[i], None, slip if slip and slip.op_index == i else None, optional_check=True)
-            yield _Plan(f"worked{w}", tuple(slots), guess=w < k)
+            yield _Plan(f"worked{w}", tuple(slots), guess=w < k, tail=column_work(*ops[w][:3]) if w < k else "")
         slots = [(STEPS_OPENING, CHECKED_OPENING), (chain[0],)]
         for i in range(k):
             slots += self._op_slots(ops[i], chain[i + 1], slip if slip and slip.op_index == i else None, optional_check=True)
@@ -388,12 +410,12 @@ class TraceWriter:
         for r in range(1, self.max_rounds + 1):
             slots.append((CHECK_ROUND_OPENING,))
             slots += [("", *redo_variants(*op)) for op in ops]
-            yield _Plan(f"checked+{r}c", tuple(slots))
+            yield _Plan(f"checked+{r}c", tuple(slots), tail=REPASS_OPENING)
             if self.cut_passes:  # a re-pass the countdown stops part way: the closing states the first pass's result
                 for j in range(1, len(chain)):
-                    yield _Plan(f"checked+{r}p", tuple(slots + [(REPASS_OPENING,), *((line,) for line in chain[:j])]))
+                    yield _Plan(f"checked+{r}p", tuple(slots + [(REPASS_OPENING,), *((line,) for line in chain[:j])]), tail=chain[j])
             slots += [(REPASS_OPENING,), *((line,) for line in chain), (f"Yes, so it is {problem.answer}.",)]
-            yield _Plan(f"checked+{r}r", tuple(slots))
+            yield _Plan(f"checked+{r}r", tuple(slots), tail=CHECK_ROUND_OPENING)
 
     # --- assembly
     def _answer_cost(self, problem: ArithProblem) -> int:

@@ -83,12 +83,13 @@ class LCPOConfig:
     warm_start_n_min: int = _f(0, "Budget-aware traces: the smallest N of the SFT examples (0: n_min); a little below n_min, the first ticks of the smallest budgets are trained as well as the rest.")
     warm_start_n_max: int = _f(0, "Budget-aware traces: the largest N of the SFT examples (0: n_max); a little above n_max, the ticks of the largest budgets are trained as well as the rest, not only at the edge of the range.")
     warm_start_tick_place: str = _f("interval", "Budget-aware traces: ticks at word boundaries about every tick_every tokens, each one less than the last (interval), or at line starts (lines).")
-    warm_start_max_close: str = _f("under", "Budget-aware traces: a Max trace is an Exact one 6-15% under M whose ticks count to its own end (under), or its ticks count to M as for Exact and it closes at ‹1 + M // 100› instead of ‹0› (count: the first tick is M's leading digits, only the stop differs).")
+    warm_start_max_close: str = _f("under", "Budget-aware traces: a Max trace is an Exact one 6-15% under M whose ticks count to its own end (under), or its ticks count to M as for Exact and it closes at ‹1 + M // 100› instead of ‹0› (count: the first tick is M's leading digits, only the stop differs), or it is an Exact trace whose first tick is M // 10 - (1 + M // 100) (first: a fixed margin of 10-19% worked out from M's digits).")
     warm_start_plain_share: float = _f(0.0, "Budget-aware traces: share of the SFT examples under the plain prompt (no length instruction) in the base model's own styles, so that s1, hard_cap and the other plain-prompt controllers work on the fine-tuned model as on its base.")
     warm_start_tick_noise: float = _f(0.0, "Budget-aware traces: share of the ticked SFT examples given a spurious tick (two in a long one), a copy of an earlier tick or another value, in the context but out of the loss, with the true count going on after it: a sampled countdown that copies a tick runs on past N unless the model has learned to read past it.")
     warm_start_cut_passes: bool = _f(False, "Budget-aware traces: also plans whose last whole re-pass the countdown stops part way, closing with the result the first pass reached (a model stopped mid-re-pass must not state the re-pass's last line).")
     warm_start_column_checks: bool = _f(False, "Budget-aware traces: each operation is checked by its inverse worked in columns, right after the work, instead of one-shot checks (which mostly copy the result).")
     warm_start_slip_share: float = _f(0.0, "Budget-aware traces: share of traces with one operation slipped (a digit off), caught by its column check and worked again; the slipped work is in the context but out of the loss (implies column checks).")
+    warm_start_cut_share: float = _f(0.0, "Budget-aware traces: share of traces whose next line is stopped part way (at a word boundary) where the countdown says to close, so that the model closes on the count and not only at the end of a line it planned.")
     precision: str = _f("auto", "Training precision: 'auto' (bf16 on a GPU, fp32 on a CPU), 'bf16' or 'fp32'.")
     use_vllm: bool = _f(False, "Generate rollouts with TRL's vLLM integration (GPU machines; colocated).")
     export_dir: str = _f("", "Also copy the finished model here (e.g. models/l1-tiny), replacing what is there.")
@@ -180,8 +181,10 @@ def _warm_start_problems(c: LCPOConfig):
             yield "warm_start_n_max", f"warm_start_n_max {c.warm_start_n_max}: must be 0 (n_max) or at least n_max ({c.n_max})"
         elif c.warm_start_tick_every and top >= TICK_UNIT * (MAX_TICK + 1):
             yield "warm_start_n_max", f"the largest SFT budget {top}: the countdown's ticks (‹0›..‹{MAX_TICK}›) reach {TICK_UNIT * (MAX_TICK + 1) - 1} tokens"
-        if c.warm_start_max_close not in ("under", "count"):
-            yield "warm_start_max_close", f"warm_start_max_close {c.warm_start_max_close!r}: choose under or count"
+        if c.warm_start_max_close not in ("under", "count", "first"):
+            yield "warm_start_max_close", f"warm_start_max_close {c.warm_start_max_close!r}: choose under, count or first"
+        if not 0 <= c.warm_start_cut_share <= 1:
+            yield "warm_start_cut_share", f"warm_start_cut_share {c.warm_start_cut_share}: a share from 0 to 1"
         if not 0 <= c.warm_start_tick_noise <= 1:
             yield "warm_start_tick_noise", f"warm_start_tick_noise {c.warm_start_tick_noise}: a share from 0 to 1"
         if not 0 <= c.warm_start_slip_share <= 1:

@@ -98,7 +98,8 @@ def render_card(generation: dict, cost_usd: float | None = None) -> str:
         stats.append(f'answer: <code>{escape(generation["extracted_answer"])}</code>')
     body = [
         f'<div class="bl-card" data-model="{escape(generation.get("model") or "")}" data-controller="{escape(generation["controller"])}" '
-        f'data-budget="{budget}" data-phase="{escape(generation["phase"])}" data-outside-range="{escape(generation.get("outside_trained_range") or "")}">',
+        f'data-budget="{budget}" data-phase="{escape(generation["phase"])}" data-outside-range="{escape(generation.get("outside_trained_range") or "")}" '
+        f'data-total-tokens="{generation.get("total_tokens") or 0}" data-correct="{_correct_attr(generation.get("correct"))}">',
         f"<h4>{title}{correctness_badge(generation)}</h4>",
         f'<div class="bl-model">{escape(generation.get("model") or "")}</div>',
         f'<div class="bl-meter" title="thinking tokens against the budget"><div class="{over.strip()}" style="width:{share:.1f}%"></div></div>',
@@ -115,6 +116,11 @@ def render_card(generation: dict, cost_usd: float | None = None) -> str:
         body.append(f'<div class="bl-answer">{escape(generation["answer_text"])}</div>')
     body.append("</div>")
     return "\n".join(body)
+
+
+def _correct_attr(correct: bool | None) -> str:
+    """The grade as a data attribute: "true", "false", or "" (not graded)."""
+    return "" if correct is None else str(bool(correct)).lower()
 
 
 KIND_TITLES = {"hint": "the model may overrun N", "guaranteed": "the controller enforces N", "none": "no budget"}
