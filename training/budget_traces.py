@@ -348,16 +348,23 @@ class TraceWriter:
 
     def _choose(self, slots, closings: list[str], target: int, rng: random.Random) -> list[str] | None:
         """One line per slot (in order) plus a closing, summing to ``target`` tokens; random among
-        the ways that do (set DP over reachable sums, then a random walk back)."""
+        the ways that do (DP over reachable sums, then a random walk back). A set of sums is an
+        int's bits (bit s: sum s reachable): a shift per distinct cost instead of a set per sum."""
         options = [[(line, self._cost(line) if line else 0) for line in slot] for slot in [*slots, closings]]
-        reach = [{0}]
+        if target < 0:
+            return None
+        within = (1 << (target + 1)) - 1
+        reach = [1]
         for opts in options:
-            reach.append({s + cost for s in reach[-1] for _, cost in opts if s + cost <= target})
-        if target not in reach[-1]:
+            sums = 0
+            for cost in {cost for _, cost in opts}:
+                sums |= reach[-1] << cost
+            reach.append(sums & within)
+        if not reach[-1] >> target & 1:
             return None
         picked, remaining = [], target
         for i in range(len(options) - 1, -1, -1):
-            ways = [(line, cost) for line, cost in options[i] if remaining - cost in reach[i]]
+            ways = [(line, cost) for line, cost in options[i] if remaining >= cost and reach[i] >> (remaining - cost) & 1]
             line, cost = rng.choice(ways)
             picked.append(line)
             remaining -= cost
