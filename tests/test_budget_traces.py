@@ -235,3 +235,41 @@ def test_a_slipped_operation_is_caught_by_its_column_check_and_kept_out_of_the_l
         assert not any(ids[i] in ticks for i in zero)  # the countdown inside a slipped line is still trained
         if zero:  # one line, its ticks left out: ends with the wrong result
             assert ticked_tokenizer.decode([ids[i] for i in zero]).rstrip().endswith("."), ticked_tokenizer.decode([ids[i] for i in zero])
+
+
+def test_a_max_trace_of_the_first_kind_starts_at_m_digits_minus_c_and_counts_to_its_end(ticked_tokenizer):
+    """max_close="first": an Exact trace whose first tick is M // 10 - c (c = 1 + M // 100), a fixed
+    function of M's digits, ending at ‹0> like Exact, 10c to 10c + 9 tokens under M."""
+    writer, rng = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval", max_close="first"), random.Random(8)
+    placed = 0
+    for problem, budget in _problems_and_budgets(30):
+        try:
+            trace = writer.at_most(problem, budget, rng)
+        except ValueError:
+            assert budget < 120
+            continue
+        placed += 1
+        c = 1 + budget // 100
+        values = [value for _, value in _ticks(ticked_tokenizer, trace.completion, "token")]
+        assert values[0] == budget // TICK_UNIT - c and values[-1] == 0, (budget, values[:3])
+        assert budget - TICK_UNIT * c - budget % TICK_UNIT <= trace.tokens == _count(ticked_tokenizer, trace.completion) <= budget - TICK_UNIT * c
+    assert placed >= 150
+
+
+def test_cut_traces_stop_their_next_line_part_way_and_still_land_on_n(ticked_tokenizer):
+    """cut_share: a trace stops the line its work would go on with at a word boundary (never inside
+    a number) where the countdown closes, and is still exactly N tokens; a cut column work that
+    never reached the result closes with a guess ("I think ...")."""
+    writer, rng = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval", cut_share=1.0), random.Random(10)
+    cut = 0
+    for problem, budget in _problems_and_budgets(30):
+        trace = writer.exact(problem, budget, rng)
+        assert trace.tokens == budget == _count(ticked_tokenizer, trace.completion)
+        lines = [TICK.sub("", line) for line in trace.thinking.splitlines()]
+        works = {column_work(a, op, b) for a, op, b, _ in operations(problem)}
+        stopped = [i for i, line in enumerate(lines) if line and line not in works and any(w.startswith(line + " ") for w in works)]
+        if stopped:  # a column work stopped part way: nothing but the closing after it, a guess
+            cut += 1
+            closing = " ".join(lines[stopped[-1] + 1:])
+            assert "I think" in closing and ":" not in closing, lines[stopped[-1]:]
+    assert cut >= 20, cut
