@@ -273,3 +273,23 @@ def test_cut_traces_stop_their_next_line_part_way_and_still_land_on_n(ticked_tok
             closing = " ".join(lines[stopped[-1] + 1:])
             assert "I think" in closing and ":" not in closing, lines[stopped[-1]:]
     assert cut >= 20, cut
+
+
+def test_a_closing_block_starts_a_line_at_tick_two_and_no_work_meets_tick_two(ticked_tokenizer):
+    """close_block: the work's ticks stop at ‹3›, the closing starts a line with ‹2› (20-29 tokens
+    left, the answer included), ‹1› falls inside the closing, ‹0› closes; every trace is exactly N."""
+    writer, rng = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval", close_block=True, cut_share=0.5), random.Random(12)
+    for problem, budget in _problems_and_budgets(30):
+        try:
+            trace = writer.exact(problem, budget, rng)
+        except ValueError:  # a budget no closing block of this problem lands on: the caller draws another
+            continue
+        assert trace.tokens == budget == _count(ticked_tokenizer, trace.completion)
+        lines = trace.thinking.splitlines()
+        block = next(i for i, line in enumerate(lines) if "‹2›" in line)
+        assert re.match(r"^(‹3›)?‹2›[A-Z]", lines[block]) and lines[-1] in ("‹0›", "‹1›‹0›"), lines[block:]
+        assert not any(TICK.search(line) and int(TICK.findall(line)[-1]) < 3 for line in lines[:block])
+        ids = ticked_tokenizer(trace.completion[trace.completion.index(lines[block]):], add_special_tokens=False)["input_ids"]
+        assert 20 <= len(ids) + 1 <= 29 + 1, len(ids)  # tokens left where ‹2› stands (‹3›‹2› takes one more)
+        values = [value for _, value in _ticks(ticked_tokenizer, trace.completion, "token")]
+        assert all(b == a - 1 for a, b in zip(values, values[1:])) and values[-1] == 0, values

@@ -48,6 +48,7 @@ class BudgetSFTConfig:
     column_checks: bool = False  # checks by the inverse operation worked in columns
     slip_share: float = 0.0  # share of traces with one operation slipped, caught by its check and worked again
     cut_share: float = 0.0  # share of traces whose next line the countdown stops part way
+    close_block: bool = False  # the closing always starts a line at ‹2›
     n_min: int = 64
     n_max: int = 512
     steps: int = 1000  # 0: ``epochs`` passes over the examples
@@ -176,7 +177,7 @@ def finetune(config: BudgetSFTConfig) -> dict:
     pool, plans = budget_examples(tokenizer, TraceWriter(tokenizer, tick_every=config.tick_every, tick_style=config.tick_style, tick_place=config.tick_place,
                                                  max_close=config.max_close, cut_passes=config.cut_passes,
                                                  column_checks=config.column_checks, slip_share=config.slip_share,
-                                                 cut_share=config.cut_share), config)
+                                                 cut_share=config.cut_share, close_block=config.close_block), config)
     rng = random.Random(config.seed)
 
     def batches():
@@ -204,7 +205,8 @@ def warm_start_from_traces(config) -> Path:
         base_model=config.base_model, out=str(out), tick_every=config.warm_start_tick_every, tick_style=config.warm_start_tick_style,
         tick_place=config.warm_start_tick_place, max_close=config.warm_start_max_close, plain_share=config.warm_start_plain_share,
         tick_noise=config.warm_start_tick_noise, cut_passes=config.warm_start_cut_passes, column_checks=config.warm_start_column_checks,
-        slip_share=config.warm_start_slip_share, cut_share=config.warm_start_cut_share, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
+        slip_share=config.warm_start_slip_share, cut_share=config.warm_start_cut_share,
+        close_block=config.warm_start_close_block, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
         n_min=config.warm_start_n_min or config.n_min, n_max=config.warm_start_n_max or config.n_max, steps=config.warm_start_steps, epochs=config.warm_start_epochs, lr=config.warm_start_learning_rate,
         batch_tokens=config.warm_start_batch_tokens, seed=config.seed, min_ops=config.arith_min_ops, max_ops=config.arith_max_ops)
     summary = finetune(sft)

@@ -69,6 +69,7 @@ def closings(answer: int, checked: bool, guess: bool = False) -> list[str]:
 
 TICK_STYLES = ("token", "digits")
 MAX_CLOSES = ("under", "count", "first")
+BLOCK_LEFT = (20, 29)  # tokens left (the answer included) where a closing block starts: ‹2›
 
 
 def tick_token(value: int) -> str:
@@ -199,7 +200,7 @@ class _Plan:
 class TraceWriter:
     def __init__(self, tokenizer, tick_every: int = 0, tick_style: str = "token", tick_place: str = "lines", max_rounds: int = 40,
                  max_close: str = "under", cut_passes: bool = False, column_checks: bool = False, slip_share: float = 0.0,
-                 cut_share: float = 0.0) -> None:
+                 cut_share: float = 0.0, close_block: bool = False) -> None:
         """``tick_every``: tokens between two ticks at least (0: no ticks); the tokenizer must then
         hold the tick tokens of ``tick_style`` (`tick_tokens`); ``tick_place``: "lines" or
         "interval" (see `_line_ticks`); ``max_close``: how a Max trace stays under M (`at_most`);
@@ -209,6 +210,10 @@ class TraceWriter:
         # ``cut_share``: that share of traces stops its next line part way (at a word boundary) where
         # the countdown says to close: the closing follows the count, not the end of a line.
         self.cut_share = cut_share
+        # ``close_block``: the closing always starts a line at ‹2› (20-29 tokens left, the answer
+        # included) and nothing but the closing comes after it: no work line ever meets ‹2› or ‹1›
+        # (sampled traces that did restarted the count, I30-2); work ticks stop at ‹3›.
+        self.close_block = close_block
         # ``column_checks``: each operation's check is its inverse worked in columns, right after the
         # work ("Check 85 - 48: ..., so 37. Yes."); ``slip_share``: that share of traces has one
         # operation slipped, caught by its check ("No, not 37.") and worked again (`_Slip`).
@@ -323,6 +328,8 @@ class TraceWriter:
         """A choice of one line per slot and a closing whose cost, ticks included, is ``budget``.
         The tokens the ticks take depend on the choice: guess them, choose, count, and choose again."""
         endings = closings(problem.answer, checked=plan.name.startswith("checked"), guess=plan.guess)
+        if self.close_block:
+            endings = [e for e in endings if BLOCK_LEFT[0] <= self._block_cost(e, problem) <= BLOCK_LEFT[1]]
         slots = plan.slots
         if plan.tail and self.cut_share and rng.random() < self.cut_share:  # the next line, stopped part way
             slots = slots + (("", *word_prefixes(plan.tail)),)
@@ -335,7 +342,7 @@ class TraceWriter:
             actual = None
             if chosen is not None:
                 lines = [line for line in chosen if line]
-                actual = self._ticked(lines, tick_target, floor)[1]
+                actual = self._ticked(lines, tick_target, floor, self.close_block)[1]
                 if actual == guess:
                     return lines
             # The fixed point is where the ticks of the chosen lines take what was set aside for them;
@@ -429,18 +436,31 @@ class TraceWriter:
         """Tokens after the thinking: ``</think>``, the answer, the end token."""
         return self.count(format_completion("", problem.answer)) - self.count("")
 
-    def _ticked(self, lines: list[str], tick_target: int, floor: int = 0) -> tuple[list[str], int]:
+    def _block_cost(self, closing: str, problem: ArithProblem) -> int:
+        """Tokens from a closing block's start to the end: ‹2›, the closing with ‹1› in it, the ‹0›
+        line, the answer and the end token."""
+        return self._cost(closing) + 2 + self._cost(tick_text(0, self.tick_style)) + self._answer_cost(problem)
+
+    def _ticked(self, lines: list[str], tick_target: int, floor: int = 0, block: bool = False) -> tuple[list[str], int]:
         """The lines with their ticks, and how many tokens the ticks take (see `_line_ticks`).
         The countdown closes with ``‹0›`` on a line of its own at the end of the thinking (the
         answer after it takes the last 10-20 tokens), so the tick after ‹1› is always ‹0› and
-        ‹0› is always followed by ``</think>``: the model is never left to guess what comes next."""
+        ‹0› is always followed by ``</think>``: the model is never left to guess what comes next.
+        With ``block`` the last line is the closing: it starts at ‹2› (after any tick the work
+        left pending), and the work's own ticks stop at ‹3›."""
         if not self.tick_every:
             return lines, 0
         out, used, width = [], 0, 0
-        state = {"last": None, "next": None, "floor": floor}
-        for line in lines:
+        state = {"last": None, "next": None, "floor": 2 if block else floor}
+        for i, line in enumerate(lines):
+            head = ""
+            if block and i == len(lines) - 1:  # the closing block: ‹2› (‹3›‹2› if ‹3› found no place) starts it
+                pending = state["next"] if state["next"] is not None else (tick_target - used) // TICK_UNIT
+                head = "".join(tick_text(value, self.tick_style) for value in range(max(2, pending), 1, -1))
+                used, width = used + head.count("‹"), width + head.count("‹")
+                state["next"], state["floor"] = 1, floor
             line, line_tokens, line_width = self._line_ticks(line, used, tick_target, state)
-            out.append(line)
+            out.append(head + line)
             used += line_tokens
             width += line_width
         pending = state["next"] if self.tick_place == "interval" and state["next"] is not None else 0
@@ -483,7 +503,7 @@ class TraceWriter:
 
     def _finish(self, problem, lines: list[str], n: int, target: int, mode: str, plan: str, floor: int = 0,
                 slip: _Slip | None = None) -> BudgetTrace:
-        ticked = self._ticked(lines, n + TICK_UNIT * floor, floor)[0]
+        ticked = self._ticked(lines, n + TICK_UNIT * floor, floor, self.close_block)[0]
         thinking = "\n".join(ticked)
         completion = format_completion(thinking, problem.answer)
         masked = []

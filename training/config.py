@@ -90,6 +90,7 @@ class LCPOConfig:
     warm_start_column_checks: bool = _f(False, "Budget-aware traces: each operation is checked by its inverse worked in columns, right after the work, instead of one-shot checks (which mostly copy the result).")
     warm_start_slip_share: float = _f(0.0, "Budget-aware traces: share of traces with one operation slipped (a digit off), caught by its column check and worked again; the slipped work is in the context but out of the loss (implies column checks).")
     warm_start_cut_share: float = _f(0.0, "Budget-aware traces: share of traces whose next line is stopped part way (at a word boundary) where the countdown says to close, so that the model closes on the count and not only at the end of a line it planned.")
+    warm_start_close_block: bool = _f(False, "Budget-aware traces: the closing always starts a line at ‹2› (20-29 tokens left, the answer included) and the work's ticks stop at ‹3›, so no work line ever meets ‹2› or ‹1› (where sampled countdowns restarted).")
     precision: str = _f("auto", "Training precision: 'auto' (bf16 on a GPU, fp32 on a CPU), 'bf16' or 'fp32'.")
     use_vllm: bool = _f(False, "Generate rollouts with TRL's vLLM integration (GPU machines; colocated).")
     export_dir: str = _f("", "Also copy the finished model here (e.g. models/l1-tiny), replacing what is there.")
