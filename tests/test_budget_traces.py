@@ -206,7 +206,7 @@ def test_a_slipped_operation_is_caught_by_its_column_check_and_kept_out_of_the_l
     from it), its inverse check worked in columns disagrees, the operation is worked again, and the
     chain goes on with the right value; the slipped line (but its ticks) is weighted 0, the rest 1."""
     from training.budget_sft import BudgetSFTConfig, budget_examples
-    from training.budget_traces import slipped_work
+    from training.trace_checks import slipped_work
 
     rng = random.Random(9)
     for a, op, b in [(37, "+", 48), (143, "-", 79), (6, "+", 41), (100, "-", 9)]:

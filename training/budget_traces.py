@@ -36,6 +36,7 @@ import random
 from dataclasses import dataclass
 
 from backend.evaluation.arith import ArithProblem, apply_op, parse_question
+from training.trace_checks import Slip, caught_slip, column_checks, slipped_work, word_prefixes
 from training.traces import CHECKED_OPENING, STEPS_OPENING, column_work, format_completion
 
 TICK_UNIT = 10  # a tick's value counts tokens in tens
@@ -130,63 +131,6 @@ def redo_variants(a: int, op: str, b: int, c: int) -> list[str]:
     return check_variants(a, op, b, c)[:2] + [f"Let me redo {column_work(a, op, b)}"]
 
 
-CHECK_LEADS = ("Check", "Let me check", "Wait, let me check")
-CHECK_AGREES = ("Yes.", "Yes, right.", "Good.")
-CHECK_DISAGREES = ("No, not {a}.", "That is not {a}.")
-
-
-def word_prefixes(line: str) -> tuple[str, ...]:
-    """``line`` stopped before each of its words after the first (never inside a number)."""
-    return tuple(line[:i] for i, ch in enumerate(line) if ch == " " and i > 0 and line[i - 1] != " ")
-
-
-def column_checks(a: int, op: str, b: int, c: int) -> tuple[str, ...]:
-    """Re-checks of ``a op b = c`` by the inverse operation worked in columns, which a small model
-    gets right as often as the work itself (a one-shot check mostly copies): "Check 85 - 48: ..., so 37. Yes."."""
-    inverse = "-" if op == "+" else "+"
-    return tuple(f"{lead} {column_work(c, inverse, b)} {end}" for lead in CHECK_LEADS for end in CHECK_AGREES)
-
-
-def slipped_work(a: int, op: str, b: int, rng: random.Random) -> tuple[str, int] | None:
-    """The column work of ``a op b`` with one digit step off by one or two (the carries as they
-    were), and the wrong result it assembles; None if no step can slip that way."""
-    c = apply_op(a, op, b)
-    head, _, rest = column_work(a, op, b).partition(": ")
-    steps = rest.removesuffix(f", so {c}.").split(", ")
-    choices = []
-    for k, step in enumerate(steps):
-        printed = int(step.rsplit("= ", 1)[1])
-        for d in (-2, -1, 1, 2):
-            new = printed + d
-            same_carry = new >= 0 and (new // 10 == printed // 10 if op == "+" else new <= 9)
-            wrong = c + d * 10 ** k
-            if same_carry and wrong >= 0 and (op == "-" or wrong >= b):  # the inverse check needs wrong >= b
-                choices.append((k, new, wrong))
-    if not choices:
-        return None
-    k, new, wrong = rng.choice(choices)
-    steps[k] = f"{steps[k].rsplit('= ', 1)[0]}= {new}"
-    return f"{head}: {', '.join(steps)}, so {wrong}.", wrong
-
-
-def caught_slip(a: int, op: str, b: int, wrong: int) -> tuple[tuple[str, ...], str]:
-    """The inverse checks of a slipped result, which disagree, and the operation worked again."""
-    inverse = "-" if op == "+" else "+"
-    checks = tuple(f"{lead} {column_work(wrong, inverse, b)} {end.format(a=a)}" for lead in CHECK_LEADS for end in CHECK_DISAGREES)
-    return checks, f"Let me redo {column_work(a, op, b)}"
-
-
-@dataclass(frozen=True)
-class _Slip:
-    """One operation of a trace worked wrong, caught by its check and worked again; the wrong work
-    is in the context but out of the loss (the model learns to catch a slip, not to make one)."""
-
-    op_index: int
-    work: str  # the slipped column work: masked
-    checks: tuple[str, ...]  # the inverse check that disagrees, in its phrasings
-    redo: str
-
-
 @dataclass(frozen=True)
 class _Plan:
     """Lines of a thinking before its closing; each slot is a list of interchangeable lines."""
@@ -216,7 +160,7 @@ class TraceWriter:
         self.close_block = close_block
         # ``column_checks``: each operation's check is its inverse worked in columns, right after the
         # work ("Check 85 - 48: ..., so 37. Yes."); ``slip_share``: that share of traces has one
-        # operation slipped, caught by its check ("No, not 37.") and worked again (`_Slip`).
+        # operation slipped, caught by its check ("No, not 37.") and worked again (`Slip`).
         self.column_checks = column_checks or slip_share > 0
         self.slip_share = slip_share
         if max_close not in MAX_CLOSES:
@@ -287,7 +231,7 @@ class TraceWriter:
         return self._answer_cost(problem) + closing + ticks
 
     # --- allocation
-    def _fit_with_slip(self, problem: ArithProblem, n: int, rng: random.Random, floor: int = 0) -> tuple[list[str], str, _Slip | None]:
+    def _fit_with_slip(self, problem: ArithProblem, n: int, rng: random.Random, floor: int = 0) -> tuple[list[str], str, Slip | None]:
         """`_fit`, with a slip drawn at ``slip_share``; a slip whose extra work leaves no room for the
         plan it would be part of (the trace would fall back to a guess) is dropped."""
         slip = self._draw_slip(problem, rng)
@@ -300,16 +244,16 @@ class TraceWriter:
                 pass
         return (*self._fit(problem, n, rng, floor), None)
 
-    def _draw_slip(self, problem: ArithProblem, rng: random.Random) -> _Slip | None:
+    def _draw_slip(self, problem: ArithProblem, rng: random.Random) -> Slip | None:
         if not self.slip_share or rng.random() >= self.slip_share:
             return None
         ops = operations(problem)
         i = rng.randrange(len(ops))
         a, op, b, _ = ops[i]
         slipped = slipped_work(a, op, b, rng)
-        return _Slip(i, slipped[0], *caught_slip(a, op, b, slipped[1])) if slipped else None
+        return Slip(i, slipped[0], *caught_slip(a, op, b, slipped[1])) if slipped else None
 
-    def _fit(self, problem: ArithProblem, n: int, rng: random.Random, floor: int = 0, slip: _Slip | None = None) -> tuple[list[str], str]:
+    def _fit(self, problem: ArithProblem, n: int, rng: random.Random, floor: int = 0, slip: Slip | None = None) -> tuple[list[str], str]:
         """The lines of the richest plan that lands on ``n`` tokens exactly, its countdown closing
         at ‹floor›."""
         budget = n - self._answer_cost(problem)
@@ -377,7 +321,7 @@ class TraceWriter:
             remaining -= cost
         return picked[::-1]
 
-    def _plans(self, problem: ArithProblem, slip: _Slip | None = None):
+    def _plans(self, problem: ArithProblem, slip: Slip | None = None):
         """Plans in the natural order of work, each at least as long as the one before: the
         result (the closing, after the expression or not); column work for the first ``w``
         operations, each optionally re-checked (the richest plan that lands is used, so a check
@@ -405,7 +349,7 @@ class TraceWriter:
         yield _Plan("checked", tuple(slots))
         yield from self._rounds(slots, problem, ops, chain)
 
-    def _op_slots(self, op: tuple[int, str, int, int], chain_line: str | None, slip: _Slip | None, optional_check: bool) -> list[tuple[str, ...]]:
+    def _op_slots(self, op: tuple[int, str, int, int], chain_line: str | None, slip: Slip | None, optional_check: bool) -> list[tuple[str, ...]]:
         """One operation's slots: its column work, its chain line (when the plan has the chain) and
         its check. One-shot checks come after the chain line; a column check comes right after the
         work, so that a slip it catches is worked again before the chain line carries it on."""
@@ -502,7 +446,7 @@ class TraceWriter:
         return tuple(start for start, _ in encoding["offset_mapping"])
 
     def _finish(self, problem, lines: list[str], n: int, target: int, mode: str, plan: str, floor: int = 0,
-                slip: _Slip | None = None) -> BudgetTrace:
+                slip: Slip | None = None) -> BudgetTrace:
         ticked = self._ticked(lines, n + TICK_UNIT * floor, floor, self.close_block)[0]
         thinking = "\n".join(ticked)
         completion = format_completion(thinking, problem.answer)
