@@ -45,6 +45,14 @@ def test_compare_streams_and_stores_every_generation(service, store):
         assert row["model"] == "l1-tiny"
 
 
+def test_a_model_called_by_its_alias_compares_and_is_stored_under_its_name(service, store):
+    request = parse_compare_request("Compute 9 - 6.", "l1-tiny-exact", "64", ["l1_exact"], gold="3", seed=3, max_columns=24)
+    final = run(collect(service, request))[-1]
+    assert final.done and [g.phase for g in final.generations] == ["done"], [g.error for g in final.generations]
+    with store.reader() as cur:
+        assert [r["model"] for r in queries.get_generations(cur, final.run_id)] == ["l1-tiny"]
+
+
 def test_budget_over_the_context_writes_nothing(service, store):
     with store.reader() as cur:
         before = queries.count_generations(cur)

@@ -18,7 +18,7 @@ import datetime as dt
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backend.controllers.chat_session import ChatSession
 from backend.controllers.config import ControllerConfig
@@ -235,6 +235,9 @@ class Budgetlab:
         """Run a comparison, yielding snapshots; every finished generation is stored before it shows as done."""
         run_id = f"compare-{uuid.uuid4().hex[:12]}"
         specs = [await self.available_model(name) for name in request.models]
+        # Columns, sessions and stored rows go by the registered name, whatever the request called
+        # the model (an alias such as l1-tiny-exact, the folder the app was started with).
+        request = replace(request, model=specs[0].name, other_model=specs[1].name if len(specs) > 1 else None)
         served = [spec for spec in specs if spec.chat is None]
         if len(served) > 1:
             raise InputError(f"{served[0].name} and {served[1].name} are both served models and the engine serves one at a time: "
