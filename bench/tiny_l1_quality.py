@@ -175,6 +175,9 @@ def example_text(compared: dict, temperature: float, top_p: float) -> str:
     lines = [f"The Compare tab on its built-in question \"{compared['question']}\" (gold {compared['gold']}), L1 Exact, "
              f"seed 0, temperature {temperature}, top_p {top_p}; the output as generated, countdown ticks included:"]
     for g in compared["generations"]:
+        if g.get("error"):  # a card that failed says why, not "0 tokens, wrong"
+            lines += ["", f"**N = {g['budget']}: failed**: {g['error']}"]
+            continue
         verdict = "correct" if g["correct"] else "wrong"
         lines += ["", f"**N = {g['budget']}: {g['total_tokens']} tokens** ({g['thinking_tokens']} thinking), answer "
                       f"{g['extracted_answer']} ({verdict})", "", "```text", g["full_text"].strip(), "```"]

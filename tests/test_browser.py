@@ -1,21 +1,70 @@
 """One real browser: headless Chromium (Debian's) opens the dashboard and runs a comparison.
 
-It also saves the screenshot of the Compare tab that the README shows
-(docs/compare.png), so the picture is always of the app as it is.
+The first test opens a fresh app as `make demo` configures it and runs the default comparison; it
+saves the screenshot of the Compare tab that the README shows (docs/compare.png), so the picture
+is always of the app as it is.
 """
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
-from backend.settings import REPO_ROOT
+from backend.factory import open_app
+from backend.settings import REPO_ROOT, AppSettings
+from tests.conftest import TINY_MODEL, free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def fresh_app_url(engine, tmp_path_factory):
+    """A fresh app with the settings `make demo` gives it (the controllers' defaults, not the test
+    app's shorter answers), its own empty store, on the shared engine."""
+    from ui.app import build_app, launch_options
+
+    root = tmp_path_factory.mktemp("fresh")
+    settings = AppSettings(model=TINY_MODEL, db=str(root / "budgetlab.duckdb"), models_dir=str(REPO_ROOT / "models"), data_dir=str(root),
+                           trained_models_dir=str(root / "trained"), jobs_dir=str(root / "jobs"), scheduler_db=str(root / "scheduler.sqlite"),
+                           export_dir=str(root / "exports"))
+    with open_app(settings, env={}, engine=engine, jobs=True) as opened:
+        demo = build_app(opened.service, opened.jobs, export_dir=Path(settings.export_dir))
+        demo.queue(default_concurrency_limit=16)
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+        yield f"http://127.0.0.1:{port}/"
+        demo.close()
+
+
+def test_the_default_comparison_of_a_fresh_app_follows_n_and_is_right(fresh_app_url):
+    """What the first comparison must show a newcomer (issue 30): the default question, budgets and
+    controllers, seed 0: every card right, and each l1_exact card's length within 10% of its N."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(fresh_app_url, wait_until="load")
+        page.get_by_text("Engine ready").first.wait_for(timeout=60_000)
+        page.locator("#bl-seed textarea, #bl-seed input").first.fill("0")
+        page.locator("#bl-run").click()
+        cards = page.locator(".bl-card")
+        cards.first.wait_for(timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('.bl-card').length > 0 && [...document.querySelectorAll('.bl-card')].every(c => c.dataset.phase === 'done' || c.dataset.phase === 'error')", timeout=120_000)
+        facts = cards.evaluate_all("cs => cs.map(c => [c.dataset.controller, +c.dataset.budget, +c.dataset.totalTokens, c.dataset.correct, c.dataset.phase])")
+        assert sorted({(c, b) for c, b, *_ in facts}) == sorted((c, b) for c in ("hard_cap", "l1_exact", "s1") for b in (128, 256, 384)), facts
+        assert all(phase == "done" and correct == "true" for *_, correct, phase in facts), facts
+        assert all(abs(total - budget) <= 0.1 * budget for controller, budget, total, *_ in facts if controller == "l1_exact"), facts
+        page.wait_for_function("document.querySelector('#bl-compare-status').innerText.includes('generations')", timeout=30_000)
+        docs = REPO_ROOT / "docs"
+        docs.mkdir(exist_ok=True)
+        page.screenshot(path=str(docs / "compare.png"), full_page=True)  # the form and the cards under it
+        browser.close()
 
 
 def test_comparison_renders_in_chromium_and_its_link_reopens_it_from_the_store(app_url, authed_url, store, engine, tiny_spec):
@@ -40,9 +89,6 @@ def test_comparison_renders_in_chromium_and_its_link_reopens_it_from_the_store(a
         assert "9 generations" in status
         text = page.locator("#bl-cards").inner_text()
         assert "thinking" in text and "tokens" in text
-        docs = REPO_ROOT / "docs"
-        docs.mkdir(exist_ok=True)
-        page.screenshot(path=str(docs / "compare.png"), full_page=False)
         # The comparison's link, opened in a new browser context: the same cards, from the store alone.
         link_box = page.locator("#bl-share-link textarea, #bl-share-link input").first
         page.wait_for_function("(el) => el.value.includes('?run=compare-')", arg=link_box.element_handle(), timeout=30_000)

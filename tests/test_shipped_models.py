@@ -39,7 +39,9 @@ def test_shipped_folders_are_small_and_carry_their_recipe():
     # read as a job reads it: a field added after the model was trained takes its default,
     # which is what the run did (the defaults keep old recipes meaning what they meant)
     config = dataclasses.asdict(config_from_dict(config, where="lcpo_config.json"))
-    recipe = json.loads(json.dumps(dataclasses.asdict(load_job(REPO_ROOT / "training/configs/l1-tiny.yaml"))))
+    card = (MODELS / "l1-tiny" / "README.md").read_text()
+    job_file = re.search(r"python app\.py train --config (training/configs/\S+\.yaml)", card).group(1)  # the recipe the card names
+    recipe = json.loads(json.dumps(dataclasses.asdict(load_job(REPO_ROOT / job_file))))
     where = ("output_dir", "export_dir")  # where it ran, not what it ran
 
     def what(job):  # as the job resolved it: the base model's registered folder, its context
@@ -48,8 +50,6 @@ def test_shipped_folders_are_small_and_carry_their_recipe():
     assert recipe["max_context"] in (0, config["max_context"])
     assert what(config) == what(recipe)
     assert load_job(REPO_ROOT / "training/configs/tiny-r1-base.yaml").out == "models/tiny-r1-base"
-    card = (MODELS / "l1-tiny" / "README.md").read_text()
-    assert "python app.py train --config training/configs/l1-tiny.yaml" in card
     assert re.search(r"\| budget N \|.*Exact accuracy", card), "the card lacks the measured table"
 
 
@@ -78,3 +78,24 @@ def test_l1_model_answers_in_format_and_thinks_longer_for_a_larger_budget(sessio
             assert live.prompt == prompts.l1_exact_prompt(p.question, budget)
             lengths[budget].append(live.total_tokens)
     assert statistics.median(lengths[large]) > statistics.median(lengths[small]), lengths
+
+
+@pytest.mark.engine
+def test_l1_model_greedy_lands_within_ten_percent_of_n_with_a_boxed_answer(session_factory):
+    """The shipped model, greedy with a fixed seed, on the Compare tab's default question at three
+    budgets across its trained range: a boxed answer, the right one, and n within 10% of N."""
+    from backend.service.examples import builtin_examples
+
+    config = json.loads((MODELS / "l1-tiny" / "lcpo_config.json").read_text())
+    example = builtin_examples()[0]
+    low, high = config["n_min"], config["n_max"]
+    for budget in (round(low + (high - low) * 0.2), (low + high) // 2, round(high - (high - low) * 0.1)):
+        live = LiveGeneration(controller="l1_exact", budget=budget)
+
+        async def go():
+            async with session_factory() as session:
+                await make_controller("l1_exact", ControllerConfig()).run(session, example.question, budget, Sampling(0.0, 1.0, 0), live)
+
+        run(go())
+        assert live.error is None and re.search(r"\\boxed\{" + example.gold + r"\}", live.answer_text), (budget, live.answer_text)
+        assert abs(live.total_tokens - budget) <= 0.1 * budget, (budget, live.total_tokens, live.thinking_text[-300:])
