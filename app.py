@@ -78,6 +78,8 @@ def add_sweep_parser(commands, audit: bool = False) -> None:
     sweep.add_argument("--skip-bad", action="store_true", help="skip malformed records (they are counted) instead of refusing the file")
     sweep.add_argument("--split", default="test", help="split of a Hugging Face dataset [default: %(default)s]")
     sweep.add_argument("--hub-config", default=None, help="configuration of a Hugging Face dataset (e.g. main for openai/gsm8k)")
+    sweep.add_argument("--every-pair", action="store_true", help="with an L1 model and a base: run every method on both "
+                       "[default: L1 prompts on the L1 model, the other methods on the base]")
     add_setting_flags(sweep, skip=("model", "host", "port"))
 
 
@@ -119,7 +121,8 @@ def serve(settings: AppSettings, env: Mapping[str, str]) -> int:
     try:
         with open_app(settings, env, jobs=True) as app:
             spec = app.service.start_default_engine()
-            print(f"budgetlab: serving {spec.name}; engine log in {settings.resolve_path(settings.data_dir) / 'engine.log'}", flush=True)
+            engine = app.service.engines.engine_of(spec.name)
+            print(f"budgetlab: serving {spec.name}" + (f"; engine log in {engine.log_path}" if engine else ""), flush=True)
             demo = build_app(app.service, app.jobs, settings.resolve_path(settings.export_dir))
             demo.queue(default_concurrency_limit=32)
             print(f"budgetlab: dashboard on http://{settings.host}:{settings.port}", flush=True)
@@ -220,12 +223,13 @@ def sweep(args: argparse.Namespace, settings: AppSettings, env: Mapping[str, str
             models=models, dataset=args.dataset, controllers=args.controllers, budgets=budgets, samples=args.samples,
             limit=args.limit, seed=args.seed, concurrency=args.concurrency, run=args.run or _audit_run_name(args, models),
             question_field=args.question_field, answer_field=args.answer_field, skip_bad=args.skip_bad, split=args.split, hub_config=args.hub_config,
+            each_on_its_model=not getattr(args, "every_pair", False),
         )
         settings.dataset_policy(any_path=True).locate(request.dataset)  # a bad path is refused before the store is opened
     except (InputError, UnknownModelError) as exc:
         print(f"app.py {args.command}: {exc}", file=sys.stderr)
         return 2
-    # The engine starts with the first model; a sweep over several switches between them.
+    # The first model's engine starts first; each model gets its own (memory allowing, the earlier ones stay up).
     settings = dataclasses.replace(settings, model=request.models[0])
     return sweep_command(settings, request, env, args.json, audit=args.command == "audit")
 

@@ -10,8 +10,8 @@ same parts, configured by the same settings, and close them in the same order.
     # closed in order: the jobs (a running one is marked interrupted), the engine, the store;
     # a Ctrl-C or SIGTERM during the close is held until it is done, then raised.
 
-Options: ``engine`` reuses an engine that is already running (the tests share one; the app then
-does not stop it); ``jobs`` starts the training job scheduler (the dashboard); ``shell`` gives the
+Options: ``engine`` reuses an engine that is already running (the tests share one): the app's
+engine pool serves that engine's model with it and never stops it; ``jobs`` starts the training job scheduler (the dashboard); ``shell`` gives the
 shell user's rights (any dataset file within the size limit, any model folder) instead of a web
 request's; ``read_only`` opens the store without a writer (``app.py report``, which may run while
 a dashboard holds the file).
@@ -31,6 +31,7 @@ from backend.interrupts import interrupts_held
 from backend.jobs.scheduler import JobsConfig, TrainingJobs
 from backend.service.budgetlab import Budgetlab
 from backend.serving.local import LocalEngine
+from backend.serving.pool import EnginePool
 from backend.serving.remote import RemoteEngine
 from backend.settings import REPO_ROOT, AppSettings
 from store.queries import ReadOnlyStore, StoreBusyError, busy_reason
@@ -86,16 +87,19 @@ def open_store(settings: AppSettings, read_only: bool = False) -> StoreWriter | 
 
 def build_service(settings: AppSettings, store, env: Mapping[str, str], *, engine: LocalEngine | RemoteEngine | None = None,
                   shell: bool = False) -> Budgetlab:
-    """The service over ``store``, with ``engine`` or the one the settings describe (not started)."""
+    """The service over ``store``, with the engines the settings describe (none started): a remote
+    deployment, or a pool of local engines (which serves ``engine``'s model with ``engine``)."""
     endpoints = settings.chat_endpoints()
-    owns_engine = engine is None
-    if engine is None and settings.backend_url:
-        engine = RemoteEngine(settings.backend_url, settings.backend_api_key)
-    elif engine is None:
-        engine = LocalEngine(settings.engine_config(), log_dir=settings.resolve_path(settings.data_dir), base_env=env)
+    if isinstance(engine, RemoteEngine):
+        engines = engine
+    elif settings.backend_url and engine is None:
+        engines = RemoteEngine(settings.backend_url, settings.backend_api_key)
+    else:
+        engines = EnginePool(settings.engine_config(), settings.pool_config(), log_dir=settings.resolve_path(settings.data_dir),
+                             base_env=env, adopted=(engine,) if engine is not None else ())
     return Budgetlab(
         registry=settings.model_registry(),
-        engine=engine,
+        engines=engines,
         store=store,
         controller_config=settings.controller_config(),
         sampling=settings.sampling(),
@@ -111,7 +115,7 @@ def build_service(settings: AppSettings, store, env: Mapping[str, str], *, engin
         # model folder; a web request may not.
         dataset_policy=settings.dataset_policy(any_path=shell),
         model_paths=shell,
-        owns_engine=owns_engine,
+        owns_engines=not isinstance(engine, RemoteEngine),  # a pool never stops an engine it was handed
         endpoints=endpoints,
         # Each endpoint's key, from the variable the file names (the variable's name is all the file holds).
         endpoint_keys={name: env.get(e.api_key_env, "") for name, e in endpoints.items() if e.api_key_env},

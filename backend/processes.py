@@ -2,13 +2,17 @@
 
     subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent)
     print(tail(Path("data/engine.log"), 20))
+    resident_gib(engine.pid())   # the memory an engine's server and every process it started hold
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
+
+_PSS = re.compile(r"^Pss:\s+(\d+) kB", re.M)
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -48,3 +52,36 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def group_members(pgid: int) -> list[int]:
+    """The pids of process group ``pgid`` (an engine's server and every process it started: they
+    share its group, since it is started in a session of its own)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone in between
+        if int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def resident_gib(pgid: int | None) -> float:
+    """Memory held by process group ``pgid``, in GiB: the sum of its processes' proportional set
+    size (PSS: a page shared by n processes counts 1/n in each, so forked workers are not counted
+    twice, as a sum of RSS would). 0 for no group or one that is gone."""
+    if not pgid:
+        return 0.0
+    kib = 0
+    for pid in group_members(pgid):
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        match = _PSS.search(text)
+        kib += int(match.group(1)) if match else 0
+    return kib / 2**20

@@ -30,6 +30,7 @@ from backend.evaluation.datasets import DEFAULT_MAX_MB, MB, DatasetPolicy
 from backend.evaluation.verifier import GRADE_TIMEOUT_S
 from backend.serving.engine import EngineConfig
 from backend.serving.endpoints import ChatEndpoint, load_endpoints
+from backend.serving.pool import PoolConfig
 from backend.serving.registry import ModelRegistry
 from backend.serving.sampling import Sampling
 
@@ -75,6 +76,10 @@ class AppSettings:
     engine_reasoning_parser: str = inherit(EngineConfig, "reasoning_parser")
     trust_remote_code: bool = inherit(EngineConfig, "trust_remote_code")
     engine_nice: int = inherit(EngineConfig, "nice")
+    engines_memory_gib: float = inherit(PoolConfig, "memory_gib")
+    engines_gpu_share: float = inherit(PoolConfig, "gpu_share")
+    engines_replicas: str = inherit(PoolConfig, "replicas")
+    engines_router_policy: str = inherit(PoolConfig, "router_policy")
     # --- generation
     temperature: float = inherit(Sampling, "temperature")
     top_p: float = inherit(Sampling, "top_p")
@@ -110,7 +115,7 @@ class AppSettings:
             raise SettingError(f"training_poll_s {self.training_poll_s}: must be positive")
         if self.dataset_max_mb < 1:
             raise SettingError(f"dataset_max_mb {self.dataset_max_mb}: must be a positive whole number of MB")
-        for config in (self.engine_config, self.controller_config, self.sampling):
+        for config in (self.engine_config, self.pool_config, self.controller_config, self.sampling):
             try:
                 config()  # each component checks its own fields
             except ValueError as exc:
@@ -119,6 +124,10 @@ class AppSettings:
     def engine_config(self) -> EngineConfig:
         """The engine's config (device "auto": the engine resolves it for this machine)."""
         return section(EngineConfig, self, prefix="engine_")
+
+    def pool_config(self) -> PoolConfig:
+        """How many local engines may run at once (the ``engines_`` settings)."""
+        return section(PoolConfig, self, prefix="engines_")
 
     def controller_config(self) -> ControllerConfig:
         return section(ControllerConfig, self, prefix="")

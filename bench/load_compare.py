@@ -390,7 +390,7 @@ def main() -> int:
         cpu["other"] = max(0.0, cpu.pop("machine") - cpu["app"] - cpu["engine"] - cpu["clients"])  # other processes: noise
     except Exception as exc:
         failure = f"{type(exc).__name__}: {exc}"
-        print(f"load_compare: {failure}\n--- app log tail\n{tail(app_log)}\n--- engine log tail\n{tail(root / 'engine.log')}",
+        print(f"load_compare: {failure}\n--- app log tail\n{tail(app_log)}\n--- engine log tail\n{''.join(tail(log) for log in root.glob('engine*.log'))}",
               file=sys.stderr, flush=True)
     finally:
         code, killed = stop_app(proc, children)

@@ -76,8 +76,7 @@ def main() -> None:
         settings = AppSettings(model=args.model, db=str(Path(tmp) / "bench.duckdb"), data_dir=tmp, engine_max_model_len=2048)
         with open_app(settings, env=os.environ, shell=True) as app:
             spec = app.service.resolve_model(args.model)
-            app.service.engine.start(spec)
-            app.service.engine.wait_ready(spec.name, timeout_s=600)
+            app.service.engines.ensure(spec, timeout_s=600)
             sweep_once(app, args, "l1_exact", budgets[:1], 1, args.requests, "warm-up")  # first requests pay one-off costs
             for round_index in range(args.rounds):
                 order = list(ways) if round_index % 2 == 0 else list(reversed(ways))  # alternate, so drift hits both alike

@@ -73,16 +73,15 @@ def run_app(spec, settings: AppSettings, request, items, workdir: Path) -> tuple
     """(a): the sweep through the app's backend. Also returns the exact prompt ids it sent, for (b)."""
     settings = dataclasses.replace(settings, db=str(workdir / "bench.duckdb"), data_dir=str(workdir))
     with open_app(settings, env=os.environ, shell=True) as app:  # a command-line tool: any model folder
-        engine = app.service.engine
-        engine.start(spec)
-        engine.wait_ready(spec.name, timeout_s=600)
+        app.service.engines.ensure(spec, timeout_s=600)
+        engine = app.service.engines.engine_of(spec.name)
         started = time.perf_counter()
         outcome = asyncio.run(app.service.sweep(request))
         wall = time.perf_counter() - started
         restarts = engine.status().restarts
         if restarts:
             print(f"the engine restarted {restarts} times during the sweep; its log:\n{tail(engine.log_path, 60)}", file=sys.stderr)
-        prompt_ids = asyncio.run(fetch_prompt_ids(engine.ensure(spec, 600), items))
+        prompt_ids = asyncio.run(fetch_prompt_ids(app.service.engines.ensure(spec, 600), items))
     tokens = sum(group["output_tokens"] for group in outcome.summary)
     assert outcome.progress.failed == 0, outcome.progress.last_error
     return {"generations": outcome.progress.done, "output_tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall,

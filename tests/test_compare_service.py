@@ -67,3 +67,28 @@ def test_unknown_model_is_refused_before_anything_runs(service):
     request = parse_compare_request("Compute 1 + 1.", "no-such-model", "64", ["hard_cap"], max_columns=24)
     with pytest.raises(InputError, match="unknown model 'no-such-model'"):
         run(collect(service, request))
+
+
+def test_l1_on_the_l1_model_streams_next_to_s1_on_its_base_in_one_stored_run(service, store):
+    """The paper's comparison side by side: two served models, each on its own engine (the pool), each
+    method on the model it is meant for; both engines stay up afterwards (memory allows two here)."""
+    request = parse_compare_request("Compute 9 - 6.", "l1-tiny", "128 256", ["l1_exact", "s1"], gold="3", seed=0,
+                                    other_model="tiny-r1-base", max_columns=24)
+    final = run(collect(service, request))[-1]
+    assert final.done
+    assert sorted((g.model, g.controller, g.budget) for g in final.generations) == [
+        ("l1-tiny", "l1_exact", 128), ("l1-tiny", "l1_exact", 256), ("tiny-r1-base", "s1", 128), ("tiny-r1-base", "s1", 256)]
+    assert all(g.phase == "done" for g in final.generations), [g.error for g in final.generations]
+    stored = service.stored_comparison(final.run_id)
+    assert stored["models"] == ["l1-tiny", "tiny-r1-base"]
+    assert sorted((g["model"], g["controller"]) for g in stored["generations"]) == sorted((g.model, g.controller) for g in final.generations)
+    engines = {v.model: v for v in service.engine_views()}
+    assert {m: v.state.value for m, v in engines.items()} == {"l1-tiny": "ready", "tiny-r1-base": "ready"}
+    assert not any(v.holders for v in engines.values())  # the comparison gave its leases back
+
+    # Every method on both models, when asked.
+    everywhere = parse_compare_request("Compute 9 - 6.", "l1-tiny", "128", ["l1_exact", "s1"], gold="3", seed=0,
+                                       other_model="tiny-r1-base", each_on_its_model=False, max_columns=24)
+    final = run(collect(service, everywhere))[-1]
+    assert sorted((g.model, g.controller) for g in final.generations) == [
+        ("l1-tiny", "l1_exact"), ("l1-tiny", "s1"), ("tiny-r1-base", "l1_exact"), ("tiny-r1-base", "s1")]

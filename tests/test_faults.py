@@ -172,7 +172,7 @@ def test_an_engine_not_ready_within_the_start_timeout_is_stopped_with_a_clear_er
     assert done.returncode == 1, done.stderr[-2000:]
     assert "app.py sweep: stopped, the engine is not available: engine is down: engine not ready after 3 s" in done.stderr, done.stderr[-2000:]
     assert elapsed < 90, f"took {elapsed:.0f} s"  # app start + 3 s + stopping the half-started engine
-    ports = re.findall(r"starting l1-tiny on port (\d+)", (tmp_path / "engine.log").read_text())
+    ports = re.findall(r"starting l1-tiny on port (\d+)", (tmp_path / "engine-l1-tiny.log").read_text())
     assert len(ports) == 1  # started once, not restarted in a loop
     assert _engines_started_for(f"--port {ports[0]} ") == []  # and stopped, not left half-started
     with duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True) as con:

@@ -83,8 +83,12 @@ def test_sweep_endpoint_refuses_bad_input(client):
 def test_engine_status_endpoint_says_whether_the_engine_is_ready(client, engine):
     """Scripts (bench/load_compare.py) ask it before they start; it is also each session's cheap first request."""
     status = client.predict(api_name="/engine_status")
-    assert status == {"state": "ready", "ready": True, "model": "l1-tiny", "message": engine.status().message,
-                      "restarts": engine.status().restarts}
+    assert (status["state"], status["ready"]) == ("ready", True)
+    engines = {e["model"]: e for e in status["engines"]}  # one entry per engine (other tests may have started the base's)
+    assert engines["l1-tiny"]["state"] == "ready" and engines["l1-tiny"]["message"] == engine.status().message
+    assert engines["l1-tiny"]["restarts"] == engine.status().restarts and engines["l1-tiny"]["role"] == "generate"
+    assert 1.0 < engines["l1-tiny"]["memory_gib"] < 6.0  # measured: the server's process group
+    assert "l1-tiny" in status["model"]
 
 
 def test_the_engine_yields_the_cpu_to_the_app(engine):

@@ -3,8 +3,9 @@
     demo = build_app(service, jobs, export_dir=Path("data/exports"))
     demo.queue().launch(server_name="127.0.0.1", server_port=7860, **launch_options())
 
-The engine status line at the top refreshes every two seconds, so a user sees
-the model loading, ready, restarting after a crash, or failed with the reason.
+The engine status line at the top refreshes every two seconds, one line per engine, so a user
+sees each model loading, ready (with its memory and who uses it), restarting after a crash, or
+failed with the reason.
 """
 
 from __future__ import annotations
@@ -41,14 +42,30 @@ def launch_options() -> dict:
 
 
 def engine_status_markdown(service: Budgetlab) -> str:
-    status = service.engine_status()
-    first, _, rest = status.message.partition("\n")
-    dot = (f'<span class="bl-dot" role="img" aria-label="{status.state.value}" '
-           f'style="background:{STATE_COLOURS.get(status.state, "#9e9e9e")}"></span>')
-    text = f"{dot} **Engine {status.state.value}**: {first}"
-    if rest:
-        text += f"\n\n```\n{rest}\n```"
-    return text
+    """One line per engine: its state, model, memory and who holds it; a failure's log tail below."""
+    views = service.engine_views()
+    if not views:
+        return f"{_dot(State.STOPPED)} **No engine running**: one starts when a model is asked for."
+    lines, tails = [], []
+    for view in views:
+        first, _, rest = view.message.partition("\n")
+        facts = [first]
+        if view.replicas > 1:
+            facts.append(f"{view.replicas} replicas")
+        if view.memory_gib:
+            facts.append(f"{view.memory_gib:.1f} GiB")
+        if view.holders:
+            facts.append("in use: " + ", ".join(f"{n} {h}{'s' if n > 1 else ''}" for h, n in view.holders.items()))
+        role = "" if view.role == "generate" else f" ({view.role})"
+        lines.append(f"{_dot(view.state)} **{view.model}{role} {view.state.value}**: " + " · ".join(facts))
+        if rest:
+            tails.append(f"```\n{rest}\n```")
+    return "<br>".join(lines) + "".join(f"\n\n{t}" for t in tails)
+
+
+def _dot(state: State) -> str:
+    return (f'<span class="bl-dot" role="img" aria-label="{state.value}" '
+            f'style="background:{STATE_COLOURS.get(state, "#9e9e9e")}"></span>')
 
 
 def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurrency_limit: int = 32) -> gr.Blocks:
@@ -75,9 +92,13 @@ def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurre
 
 def _status_api(service: Budgetlab) -> None:
     def engine_status() -> dict:
-        """The engine's state (starting, ready, failed, ...), the model it serves, and why: the page's status line, for scripts."""
+        """The engines' state (ready when every engine is), the models they serve, and why; ``engines``: one
+        entry per engine (model, role, state, message, memory in GiB, who holds it): the page's status line, for scripts."""
         status = service.engine_status()
-        return {"state": status.state.value, "ready": status.ready, "model": status.model, "message": status.message, "restarts": status.restarts}
+        engines = [{"model": v.model, "role": v.role, "state": v.state.value, "message": v.message, "memory_gib": v.memory_gib,
+                    "holders": v.holders, "replicas": v.replicas, "restarts": v.restarts} for v in service.engine_views()]
+        return {"state": status.state.value, "ready": status.ready, "model": status.model, "message": status.message,
+                "restarts": status.restarts, "engines": engines}
 
     gr.api(engine_status, api_name="engine_status")
 

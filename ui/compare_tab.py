@@ -44,8 +44,10 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
             with gr.Column(scale=2):
                 model = gr.Dropdown(label="Model", choices=service.model_names(), value=service.default_model, allow_custom_value=True, elem_id="bl-model")
                 model_note = gr.Markdown(_model_note(service, service.default_model), elem_id="bl-model-note")
-                other_model = gr.Dropdown(label="Next to (optional): a chat endpoint's model, MODEL_ID@NAME", choices=["", *service.endpoint_models()],
-                                          value="", allow_custom_value=True, elem_id="bl-other-model", visible=bool(service.endpoints))
+                other_model = gr.Dropdown(label="Next to (optional): a second model, served or a chat endpoint's (MODEL_ID@NAME)",
+                                          choices=["", *service.model_names()], value="", allow_custom_value=True, elem_id="bl-other-model")
+                each_on_its_model = gr.Checkbox(label="Each method on the model it is meant for (L1 prompts on the L1 model, the others on the base)",
+                                                value=True, elem_id="bl-each-on-its-model")
                 budgets = gr.Dropdown(
                     label="Budgets (tokens)", choices=[str(b) for b in default_spec], value=[str(b) for b in default_spec[1:4]],
                     multiselect=True, allow_custom_value=True, elem_id="bl-budgets",
@@ -68,7 +70,8 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
             raw = gr.JSON(label="generations")
 
         # A fine-tune that finished since the page loaded is listed when the tab is opened again.
-        tab.select(lambda: gr.update(choices=service.model_names()), outputs=model, api_visibility="private", queue=False)
+        tab.select(lambda: (gr.update(choices=service.model_names()), gr.update(choices=["", *service.model_names()])),
+                   outputs=[model, other_model], api_visibility="private", queue=False)
         by_label = {e.label: e for e in examples}
 
         def pick_example(label: str):
@@ -82,9 +85,10 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
                 return gr.skip(), gr.skip()
             return gr.Dropdown(choices=[str(b) for b in spec.budgets], value=[str(b) for b in spec.budgets[1:4]]), _model_note(service, name)
 
-        async def compare_stream(question, model, budgets, controllers, gold, seed, price_in, price_out, other_model=""):
+        async def compare_stream(question, model, budgets, controllers, gold, seed, price_in, price_out, other_model="", each_on_its_model=True):
             try:
-                request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, max_columns=service.max_columns)
+                request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, each_on_its_model,
+                                                max_columns=service.max_columns)
                 async for snapshot in service.compare_stream(request):
                     generations = [g.as_dict() for g in snapshot.generations]
                     costs = [_card_cost(service, g, price_in, price_out) for g in generations]
@@ -97,7 +101,7 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
         model.change(pick_model, inputs=model, outputs=[budgets, model_note], api_visibility="private")
         run.click(
             compare_stream,
-            inputs=[question, model, budgets, controllers, gold, seed, price_in, price_out, other_model],
+            inputs=[question, model, budgets, controllers, gold, seed, price_in, price_out, other_model, each_on_its_model],
             outputs=[status, cards, raw],
             api_name="compare_stream",
             concurrency_limit=concurrency_limit,
@@ -118,11 +122,13 @@ class CompareHandles:
 
 def _api(service: Budgetlab, concurrency_limit: int) -> None:
     async def compare(question: str, model: str, budgets: list[int], controllers: list[str], gold: str = "", seed: int | None = None,
-                      other_model: str = "") -> dict:
-        """Compare one question at several budgets and controllers (on a second model too: other_model, e.g. MODEL_ID@ENDPOINT);
+                      other_model: str = "", each_on_its_model: bool = True) -> dict:
+        """Compare one question at several budgets and controllers (on a second model too: other_model, served or
+        MODEL_ID@ENDPOINT; with each_on_its_model, L1 prompts run on the L1 model and the others on the other model);
         returns every generation as JSON, each with its cost at its model's prices."""
         try:
-            request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, max_columns=service.max_columns)
+            request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, each_on_its_model,
+                                            max_columns=service.max_columns)
             return await service.compare(request)
         except (InputError, EngineUnavailable) as exc:
             raise gr.Error(str(exc)) from None

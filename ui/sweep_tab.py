@@ -120,10 +120,11 @@ def preset_form(service: Budgetlab) -> tuple:
     """The form as the preset "sequential vs parallel at equal tokens" fills it: models, dataset, controllers,
     budgets, questions, samples, run name, and that the Analytics tab opens on the run when it is done.
     Its budgets (low, middle, high) are ones at which every method's generations (N, or N/K per sample)
-    are asked for a budget inside the default model's trained range."""
+    are asked for a budget inside the default model's trained range. Its models: the default one and
+    the base it was trained from, each method on the one it is meant for (`backend.service.pairing`)."""
     budgets = service.equal_token_budgets(PRESET_CONTROLLERS)
     choices = sorted({*service.suggested_budgets(), *budgets})
-    return ([service.default_model], "arith", PRESET_CONTROLLERS, gr.update(choices=[str(b) for b in choices], value=[str(b) for b in budgets]),
+    return (service.equal_token_models(), "arith", PRESET_CONTROLLERS, gr.update(choices=[str(b) for b in choices], value=[str(b) for b in budgets]),
             PRESET_QUESTIONS, 1, f"equal-tokens-{dt.datetime.now():%Y%m%d-%H%M%S}", True)
 
 

@@ -34,6 +34,7 @@ class Controller:
     description: str = ""
     budget_kind: str = "guaranteed"
     opens_thinking = True  # the generation starts inside the thinking block
+    budget_prompt = False  # the prompt states the budget (meant for a model trained to follow it: L1)
     # Why the controller cannot run on a chat endpoint (None: it can, as one chat request).
     chat_refusal: str | None = "needs token-level control of a served model, which a chat API does not give"
 

@@ -39,6 +39,7 @@ class ParallelController(Controller):
         self.mode, self.k, self.inner = mode, k, inner
         self.name = f"{mode}{k}:{inner.name}"
         self.budget_kind = inner.budget_kind
+        self.budget_prompt = inner.budget_prompt
         self.description = f"{MODES[mode]} over {k} samples of {inner.name}, each at floor(N/{k}) tokens."
         self.chat_refusal = inner.chat_refusal  # on an endpoint, K chat requests with their own seeds
 

@@ -26,6 +26,7 @@ class L1Exact(Controller):
     name = "l1_exact"
     description = "L1 prompt: Think for N tokens."
     budget_kind = "hint"
+    budget_prompt = True
     chat_refusal = None
 
     def user_text(self, question: str, budget: int) -> str:

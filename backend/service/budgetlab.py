@@ -1,6 +1,6 @@
 """The application service: what the UI, the API and the command line call.
 
-`Budgetlab` ties the parts together: the model registry, the engine (local or remote), the
+`Budgetlab` ties the parts together: the model registry, the engines (a pool of local ones, or a remote deployment), the
 controllers, the grader and the store. The UI handlers stay thin and call it; it holds no UI
 code and no SQL. `backend.factory.open_app` builds it from the settings (one wiring for every
 entry point and the tests).
@@ -14,11 +14,13 @@ entry point and the tests).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from backend.controllers.chat_session import ChatSession
 from backend.controllers.config import ControllerConfig
@@ -31,6 +33,8 @@ from backend.evaluation.datasets import DatasetPolicy
 from backend.service.analytics import Analytics
 from backend.service.audit import TOLERANCE_SHARE, TOLERANCE_TOKENS, audit_report
 from backend.service.compare import CompareRequest, check_budgets_fit, run_columns
+from backend.service.leases import hold
+from backend.service.pairing import assign
 from backend.service.records import generation_rows, settle
 from backend.service.reopen import stored_cards
 from backend.service.sweep import SweepOutcome, run_sweep
@@ -40,13 +44,14 @@ from backend.service.trained_range import TrainedBudgets, budgets_inside, flag_r
 from backend.serving.chat import ChatClient, EndpointLimits
 from backend.serving.client import EngineClient
 from backend.serving.endpoints import ChatEndpoint
-from backend.serving.engine import EngineStatus, EngineUnavailable
-from backend.serving.local import LocalEngine
+from backend.serving.engine import EngineStatus
+from backend.serving.pool import EnginePool, EngineView
 from backend.serving.registry import (
     ModelRegistry,
     ModelSpec,
     UnknownModelError,
     check_available,
+    trained_from,
 )
 from backend.serving.remote import RemoteEngine
 from backend.serving.sampling import Sampling
@@ -82,7 +87,7 @@ class Budgetlab:
         self,
         *,
         registry: ModelRegistry,
-        engine: LocalEngine | RemoteEngine,
+        engines: EnginePool | RemoteEngine,
         store,
         controller_config: ControllerConfig,
         sampling: Sampling,
@@ -95,7 +100,7 @@ class Budgetlab:
         dataset_policy: DatasetPolicy,
         first_run_questions: int = 50,
         model_paths: bool = False,
-        owns_engine: bool = True,
+        owns_engines: bool = True,
         endpoints: Mapping[str, ChatEndpoint] | None = None,
         endpoint_keys: Mapping[str, str] | None = None,
         local_tokenizer: bool = True,
@@ -103,12 +108,12 @@ class Budgetlab:
         """`store`: a `StoreWriter` (or a read-only store, for reports); `dataset_policy`: which
         dataset files a sweep may open; `model_paths`: whether a request may name any local model
         folder (the shell's sweep) or only registered models and the default (the dashboard: a web
-        request never picks a folder to load); `owns_engine`: `close` stops the engine; `endpoints`: the
+        request never picks a folder to load); `owns_engines`: `close` stops the engines; `endpoints`: the
         chat endpoints of the endpoints file, and `endpoint_keys` their keys by endpoint name (read
         from the environment by the caller; never stored, logged or shown); `local_tokenizer`: served
         models' chat prompts are tokenized in the app once its tokenizer matched the engine's."""
         self.registry = registry
-        self.engine = engine
+        self.engines = engines
         self.store = store
         self.controller_config = controller_config
         self.sampling = sampling
@@ -121,23 +126,33 @@ class Budgetlab:
         self.first_run_questions = first_run_questions
         self.dataset_policy = dataset_policy
         self.model_paths = model_paths
-        self.owns_engine = owns_engine
+        self.owns_engines = owns_engines
         self._last_session: ModelSession | None = None
         self.tokenizers = LocalTokenizers(tokenizer_probes(controller_config), enabled=local_tokenizer)
         self.endpoints = dict(endpoints or {})
         self._endpoint_keys = dict(endpoint_keys or {})
         self.analytics = Analytics(store, price, self.price_of, self.trained_range_of)
 
-    # --- engine
+    # --- engines
     def start_default_engine(self) -> ModelSpec:
         """Start serving the default model in the background; raises UnknownModelError at once."""
         spec = self.registry.resolve(self.default_model)
-        self.engine.start(spec)
+        self.engines.start(spec)
         self.tokenizers.preload(spec.source)  # read while the engine starts: checked against it on first use
         return spec
 
     def engine_status(self) -> EngineStatus:
-        return self.engine.status()
+        """Every engine as one status (ready when all are), one line per engine in its message."""
+        return self.engines.status()
+
+    def engine_views(self) -> list[EngineView]:
+        """One entry per engine (model, state, memory, who holds it): the status line."""
+        return self.engines.views()
+
+    def hold(self, spec: ModelSpec, holder: str, report=None):
+        """``async with service.hold(spec, "viewer") as endpoint``: `spec`'s engine, not stopped for
+        another model until the block ends (see `backend.service.leases`)."""
+        return hold(self.engines, spec, holder, report)
 
     def model_names(self) -> list[str]:
         """The served models, then each endpoint's model (MODEL_ID@NAME)."""
@@ -181,6 +196,16 @@ class Budgetlab:
         (N, or N/K for majK / bestK) are asked for a budget inside its trained range (the suggested spread when unknown)."""
         return budgets_inside(self.trained_range_of(self.default_model), controllers, self.suggested_budgets())
 
+    def equal_token_models(self) -> list[str]:
+        """The models of the equal-token preset: the default model, and next to it the base it was
+        fine-tuned from when that is registered (the plain-prompt methods run there: `pairing`)."""
+        try:
+            spec = self.resolve_model(self.default_model)
+        except InputError:
+            return [self.default_model]
+        base = trained_from(Path(spec.source)) if spec.is_local and spec.follows_budget_prompts else None
+        return [spec.name, base] if base and base in self.registry.names() and base != spec.name else [spec.name]
+
     def suggested_budgets(self) -> tuple[int, ...]:
         """The default model's suggested budgets (the forms' first choices)."""
         try:
@@ -191,27 +216,15 @@ class Budgetlab:
     async def available_model(self, name: str) -> ModelSpec:
         """Resolve a name and make sure its weights can be had, so no engine is stopped in vain."""
         spec = self.resolve_model(name)
-        if isinstance(self.engine, LocalEngine) and spec.chat is None and not spec.is_local:  # a folder is there or not: no thread needed
+        if isinstance(self.engines, EnginePool) and spec.chat is None and not spec.is_local:  # a folder is there or not: no thread needed
             try:
                 await asyncio.to_thread(check_available, spec)
             except UnknownModelError as exc:
                 raise InputError(str(exc)) from None
         return spec
 
-    async def endpoint_for(self, spec: ModelSpec):
-        """Where `spec` is served: the engine's endpoint once it serves it, or the model's chat endpoint."""
-        if spec.chat is not None:
-            return spec.chat
-        status = self.engine.status()
-        if isinstance(self.engine, LocalEngine) and status.ready and status.model == spec.name:
-            try:  # serving it already: no thread hop (twenty viewers clicking at once queued forty of them)
-                return self.engine.endpoint()
-            except EngineUnavailable:  # it stopped in between: wait for it as below
-                pass
-        return await asyncio.to_thread(self.engine.ensure, spec)
-
     async def open_session(self, spec: ModelSpec, endpoint, *, live: bool, max_connections: int = 256) -> ModelSession | ChatSession:
-        """A session on `endpoint` (from `endpoint_for`); the caller closes it (``aclose``)."""
+        """A session on `endpoint` (from `hold`); the caller closes it (``aclose``)."""
         if spec.chat is not None:
             key = self._endpoint_keys.get(spec.chat.name, "")
             if spec.chat.api_key_env and not key:
@@ -227,8 +240,8 @@ class Budgetlab:
             raise
 
     async def recover_endpoint(self, spec: ModelSpec, lost):
-        """The endpoint once the engine that stopped answering at `lost` is back (see engine.recover)."""
-        return await asyncio.to_thread(self.engine.recover, spec, lost)
+        """The endpoint once the engine that stopped answering at `lost` is back (see LocalEngine.recover)."""
+        return await asyncio.to_thread(self.engines.recover, spec, lost)
 
     # --- comparison
     async def compare_stream(self, request: CompareRequest) -> AsyncIterator[CompareSnapshot]:
@@ -237,20 +250,31 @@ class Budgetlab:
         specs = [await self.available_model(name) for name in request.models]
         # Columns, sessions and stored rows go by the registered name, whatever the request called
         # the model (an alias such as l1-tiny-exact, the folder the app was started with).
-        request = replace(request, model=specs[0].name, other_model=specs[1].name if len(specs) > 1 else None)
-        served = [spec for spec in specs if spec.chat is None]
-        if len(served) > 1:
-            raise InputError(f"{served[0].name} and {served[1].name} are both served models and the engine serves one at a time: "
-                             "compare them one after the other, or against a chat endpoint's model (MODEL_ID@NAME)")
+        request = replace(request, model=specs[0].name, other_model=specs[1].name if len(specs) > 1 else None,
+                          assigned=tuple(assign(request.controllers, specs, request.each_on_its_model).items()))
         seed = request.seed if request.seed is not None else random.randrange(2**31)
         sampling = Sampling(self.sampling.temperature, self.sampling.top_p, seed)
-        endpoints = {}
-        for spec in specs:
-            waiting = asyncio.create_task(self.endpoint_for(spec))
-            while not waiting.done():
-                yield CompareSnapshot(run_id, f"waiting for the engine: {self.engine.status().message}")
-                await asyncio.wait({waiting}, timeout=1.0)
-            endpoints[spec.name] = waiting.result()  # raises EngineUnavailable with the reason
+        async with contextlib.AsyncExitStack() as held:
+            endpoints = {}
+            for spec in specs:  # each engine held for the whole comparison: nobody stops it for another model
+                waiting: list[str] = []
+                leasing = asyncio.ensure_future(held.enter_async_context(self.hold(spec, "viewer", report=waiting.append)))
+                try:
+                    while not leasing.done():
+                        await asyncio.wait({leasing}, timeout=1.0)
+                        if waiting:
+                            yield CompareSnapshot(run_id, f"waiting for {spec.name}: {waiting[-1]}")
+                except BaseException:
+                    leasing.cancel()
+                    raise
+                endpoints[spec.name] = leasing.result()  # raises EngineUnavailable with the reason
+            async for snapshot in self._compare_on(run_id, specs, request, sampling, endpoints):
+                yield snapshot
+
+    async def _compare_on(self, run_id: str, specs: list[ModelSpec], request: CompareRequest, sampling: Sampling,
+                          endpoints: dict) -> AsyncIterator[CompareSnapshot]:
+        """The comparison's columns streamed on engines already held (`compare_stream`)."""
+        seed = sampling.seed
         sessions = {}
         ranges = {spec.name: spec.trained_budgets for spec in specs}
         try:
@@ -352,5 +376,5 @@ class Budgetlab:
         return audit_report(rows)
 
     def close(self) -> None:
-        if self.owns_engine:
-            self.engine.stop()
+        if self.owns_engines:
+            self.engines.stop()

@@ -38,7 +38,10 @@ class CompareRequest:
     controllers: tuple[str, ...]
     gold: str | None = None
     seed: int | None = None
-    other_model: str | None = None  # a second model whose cards sit next to the first's (e.g. an endpoint's)
+    other_model: str | None = None  # a second model whose cards sit next to the first's (another served model, an endpoint's)
+    each_on_its_model: bool = True  # with two models: L1 prompts on the L1 model, plain ones on the other (service.pairing)
+    # Each model's controllers once the models are resolved (`pairing.assign`); None: every controller on every model.
+    assigned: tuple[tuple[str, tuple[str, ...]], ...] | None = None
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -46,10 +49,12 @@ class CompareRequest:
 
     @property
     def columns(self) -> list[tuple[str, str, int]]:
-        return [(m, c, b) for m in self.models for c in self.controllers for b in self.budgets]
+        on = dict(self.assigned) if self.assigned else {}
+        return [(m, c, b) for m in self.models for c in on.get(m, self.controllers) for b in self.budgets]
 
 
-def parse_compare_request(question, model, budgets, controllers, gold=None, seed=None, other_model=None, *, max_columns: int) -> CompareRequest:
+def parse_compare_request(question, model, budgets, controllers, gold=None, seed=None, other_model=None, each_on_its_model=True, *,
+                          max_columns: int) -> CompareRequest:
     question = (question or "").strip()
     if not question:
         raise InputError("the question is empty: type a question or pick an example")
@@ -65,6 +70,7 @@ def parse_compare_request(question, model, budgets, controllers, gold=None, seed
         gold=(str(gold).strip() or None) if gold is not None else None,
         seed=parse_seed(seed),
         other_model=(str(other_model).strip() or None) if other_model else None,
+        each_on_its_model=bool(each_on_its_model),
     )
     if request.other_model == request.model:
         raise InputError(f"model {request.model!r} is chosen twice: pick another model to compare against, or none")

@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend.errors import InputError
 from backend.evaluation.datasets import Dataset, load_dataset
 from backend.service.compare import check_budgets_fit, check_supported
+from backend.service.pairing import assign
 from backend.service.sweep_plan import SweepItem, SweepProgress, SweepRequest, plan_items
 from backend.service.sweep_worker import ModelWorker, ProgressCallback
 from backend.service.trained_range import flag_rows
@@ -56,12 +56,13 @@ async def run_sweep(service, request: SweepRequest, on_progress: ProgressCallbac
     specs = [await service.available_model(name) for name in request.models]  # refuse a bad one before any work
     sampling = service.sampling
     run_id = request.run or f"sweep-{dataset.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    await _check_before_a_new_run(service, run_id, specs[0], request, notify)
+    on = assign(request.controllers, specs, request.each_on_its_model)  # each model's controllers
+    await _check_before_a_new_run(service, run_id, specs[0], on[specs[0].name], request, notify)
     await _open_run(service.store, run_id, request, dataset, sampling, [s.name for s in specs])
     progress = SweepProgress(run_id, started_at=time.monotonic())
     with service.store.reader() as cur:
         stored = queries.stored_gen_ids(cur, run_id)
-    plans = {spec.name: plan_items(run_id, spec.name, request, dataset.questions) for spec in specs}
+    plans = {spec.name: plan_items(run_id, spec.name, request, dataset.questions, on[spec.name]) for spec in specs}
     progress.total = sum(len(items) for items in plans.values())
     progress.stored_before = sum(item.gen_id in stored for items in plans.values() for item in items)
     aborted = None
@@ -90,29 +91,20 @@ def _run_status(progress: SweepProgress, aborted: str | None) -> str:
     return "incomplete" if progress.failed else "interrupted"
 
 
-async def _check_before_a_new_run(service, run_id: str, spec, request: SweepRequest, notify: ProgressCallback) -> None:
+async def _check_before_a_new_run(service, run_id: str, spec, controllers, request: SweepRequest, notify: ProgressCallback) -> None:
     """A new run is stored only once the first model is served and its context holds every budget,
     so a sweep refused for its budgets, or whose engine cannot start, leaves no run behind. (A
     resumed run's row exists already; each model is checked again as its turn comes.)"""
     with service.store.reader() as cur:
         if queries.get_run(cur, run_id) is not None:
             return
-    endpoint = await _served(service, spec, lambda message: notify(SweepProgress(run_id, message=message)))
-    session = await service.open_session(spec, endpoint, live=False)
-    try:
-        check_budgets_fit(session, request.budgets)
-        await check_supported(session, request.controllers, service.controller_config)
-    finally:
-        await session.aclose()
-
-
-async def _served(service, spec, report: Callable[[str], None]):
-    """The endpoint serving `spec`, reporting the engine's state each second while it starts.
-    Nothing is reported in the first second: a quick refusal leaves the CLI's stderr to its one line."""
-    waiting = asyncio.create_task(service.endpoint_for(spec))
-    while not (await asyncio.wait({waiting}, timeout=1.0))[0]:
-        report(f"waiting for the engine to serve {spec.name}: {service.engine_status().message}")
-    return waiting.result()
+    async with service.hold(spec, "sweep", lambda message: notify(SweepProgress(run_id, message=f"waiting for {spec.name}: {message}"))) as endpoint:
+        session = await service.open_session(spec, endpoint, live=False)
+        try:
+            check_budgets_fit(session, request.budgets)
+            await check_supported(session, controllers, service.controller_config)
+        finally:
+            await session.aclose()
 
 
 async def _open_run(store, run_id: str, request: SweepRequest, dataset: Dataset, sampling: Sampling, models: list[str]) -> None:
@@ -138,13 +130,13 @@ async def _run_model(service, spec, request: SweepRequest, dataset: Dataset, sam
         progress.message = message
         notify(progress)
 
-    endpoint = await _served(service, spec, waiting)
-    worker = ModelWorker(service, spec, request.concurrency or service.sweep_concurrency, dataset, sampling, progress, notify)
-    try:
-        await worker.connect(endpoint)
-        check_budgets_fit(worker.session, request.budgets)
-        await check_supported(worker.session, request.controllers, service.controller_config)
-        progress.message = f"{spec.name}: generating"
-        return await worker.run(pending)
-    finally:
-        await worker.close()
+    async with service.hold(spec, "sweep", lambda message: waiting(f"waiting for {spec.name}: {message}")) as endpoint:
+        worker = ModelWorker(service, spec, request.concurrency or service.sweep_concurrency, dataset, sampling, progress, notify)
+        try:
+            await worker.connect(endpoint)
+            check_budgets_fit(worker.session, request.budgets)
+            await check_supported(worker.session, sorted({item.controller for item in pending}), service.controller_config)
+            progress.message = f"{spec.name}: generating"
+            return await worker.run(pending)
+        finally:
+            await worker.close()

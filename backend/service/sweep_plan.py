@@ -42,6 +42,7 @@ class SweepRequest:
     skip_bad: bool = False
     split: str = "test"
     hub_config: str | None = None
+    each_on_its_model: bool = True  # over several models: L1 prompts on the L1 models, the others on the rest (service.pairing)
 
     def __post_init__(self) -> None:
         if not self.models or not all(m.strip() for m in self.models):
@@ -111,8 +112,9 @@ def sample_seed(seed: int, question_id: str, sample_idx: int) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-def plan_items(run_id: str, model: str, request: SweepRequest, questions: Iterable[Question]) -> list[SweepItem]:
-    """A model's items, one (controller, budget) group after another, samples side by side.
+def plan_items(run_id: str, model: str, request: SweepRequest, questions: Iterable[Question],
+               controllers: Iterable[str] | None = None) -> list[SweepItem]:
+    """A model's items (of `controllers`, default the request's), one (controller, budget) group after another, samples side by side.
 
     Group after group keeps each group's wall time and tokens/s meaningful; samples of one
     prompt together let the engine's prefix cache reuse its prefill.
@@ -120,7 +122,7 @@ def plan_items(run_id: str, model: str, request: SweepRequest, questions: Iterab
     questions = list(questions)
     return [
         SweepItem(sweep_key(run_id, model, controller, budget, q.qid, s), model, controller, budget, q, s, sample_seed(request.seed, q.qid, s))
-        for controller in request.controllers
+        for controller in (request.controllers if controllers is None else controllers)
         for budget in request.budgets
         for q in questions
         for s in range(request.samples)

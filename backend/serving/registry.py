@@ -56,6 +56,11 @@ class ModelSpec:
                    endpoint.budgets, endpoint, model)
 
     @property
+    def follows_budget_prompts(self) -> bool:
+        """Trained to follow the L1 prompts ("Think for N tokens."): an LCPO model of known range, or a released L1 model."""
+        return self.trained_budgets is not None or self.source in L1_SOURCES
+
+    @property
     def is_local(self) -> bool:
         return self.chat is None and Path(self.source).is_absolute()
 
@@ -75,6 +80,8 @@ PRESETS: tuple[ModelSpec, ...] = (
     ModelSpec("agentica-org/DeepScaleR-1.5B-Preview", "agentica-org/DeepScaleR-1.5B-Preview", "DeepScaleR, the base L1 was trained from.", REAL_BUDGETS),
     ModelSpec("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "DeepSeek-R1 distill, a baseline.", REAL_BUDGETS),
 )
+
+L1_SOURCES = ("l3lab/L1-Qwen-1.5B-Exact", "l3lab/L1-Qwen-1.5B-Max")
 
 # Descriptions of the models this project builds and ships under models/.
 LOCAL_DESCRIPTIONS = {
@@ -144,6 +151,15 @@ def _read_trained_budgets(path: str, version: int) -> tuple[int, int] | None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return (low, high) if 0 < low <= high else None
+
+
+def trained_from(model_dir: Path) -> str | None:
+    """The folder name of the model an LCPO fine-tune started from (its lcpo_config.json's base_model), or None."""
+    try:
+        base = json.loads((Path(model_dir) / TRAINING_CONFIG).read_text()).get("base_model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(base).name if isinstance(base, str) and base else None
 
 
 def local_spec(name: str, folder: Path, description: str, domain: str = "") -> ModelSpec:

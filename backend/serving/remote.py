@@ -14,6 +14,7 @@ import time
 import httpx
 
 from backend.serving.engine import Endpoint, EngineStatus, EngineUnavailable, State, auth_headers, healthy
+from backend.serving.pool import EngineView
 from backend.serving.registry import ModelSpec
 
 
@@ -70,3 +71,20 @@ class RemoteEngine:
 
     def stop(self) -> None:
         pass
+
+    # --- what the engine pool offers (`backend.serving.pool`): the deployment manages its own engines
+    def acquire(self, spec: ModelSpec, holder: str, role: str = "generate", timeout_s: float | None = None) -> Endpoint:
+        return self.ensure(spec, timeout_s)
+
+    def release(self, spec: ModelSpec, holder: str, role: str = "generate") -> None:
+        pass
+
+    def engine_of(self, name: str, role: str = "generate") -> None:
+        return None  # nothing of the deployment's runs here
+
+    def describe(self, name: str, role: str = "generate") -> str:
+        return self._status.message
+
+    def views(self) -> list:
+        status = self._status
+        return [EngineView(status.model or "remote", "generate", status.state, status.message, 0.0, {})]

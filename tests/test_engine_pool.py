@@ -1,0 +1,102 @@
+"""The engine pool with real engines: several models at once within a memory budget, an engine in
+use never stopped for another model (the newcomer waits, saying for what, or is refused), and the
+least recently used idle engine stopped to make room.
+
+Three names for the base model (folders linked under a temp models dir) stand for three models:
+each gets its own vLLM server, as three different models would. The budget holds two of them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from backend.serving.engine import EngineConfig, EngineUnavailable, State
+from backend.serving.pool import EnginePool, PoolConfig
+from backend.serving.registry import ModelRegistry
+from backend.settings import REPO_ROOT
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.engine
+
+# A ready tiny engine with 1 GiB of KV cache holds about 2.4 GiB (PSS, measured): two fit, three do not.
+TWO_ENGINES_GIB = 5.5
+
+
+@pytest.fixture(scope="module")
+def three_models(tmp_path_factory):
+    models = tmp_path_factory.mktemp("pool-models")
+    for name in ("alpha", "beta", "gamma"):
+        (models / name).symlink_to(REPO_ROOT / "models" / "tiny-r1-base", target_is_directory=True)
+    registry = ModelRegistry(models)
+    return [registry.resolve(name) for name in ("alpha", "beta", "gamma")]
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    config = EngineConfig(kv_cache_gib=1, max_model_len=2048, start_timeout_s=240)
+    pool = EnginePool(config, PoolConfig(memory_gib=TWO_ENGINES_GIB), log_dir=tmp_path_factory.mktemp("pool-logs"), base_env=os.environ)
+    yield pool
+    pool.stop()
+
+
+def acquire_in_thread(pool, spec, holder, **kwargs):
+    """pool.acquire in a thread; returns (thread, result dict with 'endpoint' or 'error')."""
+    result = {}
+
+    def run():
+        try:
+            result["endpoint"] = pool.acquire(spec, holder, **kwargs)
+        except EngineUnavailable as exc:
+            result["error"] = str(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_two_models_side_by_side_then_a_third_waits_for_memory_and_takes_the_idle_ones_place(pool, three_models):
+    alpha, beta, gamma = three_models
+    # Both start together (one engine each) and stay up side by side.
+    started = [acquire_in_thread(pool, alpha, "viewer"), acquire_in_thread(pool, beta, "sweep")]
+    for thread, result in started:
+        thread.join(300)
+        assert "endpoint" in result, result
+    for _ in range(2):
+        pool.acquire(alpha, "viewer")  # three viewers on alpha in all
+    views = {v.model: v for v in pool.views()}
+    assert {m: v.state for m, v in views.items()} == {"alpha": State.READY, "beta": State.READY}
+    # Resident memory is measured per engine (the README records it).
+    assert all(1.0 < v.memory_gib < TWO_ENGINES_GIB / 2 for v in views.values()), views
+    alpha_pid, beta_pid = pool.engine_of("alpha").pid(), pool.engine_of("beta").pid()
+
+    # A third model while both are in use: it waits, and says for what.
+    thread, result = acquire_in_thread(pool, gamma, "viewer")
+    message = wait_for(lambda: pool.describe("gamma") if pool.describe("gamma").startswith("waiting") else None, timeout_s=10)
+    assert message == "waiting for memory: 2 engines busy (alpha: 3 viewers, beta: sweep)"
+    time.sleep(2)
+    assert thread.is_alive() and pool.engine_of("beta").pid() == beta_pid  # nothing in use was stopped
+
+    # The sweep ends: beta is idle, so it makes room; alpha, in use, keeps serving.
+    pool.release(beta, "sweep")
+    thread.join(300)
+    assert "endpoint" in result, result
+    assert pool.engine_of("beta") is None and pool.engine_of("alpha").pid() == alpha_pid
+    assert {v.model for v in pool.views()} == {"alpha", "gamma"}
+
+    # With both in use, a newcomer is refused after its timeout, with the reason.
+    with pytest.raises(EngineUnavailable, match=r"beta: refused after .* waiting for memory: 2 engines busy \(alpha: 3 viewers, gamma: 1 viewer\)"):
+        pool.acquire(beta, "sweep", timeout_s=3)
+
+    # Nothing in flight: the least recently used engine is the one stopped.
+    for _ in range(3):
+        pool.release(alpha, "viewer")
+    time.sleep(0.05)
+    pool.release(gamma, "viewer")  # gamma used last
+    with pool.lease(beta, "sweep"):
+        assert pool.engine_of("alpha") is None
+        assert pool.engine_of("gamma") is not None and pool.engine_of("gamma").status().ready
+        assert {v.model for v in pool.views()} == {"beta", "gamma"}
