@@ -50,7 +50,7 @@ def test_the_default_comparison_of_a_fresh_app_follows_n_and_is_right(fresh_app_
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(fresh_app_url, wait_until="load")
-        page.get_by_text("Engine ready").first.wait_for(timeout=60_000)
+        page.locator("#bl-engine-status").get_by_text("l1-tiny ready").first.wait_for(timeout=60_000)
         page.locator("#bl-seed textarea, #bl-seed input").first.fill("0")
         page.locator("#bl-run").click()
         cards = page.locator(".bl-card")
@@ -74,7 +74,7 @@ def test_comparison_renders_in_chromium_and_its_link_reopens_it_from_the_store(a
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(app_url, wait_until="load")
-        page.get_by_text("Engine ready").first.wait_for(timeout=60_000)
+        page.locator("#bl-engine-status").get_by_text("l1-tiny ready").first.wait_for(timeout=60_000)
         page.locator("#bl-run").click()
         cards = page.locator(".bl-card")
         cards.first.wait_for(timeout=60_000)
@@ -206,3 +206,48 @@ def test_the_equal_tokens_preset_ends_in_the_equal_token_view(app_url, store):
     with store.reader() as cur:
         stored, budgets = cur.execute("SELECT count(DISTINCT coalesce(group_id, gen_id)), count(DISTINCT budget) FROM generations WHERE run_id = ?", [run]).fetchall()[0]
     assert budgets == 3 and stored == 3 * 6 * 3  # 3 questions x 6 methods x 3 budgets (low, middle, high), each answer stored once
+
+
+ALL_CARDS_SETTLED = ("() => document.querySelectorAll('.bl-card').length > 0 && "
+                     "[...document.querySelectorAll('.bl-card')].every(c => c.dataset.phase === 'done' || c.dataset.phase === 'error')")
+
+
+def test_a_viewer_opening_another_model_does_not_disturb_a_comparison_streaming_on_the_first(app_url, service, engine):
+    """Two sessions (issue 31): A streams a comparison on l1-tiny while B opens one on tiny-r1-base,
+    whose engine is not running. B's engine starts next to A's (the pool): A's cards all finish,
+    none failed, its engine neither stopped nor restarted; B's cards stream once its engine is up;
+    afterwards the status line shows both engines ready."""
+    from playwright.sync_api import sync_playwright
+
+    service.engines.stop_model("tiny-r1-base")  # earlier tests may have started it: B must start it
+    assert service.engines.engine_of("tiny-r1-base") is None
+    pid, restarts = engine.pid(), engine.status().restarts
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        a, b = browser.new_context().new_page(), browser.new_context().new_page()  # two sessions, as two viewers' browsers
+        for page in (a, b):
+            page.goto(app_url, wait_until="load")
+            page.locator("#bl-engine-status").get_by_text("l1-tiny ready").first.wait_for(timeout=60_000)
+        a.locator("#bl-seed textarea, #bl-seed input").first.fill("3")
+        a.locator("#bl-run").click()
+        a.locator(".bl-card").first.wait_for(timeout=60_000)  # A is streaming
+
+        model = b.locator("#bl-model input").first
+        model.fill("tiny-r1-base")
+        model.press("Enter")
+        b.locator("#bl-seed textarea, #bl-seed input").first.fill("3")
+        b.locator("#bl-run").click()
+        b.wait_for_function("document.querySelector('#bl-compare-status').innerText.includes('waiting for tiny-r1-base')", timeout=30_000)
+
+        a.wait_for_function(ALL_CARDS_SETTLED, timeout=240_000)
+        facts = a.locator(".bl-card").evaluate_all("cs => cs.map(c => [c.dataset.model, c.dataset.phase])")
+        assert facts and all(m == "l1-tiny" and phase == "done" for m, phase in facts), facts
+        b.wait_for_function(ALL_CARDS_SETTLED, timeout=300_000)
+        facts = b.locator(".bl-card").evaluate_all("cs => cs.map(c => [c.dataset.model, c.dataset.phase])")
+        assert facts and all(m == "tiny-r1-base" and phase == "done" for m, phase in facts), facts
+        assert (engine.pid(), engine.status().restarts) == (pid, restarts)  # A's engine was never stopped or restarted
+
+        status = a.locator("#bl-engine-status")
+        status.get_by_text("tiny-r1-base ready").first.wait_for(timeout=10_000)
+        assert "l1-tiny ready" in status.inner_text()
+        browser.close()

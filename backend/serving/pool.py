@@ -291,6 +291,22 @@ class EnginePool:
             return why
         return member.engine.status().message if member else f"{name}: queued"
 
+    def stop_model(self, name: str, role: str = GENERATE) -> bool:
+        """Stop `name`'s engine if nobody holds it (True when it was stopped); an engine in use is left alone."""
+        with self._changed:
+            member = self._members.get((name, role))
+            if member is None or member.busy or not member.owned:
+                return False
+            self._members.pop((name, role))
+            self._stopping.append(member)
+        try:
+            member.engine.stop()
+        finally:
+            with self._changed:
+                self._stopping.remove(member)
+                self._changed.notify_all()
+        return True
+
     def engine_of(self, name: str, role: str = GENERATE) -> LocalEngine | ReplicaSet | None:
         member = self._members.get((name, role))
         return member.engine if member else None
