@@ -146,6 +146,20 @@ def app_url(service, training_jobs, app_settings):
     demo.close()
 
 
+# Tiers (README, "Tests"): a test is an ``engine`` test when it uses a fixture that starts vLLM,
+# directly or through another fixture (``item.fixturenames`` is the whole closure: ``app``,
+# ``service`` and ``app_url`` all reach ``engine``), so the marker cannot drift from what runs.
+# ``train`` tests train a model (TRL, transformers) and ``browser`` tests drive Chromium: marked
+# where they are written. ``make test-fast`` runs everything else.
+ENGINE_FIXTURES = {"engine", "pool", "replicated"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)
+
+
 def wait_for(predicate, timeout_s: float, interval_s: float = 0.2):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

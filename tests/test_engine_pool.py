@@ -100,3 +100,38 @@ def test_two_models_side_by_side_then_a_third_waits_for_memory_and_takes_the_idl
         assert pool.engine_of("alpha") is None
         assert pool.engine_of("gamma") is not None and pool.engine_of("gamma").status().ready
         assert {v.model for v in pool.views()} == {"beta", "gamma"}
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory):
+    """A token-classification checkpoint on the tiny backbone (two labels, as a process reward
+    model's head): what a scoring engine serves. Its head is untrained: only the serving is tested."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, Qwen2ForTokenClassification
+
+    folder = tmp_path_factory.mktemp("scorer") / "tiny-scorer"
+    config = AutoConfig.from_pretrained(REPO_ROOT / "models" / "tiny-r1-base", num_labels=2)
+    config.architectures = ["Qwen2ForTokenClassification"]
+    torch.manual_seed(0)
+    Qwen2ForTokenClassification(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (REPO_ROOT / "models" / "tiny-r1-base" / name).exists():
+            shutil.copy(REPO_ROOT / "models" / "tiny-r1-base" / name, folder / name)
+    return ModelRegistry(folder.parent).resolve("tiny-scorer")
+
+
+def test_a_scoring_engine_serves_next_to_a_generating_one(pool, three_models, scorer):
+    """Role 'score' (a verifier): the same pool starts vLLM's pooling runner for it, as an engine of its own."""
+    import httpx
+
+    with pool.lease(three_models[1], "viewer") as generating, pool.lease(scorer, "request", role="score") as scoring:
+        assert generating.base_url != scoring.base_url
+        views = {(v.model, v.role): v for v in pool.views()}
+        assert views[("tiny-scorer", "score")].state is State.READY and views[(three_models[1].name, "generate")].state is State.READY
+        answer = httpx.post(f"{scoring.base_url}/pooling", headers={"Authorization": f"Bearer {scoring.api_key}"},
+                            json={"model": "tiny-scorer", "input": "Compute 2 + 3.", "task": "token_classify"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        rows = answer.json()["data"][0]["data"]
+        assert len(rows) > 1 and all(len(row) == 2 for row in rows)  # one [label 0, label 1] row per token

@@ -100,6 +100,7 @@ def _train(tmp_path, *extra):
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.train
 def test_grpo_steps_change_the_model_log_metrics_and_resume(tmp_path):
     job = tmp_path / "job"
     done = _train(tmp_path)
@@ -190,6 +191,7 @@ def test_warm_start_relabels_samples_with_their_own_length():
     assert wide[2]["target"] > 120  # drawn in [100, 200] (seeded), beyond the default 1.2 slack
 
 
+@pytest.mark.train
 def test_warm_start_then_grpo_runs_end_to_end(tmp_path):
     """The tiny L1 recipe's path in small: vLLM samples the base model (a child process), the
     samples are relabeled and fine-tuned on with entropy weights, then one GRPO step."""
@@ -214,6 +216,7 @@ def test_warm_start_then_grpo_runs_end_to_end(tmp_path):
     assert f"--config {job}" in card and "warm start" in card and "quality:start" in card
 
 
+@pytest.mark.train
 def test_a_warm_start_on_budget_aware_traces_adds_the_ticks_and_trains_on_them(tmp_path):
     """The generated-traces warm start (training/budget_sft.py): no sampling, the tick tokens in the
     model's spare embedding rows (same shapes as the base), then one GRPO step on the result."""
@@ -236,6 +239,7 @@ def test_a_warm_start_on_budget_aware_traces_adds_the_ticks_and_trains_on_them(t
     assert "budget-aware traces" in (out / "final" / "README.md").read_text()
 
 
+@pytest.mark.train
 def test_two_processes_train_one_job_data_parallel(tmp_path):
     """What `accelerate launch` / `torchrun` runs on several GPUs, here with two CPU processes (gloo):
     the warm start runs once (in the first process, the other waits and reuses it), each step

@@ -62,6 +62,7 @@ def wait_state(jobs, job_id, states, timeout_s=240):
     return wait_for(lambda: (s := jobs.job(job_id))["state"] in states and s, timeout_s, 0.3)
 
 
+@pytest.mark.train
 def test_a_job_runs_to_the_end_its_metrics_land_in_duckdb_and_its_model_is_registered(jobs, store):
     job_id = jobs.submit(request(jobs, "tiny-ft-a"))
     state = wait_state(jobs, job_id, disk.ENDED)

@@ -47,6 +47,7 @@ from backend.serving.endpoints import ChatEndpoint
 from backend.serving.engine import EngineStatus
 from backend.serving.pool import EnginePool, EngineView
 from backend.serving.registry import (
+    BASE_MODELS,
     ModelRegistry,
     ModelSpec,
     UnknownModelError,
@@ -196,15 +197,26 @@ class Budgetlab:
         (N, or N/K for majK / bestK) are asked for a budget inside its trained range (the suggested spread when unknown)."""
         return budgets_inside(self.trained_range_of(self.default_model), controllers, self.suggested_budgets())
 
+    def base_of(self, spec: ModelSpec) -> ModelSpec | None:
+        """The registered model an L1 model was trained from (the paper's baselines run on it): a released
+        L1 model's known base, or a local fine-tune's ``base_model`` (its lcpo_config.json); None otherwise."""
+        base = BASE_MODELS.get(spec.name) or (trained_from(Path(spec.source)) if spec.is_local and spec.follows_budget_prompts else None)
+        if not base or base == spec.name:
+            return None
+        try:
+            return self.resolve_model(base)
+        except InputError:
+            return None  # not registered here
+
     def equal_token_models(self) -> list[str]:
         """The models of the equal-token preset: the default model, and next to it the base it was
-        fine-tuned from when that is registered (the plain-prompt methods run there: `pairing`)."""
+        trained from when that is registered (the plain-prompt methods run there: `pairing`)."""
         try:
             spec = self.resolve_model(self.default_model)
         except InputError:
             return [self.default_model]
-        base = trained_from(Path(spec.source)) if spec.is_local and spec.follows_budget_prompts else None
-        return [spec.name, base] if base and base in self.registry.names() and base != spec.name else [spec.name]
+        base = self.base_of(spec)
+        return [spec.name, base.name] if base else [spec.name]
 
     def suggested_budgets(self) -> tuple[int, ...]:
         """The default model's suggested budgets (the forms' first choices)."""

@@ -17,16 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from backend.errors import InputError
 from backend.service.sweep_plan import SweepRequest, parse_sweep_request
-
-# The model each L1 model was trained from (the paper's S1 baseline runs on it).
-BASE_MODELS = {
-    "l1-tiny": "tiny-r1-base",
-    "l3lab/L1-Qwen-1.5B-Exact": "agentica-org/DeepScaleR-1.5B-Preview",
-    "l3lab/L1-Qwen-1.5B-Max": "agentica-org/DeepScaleR-1.5B-Preview",
-}
-
 
 @dataclass(frozen=True)
 class FirstRunPlan:
@@ -46,11 +37,7 @@ def first_run_plan(service, stamp: str | None = None) -> FirstRunPlan:
     questions = service.first_run_questions
     requests = [parse_sweep_request(models=spec.name, dataset="arith", controllers="l1_exact,l1_max", budgets=budgets, limit=questions,
                                     run=f"l1-figures-{stamp}")]
-    base = BASE_MODELS.get(spec.name)
-    try:
-        base_spec = service.resolve_model(base) if base else None
-    except InputError:
-        base_spec = None  # not registered here: the L1 model's two prompts alone
+    base_spec = service.base_of(spec)  # None when not registered here: the L1 model's two prompts alone
     if base_spec is not None:
         requests.append(parse_sweep_request(models=base_spec.name, dataset="arith", controllers="s1", budgets=budgets, limit=questions,
                                             run=f"l1-figures-{stamp}-base"))

@@ -105,7 +105,7 @@ class EngineClient:
         try:
             async with self._http.post("/v1/completions", json=body) as response:
                 if response.status != 200:
-                    raise EngineRequestError(await _error_text(response))
+                    raise await _request_error(response)
                 async for line in response.content:
                     chunk = _parse_sse_line(line.decode())
                     if chunk is not None:
@@ -161,7 +161,7 @@ class EngineClient:
             try:
                 async with self._http.request(method, path, json=body) as response:
                     if response.status != 200:
-                        raise EngineRequestError(await _error_text(response))
+                        raise await _request_error(response)
                     return await response.json()
             except aiohttp.ServerDisconnectedError:
                 if attempt == CONNECTION_RETRIES:
@@ -196,6 +196,18 @@ def _chunk(choice: dict) -> Chunk:
         stop_reason=choice.get("stop_reason"),
         logprobs=tuple(float(x) if x is not None else 0.0 for x in logprobs),
     )
+
+
+# A proxy in front of the engines (vllm-router over replicas) answers these when the engine behind
+# it was lost: the request may be sent again once it is back, like a dropped connection.
+GATEWAY_STATUSES = (502, 503, 504)
+
+
+async def _request_error(response: aiohttp.ClientResponse) -> Exception:
+    text = await _error_text(response)
+    if response.status in GATEWAY_STATUSES:
+        return EngineUnavailable(f"{text}; the engine behind {response.url.origin()} may be restarting")
+    return EngineRequestError(text)
 
 
 async def _error_text(response: aiohttp.ClientResponse) -> str:

@@ -5,7 +5,10 @@ Two kinds exist, with the same methods (``start``, ``ensure``, ``recover``, ``st
 so that the service and the client never ask which one they have:
 
 - `backend.serving.local.LocalEngine` starts and supervises its own vLLM server child;
+- `backend.serving.replicas.ReplicaSet`: K of those behind vllm-router, as one;
 - `backend.serving.remote.RemoteEngine` points at a deployment that runs elsewhere (``--backend-url``).
+
+The app's local engines live in `backend.serving.pool.EnginePool`: one per (model, role).
 
 A new kind of engine (another server, a hosted API) is a class with those methods in this
 package; `backend.factory` picks it from the settings.

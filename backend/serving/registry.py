@@ -82,6 +82,12 @@ PRESETS: tuple[ModelSpec, ...] = (
 )
 
 L1_SOURCES = ("l3lab/L1-Qwen-1.5B-Exact", "l3lab/L1-Qwen-1.5B-Max")
+# The model each released L1 model was trained from (the paper's baselines run on it); a local
+# fine-tune names its own in its lcpo_config.json (`trained_from`).
+BASE_MODELS = {
+    "l3lab/L1-Qwen-1.5B-Exact": "agentica-org/DeepScaleR-1.5B-Preview",
+    "l3lab/L1-Qwen-1.5B-Max": "agentica-org/DeepScaleR-1.5B-Preview",
+}
 
 # Descriptions of the models this project builds and ships under models/.
 LOCAL_DESCRIPTIONS = {
