@@ -1,18 +1,19 @@
 """Replicas behind vllm-router against one engine, on the same sweep: spread, losses, throughput.
 
 One workload (``--questions`` arith questions x ``--budgets``, controller ``l1_exact``, one
-sample) is swept through the app twice, in this one run, one after the other: (a) on
-``--replicas`` replicas of the model behind vllm-router (``engines_replicas``), with replica 0
-killed with -9 once ``--kill-at`` generations are stored (0: no kill), and (b) on one engine.
-For (a) it prints the requests each replica finished (vLLM's own counter), the rows stored and
-the duplicates among them; for both the output tokens per second. The last stdout line is one
-JSON object.
+sample) is swept through the app on (a) ``--replicas`` replicas of the model behind vllm-router
+(``engines_replicas``), (b) one engine, and with ``--data-parallel`` (c) one vLLM server with
+``--data-parallel-size K`` (vLLM's own alternative to a router), one after the other in this one
+run. Each runs it twice in the same app, after a short warm-up sweep: clean (output tokens per second; for (a) the requests
+each replica finished, vLLM's own counter), then with a kill -9 once ``--kill-at`` generations
+are done (replica 0's process group; for (c) its second engine core): rows stored, duplicates,
+failures. The last stdout line is one JSON object.
 
 On this 2-core machine the replicas share the same two cores, so no speed-up is expected: the
 figure to read is that nothing is lost or stored twice. On a machine with K GPUs each replica
 gets its own GPU (``CUDA_VISIBLE_DEVICES``), which is where the throughput scales::
 
-    python bench/replicas.py                                   # 64 questions x 64,128,256, kill at 60
+    python bench/replicas.py --data-parallel                   # 128 questions x 64,128,256; kill at 60
     python bench/replicas.py --questions 16 --kill-at 0        # a quick look
     python app.py serve --engines-replicas l1-tiny=8           # what a user with 8 GPUs runs
 """
@@ -42,7 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="l1-tiny")
     parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--questions", type=int, default=64)
+    parser.add_argument("--questions", type=int, default=128)
     parser.add_argument("--budgets", default="64,128,256")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--policy", default="round_robin", help="vllm-router's policy")
@@ -52,7 +53,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_once(args, replicas: int, workdir: Path, kill_at: int, data_parallel: int = 1) -> dict:
+def run_once(args, replicas: int, workdir: Path, data_parallel: int = 1) -> dict:
+    """Two sweeps of the workload in one app: a clean one (throughput, spread) and one with a kill
+    at ``--kill-at`` (replica 0's process group; with data parallelism, its second engine core)."""
     settings = AppSettings(model=args.model, db=str(workdir / "bench.duckdb"), data_dir=str(workdir), engine_max_model_len=2048,
                            engines_replicas=f"{args.model}={replicas}" if replicas > 1 else "", engines_router_policy=args.policy,
                            engine_extra_args=f"--data-parallel-size {data_parallel}" if data_parallel > 1 else "",
@@ -61,62 +64,83 @@ def run_once(args, replicas: int, workdir: Path, kill_at: int, data_parallel: in
         spec = app.service.resolve_model(args.model)
         app.service.engines.ensure(spec, timeout_s=600)
         engine = app.service.engines.engine_of(spec.name)
-        counts_before = engine.request_counts() if replicas > 1 else []
-        killed = []
-
-        def on_progress(progress) -> None:
-            if replicas > 1 and kill_at and not killed and progress.done >= kill_at:
-                killed.append(progress.done)
-                os.killpg(engine.replicas[0].pid(), signal.SIGKILL)
-
-        request = parse_sweep_request(args.model, "arith", "l1_exact", args.budgets, samples=1, limit=args.questions, seed=4242,
-                                      concurrency=args.concurrency, run=f"replicas-{replicas}")
-        started = time.perf_counter()
-        outcome = asyncio.run(app.service.sweep(request, on_progress))
-        wall = time.perf_counter() - started
-        with app.store.reader() as cur:
-            rows = queries.get_generations(cur, outcome.run_id)
-        result = {"replicas": replicas, "generations": outcome.progress.total, "stored": len(rows),
-                  "duplicates": len(rows) - len({r["gen_id"] for r in rows}), "failed": outcome.progress.failed,
-                  "output_tokens": sum(r["total_tokens"] for r in rows), "wall_s": round(wall, 1)}
-        result["tokens_per_s"] = round(result["output_tokens"] / wall, 1)
-        if replicas > 1:
-            # The killed replica's counter restarts from 0 with it: what it served before the kill is not in it.
-            result["requests_per_replica"] = [after - (before if not (killed and i == 0) else 0)
-                                              for i, (after, before) in enumerate(zip(engine.request_counts(), counts_before))]
-            result["killed_at"] = killed[0] if killed else None
-            result["restarts"] = [r.status().restarts for r in engine.replicas]
+        # The first requests on fresh servers pay one-off costs (a replica set has several to warm up).
+        sweep_once(app, argparse.Namespace(**{**vars(args), "questions": 16}), engine, "warm-up", kill=None)
+        result = sweep_once(app, args, engine, "clean", kill=None)
+        if args.kill_at and (replicas > 1 or data_parallel > 1):
+            victim = (lambda: engine.replicas[0].pid()) if replicas > 1 else (lambda: _dp_rank_pid(engine.pid(), 1))
+            killed = sweep_once(app, args, engine, "killed", kill=victim)
+            result["with_a_kill"] = {k: killed[k] for k in ("generations", "stored", "duplicates", "failed", "killed_at", "aborted", "wall_s")}
         return result
+
+
+def sweep_once(app, args, engine, run: str, kill) -> dict:
+    replicated = hasattr(engine, "request_counts")
+    before = engine.request_counts() if replicated else []
+    at_kill: list[int] = []
+    killed: list[int] = []
+
+    def on_progress(progress) -> None:
+        if kill is not None and not killed and progress.done >= args.kill_at:
+            killed.append(progress.done)
+            at_kill.extend(engine.request_counts() if replicated else [])
+            if replicated:
+                os.killpg(kill(), signal.SIGKILL)  # the replica's server and its workers
+            else:
+                os.kill(kill(), signal.SIGKILL)  # one data-parallel engine core
+
+    request = parse_sweep_request(args.model, "arith", "l1_exact", args.budgets, samples=1, limit=args.questions, seed=4242,
+                                  concurrency=args.concurrency, run=run)
+    started = time.perf_counter()
+    outcome = asyncio.run(app.service.sweep(request, on_progress))
+    wall = time.perf_counter() - started
+    with app.store.reader() as cur:
+        rows = queries.get_generations(cur, outcome.run_id)
+    result = {"generations": outcome.progress.total, "stored": len(rows), "duplicates": len(rows) - len({r["gen_id"] for r in rows}),
+              "failed": outcome.progress.failed, "aborted": outcome.aborted, "output_tokens": sum(r["total_tokens"] for r in rows),
+              "wall_s": round(wall, 1), "killed_at": killed[0] if killed else None}
+    result["tokens_per_s"] = round(result["output_tokens"] / wall, 1)
+    if replicated:
+        after = engine.request_counts()
+        # A killed replica's counter restarts from 0 with it: what it served before the kill is added back.
+        result["requests_per_replica"] = [a - b + (k if killed and i == 0 else 0)
+                                          for i, (a, b, k) in enumerate(zip(after, before, at_kill or [0] * len(after)))]
+    return result
+
+
+def _dp_rank_pid(server_pid: int, rank: int) -> int:
+    """The engine core process of data-parallel rank `rank` under a vLLM server."""
+    import psutil
+
+    for child in psutil.Process(server_pid).children(recursive=True):
+        if f"DP{rank}" in child.name() or any(f"DP{rank}" in part for part in child.cmdline()):
+            return child.pid
+    raise RuntimeError(f"no engine core of rank {rank} under pid {server_pid}")
 
 
 def main() -> None:
     args = parse_args()
     print(f"{args.questions} arith questions x budgets {args.budgets}, l1_exact, one sample, {args.concurrency} in flight; "
           f"device {detect_device()}, {os.cpu_count()} CPUs", flush=True)
-    results = {}
+    results: dict[str, dict] = {}
+    runs = {"replicas": (args.replicas, 1), "one_engine": (1, 1)}
+    if args.data_parallel:
+        runs["data_parallel"] = (1, args.replicas)
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as tmp:
-        for replicas in (args.replicas, 1):
-            workdir = Path(tmp) / f"r{replicas}"
-            workdir.mkdir()
-            results[replicas] = run_once(args, replicas, workdir, args.kill_at)
-            r = results[replicas]
-            print(f"{replicas} engine(s): {r['stored']}/{r['generations']} stored, {r['duplicates']} duplicates, {r['failed']} failed, "
-                  f"{r['tokens_per_s']} tok/s ({r['output_tokens']} tokens in {r['wall_s']} s)"
-                  + (f"; requests per replica {r['requests_per_replica']}, replica 0 killed at {r['killed_at']}, restarts {r['restarts']}"
-                     if replicas > 1 else ""), flush=True)
-        if args.data_parallel:
-            workdir = Path(tmp) / "dp"
+        for name, (replicas, dp) in runs.items():
+            workdir = Path(tmp) / name
             workdir.mkdir()
             try:
-                results["dp"] = run_once(args, 1, workdir, 0, data_parallel=args.replicas)
-                r = results["dp"]
-                print(f"--data-parallel-size {args.replicas}: {r['stored']}/{r['generations']} stored, {r['tokens_per_s']} tok/s", flush=True)
-            except Exception as exc:  # what vLLM's data-parallel mode does on this machine is the finding
-                results["dp"] = {"error": f"{type(exc).__name__}: {str(exc)[-600:]}"}
-                print(f"--data-parallel-size {args.replicas}: failed: {results['dp']['error']}", flush=True)
-    many, one = results[args.replicas], results[1]
-    print(json.dumps({"replicas": many, "one_engine": one, "data_parallel": results.get("dp"),
-                      "throughput_ratio": round(many["tokens_per_s"] / one["tokens_per_s"], 2)}))
+                results[name] = r = run_once(args, replicas, workdir, dp)
+            except Exception as exc:  # data parallelism that does not run here is a finding, not a crash of the bench
+                results[name] = {"error": f"{type(exc).__name__}: {str(exc)[-600:]}"}
+                print(f"{name}: failed: {results[name]['error']}", flush=True)
+                continue
+            print(f"{name}: {r['stored']}/{r['generations']} stored, {r['duplicates']} duplicates, {r['failed']} failed, {r['tokens_per_s']} tok/s "
+                  f"({r['output_tokens']} tokens in {r['wall_s']} s)" + (f"; requests per replica {r['requests_per_replica']}" if "requests_per_replica" in r else "")
+                  + (f"; with a kill at {r['with_a_kill']['killed_at']}: {r['with_a_kill']}" if "with_a_kill" in r else ""), flush=True)
+    ratio = results["replicas"]["tokens_per_s"] / results["one_engine"]["tokens_per_s"]
+    print(json.dumps({**results, "throughput_ratio": round(ratio, 2)}))
 
 
 if __name__ == "__main__":

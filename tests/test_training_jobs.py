@@ -112,6 +112,7 @@ def test_a_dataset_file_from_a_request_must_be_one_the_policy_allows_and_is_name
     assert parse_job_request({**TINY_JOB, "dataset": "arith"}, "job", "ds-ft", "now", dataset_policy=policy).config.dataset == "arith"
 
 
+@pytest.mark.train
 def test_two_jobs_submitted_at_once_both_run_one_after_the_other(jobs):
     ids: list[str] = []
     threads = [threading.Thread(target=lambda name=name: ids.append(jobs.submit(request(jobs, name)))) for name in ("tiny-ft-b", "tiny-ft-c")]
@@ -126,6 +127,7 @@ def test_two_jobs_submitted_at_once_both_run_one_after_the_other(jobs):
     assert first["finished_at"] <= second["started_at"]  # never two at once
 
 
+@pytest.mark.train
 def test_cancel_kill_9_and_resume_from_the_last_checkpoint(jobs):
     job_id = jobs.submit(request(jobs, "tiny-ft-d", max_steps=40))
     wait_for(lambda: jobs.last_checkpoint(job_id), 240, 0.3)
@@ -189,6 +191,7 @@ def test_a_job_left_running_by_a_dead_app_is_shown_interrupted(tmp_path, store):
         jobs.shutdown()
 
 
+@pytest.mark.train
 def test_a_job_at_a_time_and_a_recurring_firing_both_run(jobs):
     soon = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(seconds=3)
     at_id = jobs.submit(request(jobs, "tiny-ft-at", schedule="at", run_at=soon.isoformat(), max_steps=1))
