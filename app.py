@@ -160,6 +160,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print(f"app.py {args.command}: {exc}", file=sys.stderr)
             return 2
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C stops the command even when it was started in the background of a non-interactive
+    # shell (nohup, `cmd &` in a script), which hands it SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.command in ("sweep", "audit"):
         return sweep(args, settings, env)
     if args.command == "train":
@@ -191,12 +194,17 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
         print(f"app.py train: {exc}", file=sys.stderr)
         return 2
     command = "python app.py train --config " + str(args.config) + (f" --output-dir {args.output_dir}" if args.output_dir else "")
-    if not isinstance(job, LCPOConfig):
-        out = run_base_job(job, command=command)
-        print(f"app.py train: base model saved in {out}", file=sys.stderr)
-        return 0
     try:
+        if not isinstance(job, LCPOConfig):
+            out = run_base_job(job, command=command)
+            print(f"app.py train: base model saved in {out}", file=sys.stderr)
+            return 0
         final = run_job(job, command=command, dataset_policy=policy)
+    except KeyboardInterrupt:  # a Cancel (SIGTERM) or Ctrl-C: the log ends with what happened, not a traceback
+        where = getattr(job, "output_dir", None) or getattr(job, "out", "")
+        print(f"app.py train: cancelled (SIGTERM or Ctrl-C); checkpoints saved so far are in {where}, and Resume continues from the last",
+              file=sys.stderr, flush=True)
+        return 130
     except DatasetError as exc:  # the file's records: malformed, no question field, ...
         print(f"app.py train: {exc}", file=sys.stderr)
         return 2

@@ -110,6 +110,8 @@ def build_service(settings: AppSettings, store, env: Mapping[str, str], *, engin
         max_columns=settings.compare_max_columns,
         sweep_concurrency=settings.sweep_concurrency,
         first_run_questions=settings.first_run_questions,
+        recommend_min_answers=settings.recommend_min_answers,
+        audit_min_generations=settings.audit_min_generations,
         local_tokenizer=settings.local_tokenizer,
         # The shell user may read any dataset path they name (within the size limit) and load any
         # model folder; a web request may not.

@@ -98,6 +98,10 @@ class AppSettings:
     local_tokenizer: bool = setting(True, "Tokenize chat prompts in the app with the served model's own tokenizer files (already on this machine; "
                                           "nothing is downloaded) once it gave the engine's ids for probe prompts: a comparison's columns start "
                                           "without a round trip each to the engine. Off: the engine tokenizes every prompt.")
+    recommend_min_answers: int = setting(30, "Fewest answers a setting (model, controller, budget) needs before the Analytics recommender judges it; "
+                                                 "below it the setting is listed but not recommended (30 answers: a 95% interval of about +-15 points at 70%).")
+    audit_min_generations: int = setting(20, "Fewest generations per budget before the adherence audit gives a verdict on a knob; below it the audit says "
+                                             "how many it has and judges nothing.")
     first_run_questions: int = setting(50, "Questions of the Analytics tab's first-run preset (the L1 figures on the embedded model, offered while no sweep is stored); 50 gives accuracy bands of about +-14 points.")
     sweep_concurrency: int = setting(128, "Requests a sweep keeps in flight at once (the engine batches them); --concurrency overrides it per sweep.")
     price_per_m_output_tokens: float = setting(2.0, "Default price in dollars per 1M output tokens, for cost estimates.")
@@ -108,7 +112,7 @@ class AppSettings:
             raise SettingError("auth: give user:password, both non-empty (e.g. --auth demo:s3cret)")
         if not 0 < self.port < 65536:
             raise SettingError(f"port {self.port}: must be between 1 and 65535")
-        for name in ("compare_max_columns", "sweep_concurrency", "first_run_questions"):
+        for name in ("compare_max_columns", "sweep_concurrency", "first_run_questions", "recommend_min_answers", "audit_min_generations"):
             if getattr(self, name) < 1:
                 raise SettingError(f"{name} {getattr(self, name)}: must be a positive integer")
         if self.training_poll_s <= 0:

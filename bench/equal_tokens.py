@@ -5,7 +5,9 @@ grading, the store), on the L1 model and on the base model it was trained from (
 use the plain prompt are the base model's baselines in the L1 and s1 papers), every method given
 the same total budget N per answer: one long thought
 (``l1_exact``), four votes over shorter ones (``maj4:l1_exact``), four votes without thinking
-(``maj4:no_thinking``), budget forcing (``s1``), early exit and the engine's thinking cap. Prints
+(``maj4:no_thinking``), budget forcing (``s1``), early exit and the engine's thinking cap, each on
+the model it is meant for (the L1 prompts on the L1 model, the plain-prompt methods on the base:
+`backend.service.pairing`; ``--every-pair`` runs every method on both). Prints
 a Markdown table (accuracy and tokens generated per answer, probe tokens included) and, on the
 last line, one JSON object with every row::
 
@@ -42,6 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--budgets", default="128,256,512")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seed", type=int, default=777, help="fresh problems: not the seeds the tiny models were trained on")
+    parser.add_argument("--every-pair", action="store_true", help="every method on every model (default: each on the model it is meant for)")
     return parser.parse_args()
 
 
@@ -50,7 +53,7 @@ def main() -> None:
     models = tuple(args.models.split(","))
     request = SweepRequest(models=models, dataset="arith", controllers=tuple(args.methods.split(",")),
                            budgets=tuple(int(b) for b in args.budgets.split(",")), samples=args.samples, limit=args.questions,
-                           seed=args.seed, run="equal-tokens")
+                           seed=args.seed, run="equal-tokens", each_on_its_model=not args.every_pair)
     with tempfile.TemporaryDirectory(prefix="bench-equal-") as tmp:
         settings = AppSettings(model=models[0], db=str(Path(tmp) / "bench.duckdb"), data_dir=tmp, engine_max_model_len=2048)
         with open_app(settings, env=os.environ, shell=True) as app:

@@ -35,3 +35,14 @@ def audit_rows(cur: duckdb.DuckDBPyConnection, filters: Filters, tolerance_token
                string_agg(DISTINCT token_counts, ',' ORDER BY token_counts) AS token_counts
         FROM g GROUP BY model, controller, budget ORDER BY model, controller, budget"""
     return _rows(cur, sql, [*params, tolerance_tokens, tolerance_share])
+
+
+def auditable_runs(cur: duckdb.DuckDBPyConnection, min_generations: int) -> list[str]:
+    """Runs, newest first, in which every (model, controller, budget) with a budget has at least
+    `min_generations` generations with a thinking count: those the audit can judge."""
+    sql = """
+        WITH groups AS (
+            SELECT run_id, count(*) AS n, max(created_at) AS newest FROM generations
+            WHERE budget > 0 AND thinking_tokens IS NOT NULL GROUP BY run_id, model, controller, budget)
+        SELECT run_id FROM groups GROUP BY run_id HAVING min(n) >= ? ORDER BY max(newest) DESC, run_id"""
+    return [row[0] for row in cur.execute(sql, [min_generations]).fetchall()]

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import os
 import secrets
+import signal
 import socket
 import time
 from pathlib import Path
@@ -171,3 +172,7 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 0.2):
 
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# A suite started in the background of a non-interactive shell inherits SIGINT ignored; the tests
+# of Ctrl-C handling need Python's own handler, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)

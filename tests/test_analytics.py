@@ -134,9 +134,28 @@ def test_cost_frontier_and_recommendation():
     assert (best["model"], best["controller"], best["budget"]) == ("A", "l1_exact", 256)
     assert "$0.5250 per 1,000 questions" in recommendation_text(best, 0.75)
     assert recommend(points, 0.9) is None
-    assert "best shown reaches 85.0%" in recommendation_text(None, 0.9, points)
+    assert "best judged reaches 85.0%" in recommendation_text(None, 0.9, points)
     with pytest.raises(ValueError, match="between 0 and 1"):
         recommend(points, 80)
+
+
+def test_the_recommender_judges_only_settings_with_enough_answers_and_shows_its_interval():
+    points = priced([
+        {"model": "A", "controller": "l1_exact", "budget": 64, "n": 2, "accuracy": 1.0, "mean_prompt_tokens": 50, "mean_tokens": 60},
+        {"model": "A", "controller": "l1_exact", "budget": 256, "n": 29, "accuracy": 0.9, "mean_prompt_tokens": 50, "mean_tokens": 250},
+    ], {}, default=Price(0.5, 2.0))
+    # Below the minimum: nothing is recommended, and the text says how many answers there are.
+    assert recommend(points, 0.8, min_answers=30) is None
+    assert recommendation_text(None, 0.8, points, min_answers=30) == (
+        "Not enough answers to recommend a setting: the most any setting has is 29, and at least 30 are needed (sweep more questions or samples).")
+    # At the minimum: judged, with its count and 95% interval; the 2-answer setting at 100% is not.
+    points.append(priced([{"model": "A", "controller": "l1_exact", "budget": 128, "n": 30, "accuracy": 0.9, "mean_prompt_tokens": 50,
+                           "mean_tokens": 130}], {}, default=Price(0.5, 2.0))[0])
+    best = recommend(points, 0.8, min_answers=30)
+    assert best["budget"] == 128
+    text = recommendation_text(best, 0.8, points, min_answers=30)
+    assert "90.0% accuracy over 30 answers (95% interval 74.4%-96.5%)" in text
+    assert "(2 settings with fewer than 30 answers not judged)" in text
 
 
 def test_price_table_rows_parse_with_defaults_and_refuse_nonsense():

@@ -251,3 +251,40 @@ def test_a_viewer_opening_another_model_does_not_disturb_a_comparison_streaming_
         status.get_by_text("tiny-r1-base ready").first.wait_for(timeout=10_000)
         assert "l1-tiny ready" in status.inner_text()
         browser.close()
+
+
+def test_a_question_typed_over_an_example_is_not_graded_against_the_examples_gold(app_url, store):
+    """Pick a built-in example (its gold fills in), then type another question: the example's name and
+    gold are cleared, so no card is graded against the old gold; the new question is stored without one."""
+    from playwright.sync_api import sync_playwright
+
+    from backend.service.examples import builtin_examples
+
+    second = builtin_examples()[1]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url, wait_until="load")
+        page.locator("#bl-engine-status").get_by_text("l1-tiny ready").first.wait_for(timeout=60_000)
+        example = page.locator("#bl-example input").first
+        example.click()
+        page.get_by_role("option", name=second.label).click()
+        gold = page.locator("#bl-gold textarea, #bl-gold input").first
+        page.wait_for_function(f"document.querySelector('#bl-gold textarea, #bl-gold input').value === {second.gold!r}", timeout=10_000)
+        question = page.locator("#bl-question textarea").first
+        question.fill("")
+        question.type("Compute 2 + 2.")
+        page.wait_for_function("document.querySelector('#bl-gold textarea, #bl-gold input').value === ''", timeout=10_000)
+        assert example.input_value() == "" and gold.input_value() == ""
+        page.locator("#bl-run").click()
+        page.wait_for_function(ALL_CARDS_SETTLED, timeout=120_000)
+        facts = page.locator(".bl-card").evaluate_all("cs => cs.map(c => [c.dataset.phase, c.dataset.correct])")
+        assert facts and all(phase == "done" and correct == "" for phase, correct in facts), facts  # not graded: no gold
+        page.wait_for_function("document.querySelector('#bl-compare-status').innerText.includes('run compare-')", timeout=30_000)
+        run_id = page.locator("#bl-compare-status").inner_text().split("run ")[-1].split()[0].strip(".")
+        browser.close()
+    with store.reader() as cur:
+        from store import queries
+
+        rows = queries.get_generations(cur, run_id)
+    assert rows and {(r["question"], r["gold"]) for r in rows} == {("Compute 2 + 2.", None)}

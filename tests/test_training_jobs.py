@@ -153,6 +153,10 @@ def test_cancel_kill_9_and_resume_from_the_last_checkpoint(jobs):
     assert steps == sorted(set(steps)) and steps[0] == 1 and steps[-1] > done_before
     log = (disk.JobPaths.run(jobs.config.jobs_dir, job_id).log).read_text()
     assert log.count("=== ") == 2  # one start, one resume, in the same log
+    # The cancelled run's log ends with what happened, not a traceback.
+    last = wait_for(lambda: disk.JobPaths.run(jobs.config.jobs_dir, job_id).log.read_text().rstrip().splitlines()[-1], 10, 0.2)
+    assert last.startswith("app.py train: cancelled (SIGTERM or Ctrl-C)"), log[-2000:]
+    assert "Traceback" not in log.split("=== ")[-1]
     with pytest.raises(JobStateError, match="only a failed, cancelled or interrupted job"):
         jobs.resume(jobs.retry(job_id))
 

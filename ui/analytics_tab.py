@@ -104,7 +104,7 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
             export_csv = gr.Button("Export CSV", elem_id="bl-an-export-csv")
             export_parquet = gr.Button("Export Parquet", elem_id="bl-an-export-parquet")
         exported = gr.File(label="Export", elem_id="bl-an-export-file")
-        audit_run, audit_button, audit_verdicts, audit_plot = _audit_panel(analytics.filter_options()["runs"])
+        audit_run, audit_button, audit_verdicts, audit_plot = _audit_panel(service.auditable_runs(), service.audit_min_generations)
         with gr.Accordion("Training curves of fine-tunes", open=False):
             job = gr.Dropdown(label="Fine-tune job", choices=[], elem_id="bl-an-job")
             curves = gr.Plot(label="Training curves", show_label=False, elem_id="bl-an-curves")
@@ -125,7 +125,7 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
                                               for m in options["models"] if m not in known]
             job_choices = [(f"{j.get('name')} · {j.get('job_id')}", j["job_id"]) for j in jobs.jobs() if j.get("state") != "recurring"]
             return (*(gr.update(choices=options[key]) for key in ("models", "controllers", "datasets", "runs")), rows, gr.update(choices=job_choices),
-                    gr.update(choices=options["runs"]), gr.update(visible=service.sweeps_stored() == 0))
+                    gr.update(choices=service.auditable_runs()), gr.update(visible=service.sweeps_stored() == 0))
 
         async def reproduce_figures():
             """The first-run preset's sweeps, one after the other, with their progress; then the views on their runs."""
@@ -158,7 +158,7 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
         audit_button.click(lambda run_id: _audit(service, run_id), inputs=audit_run, outputs=[audit_verdicts, audit_plot], api_visibility="private")
 
         def audit(run_id: str) -> dict:
-            """The adherence audit of a stored run: per (model, controller), a verdict on its budget (enforced, hint, ignored), and the per-budget measurements."""
+            """The adherence audit of a stored run: per (model, controller), what was observed of its budget (enforced, overrun but follows N, ignored; too few generations to judge), and the per-budget measurements."""
             try:
                 return service.audit(run_id)
             except InputError as exc:
@@ -181,11 +181,12 @@ def _first_run_box(service: Budgetlab):
     return box, button, progress
 
 
-def _audit_panel(runs: list[str]):
-    """The adherence audit: a run (``app.py audit`` makes one; any sweep will do), its verdicts and chart."""
-    with gr.Accordion("Adherence audit: is each budget enforced, a hint, or ignored?", open=False):
+def _audit_panel(runs: list[str], min_generations: int):
+    """The adherence audit: a run (``app.py audit`` makes one; any sweep large enough will do), what it observed and its chart."""
+    with gr.Accordion("Adherence audit: is each budget enforced, overrun, or ignored?", open=False):
         with gr.Row():
-            run = gr.Dropdown(label="Run to audit (app.py audit makes one; any sweep will do)", choices=runs, allow_custom_value=True, elem_id="bl-an-audit-run")
+            run = gr.Dropdown(label=f"Run to audit (app.py audit makes one; listed: runs with at least {min_generations} generations per budget)",
+                              choices=runs, allow_custom_value=True, elem_id="bl-an-audit-run")
             button = gr.Button("Audit", elem_id="bl-an-audit")
         verdicts = gr.Markdown("", elem_id="bl-an-audit-verdicts")
         plot = gr.Plot(label="Thinking against the budget", show_label=False, elem_id="bl-an-audit-chart")
@@ -197,7 +198,7 @@ def _audit(service: Budgetlab, run_id: str):
         report = service.audit((run_id or "").strip())
     except InputError as exc:
         return f"**Not audited**: {exc}", None
-    lines = ["| model | controller | verdict | why | budgets | generations | over N | empty answers | counts |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | controller | observed | why | budgets | generations | over N | empty answers | counts |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {v['model']} | {v['controller']} | **{v['verdict']}** | {v['why']} | {', '.join(map(str, v['budgets']))} | {v['generations']} | "
               f"{v['over_share']:.0%} | {v['empty_share']:.0%} | {v['token_counts']} |" for v in report["verdicts"]]
     return "\n".join(lines), charts.audit_chart(report["budgets"])

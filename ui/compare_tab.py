@@ -48,13 +48,9 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
                                           choices=["", *service.model_names()], value="", allow_custom_value=True, elem_id="bl-other-model")
                 each_on_its_model = gr.Checkbox(label="Each method on the model it is meant for (L1 prompts on the L1 model, the others on the base)",
                                                 value=True, elem_id="bl-each-on-its-model")
-                budgets = gr.Dropdown(
-                    label="Budgets (tokens)", choices=[str(b) for b in default_spec], value=[str(b) for b in default_spec[1:4]],
-                    multiselect=True, allow_custom_value=True, elem_id="bl-budgets",
-                )
-                controllers = gr.CheckboxGroup(
-                    label="Controllers", choices=controller_names(), value=DEFAULT_CONTROLLERS, elem_id="bl-controllers",
-                )
+                budgets = gr.Dropdown(label="Budgets (tokens)", choices=[str(b) for b in default_spec], value=[str(b) for b in default_spec[1:4]],
+                                      multiselect=True, allow_custom_value=True, elem_id="bl-budgets")
+                controllers = gr.CheckboxGroup(label="Controllers", choices=controller_names(), value=DEFAULT_CONTROLLERS, elem_id="bl-controllers")
                 with gr.Accordion("What each controller does with N (hint: the model may overrun it; guaranteed: enforced)", open=False):
                     gr.Markdown(_controller_table(service), elem_id="bl-controller-table")
                 with gr.Row():
@@ -89,15 +85,19 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
             try:
                 request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, each_on_its_model,
                                                 max_columns=service.max_columns)
+                notes = "".join(f"\n\n**Note:** {note}" for note in filter(None, (service.domain_note(m, request.question) for m in request.models)))
                 async for snapshot in service.compare_stream(request):
                     generations = [g.as_dict() for g in snapshot.generations]
                     costs = [_card_cost(service, g, price_in, price_out) for g in generations]
-                    yield snapshot.message, render_columns(generations, costs), generations if snapshot.done else gr.skip()
+                    yield snapshot.message + notes, render_columns(generations, costs), generations if snapshot.done else gr.skip()
             except (InputError, EngineUnavailable) as exc:
                 gr.Warning(str(exc))
                 yield f"**Error:** {exc}", gr.skip(), gr.skip()
 
         example.change(pick_example, inputs=example, outputs=[question, gold], api_visibility="private")
+        # A question typed by hand is no longer the example: its name and gold go (else every card is graded against the old gold).
+        # (`input` fires on the user's edits only, not when an example fills the box.)
+        question.input(lambda: (None, ""), outputs=[example, gold], api_visibility="private", queue=False)
         model.change(pick_model, inputs=model, outputs=[budgets, model_note], api_visibility="private")
         run.click(
             compare_stream,
@@ -169,7 +169,11 @@ def _card_cost(service: Budgetlab, generation: dict, price_in, price_out) -> flo
     return estimate_cost(generation["prompt_tokens"], output, price_in or 0, price_out or 0)
 
 
+# What a controller promises about N, in words no audit verdict uses (the audit says what was observed).
+PROMISES = {"hint": "a hint: the model may overrun N", "guaranteed": "a guarantee: the controller enforces N", "none": "no budget"}
+
+
 def _controller_table(service: Budgetlab) -> str:
-    rows = [f"| `{f['controller']}` | {f['budget']} | {f['what it does with N']} |" for f in controller_facts(service.controller_config)]
-    return "| controller | budget | what it does with N |\n|---|---|---|\n" + "\n".join(rows) + (
+    rows = [f"| `{f['controller']}` | {PROMISES[f['budget']]} | {f['what it does with N']} |" for f in controller_facts(service.controller_config)]
+    return "| controller | what it promises | what it does with N |\n|---|---|---|\n" + "\n".join(rows) + (
         "\n\nAny `majK:INNER` or `bestK:INNER` may be sent through the API and `app.py sweep` (K samples of INNER at floor(N/K) tokens each).")

@@ -33,6 +33,7 @@ CSS = """
 .bl-tick {color:var(--body-text-color-subdued,#999); font-size:10px; opacity:0.7;}
 .bl-kind {background:#e8eef7; color:#234;} .bl-samples {font-size:12px; margin:0 0 6px 0; padding-left:18px;}
 .bl-model {font-size:12px; color:#555; margin:-4px 0 4px 0;}
+.bl-train-field [data-testid="block-info"], .bl-train-field label > span {white-space: normal !important; overflow: visible !important; text-overflow: clip !important; overflow-wrap: anywhere;}
 .bl-dot {display:inline-block; width:10px; height:10px; border-radius:50%; margin-right:4px; vertical-align:middle;}
 .bl-invalid {outline:2px solid #e45756; border-radius:6px;} .bl-invalid [data-testid="block-info"] {color:#b00020; font-weight:600;}
 """

@@ -39,7 +39,8 @@ JOB_HELP = {
     "model_name": "Name the finished model is registered under (Compare and Sweep list it); a later job with the same name replaces it.",
     "schedule": "Run now (after any job already running), once at a time, or on a cron schedule.",
     "run_at": "For 'Run at': YYYY-MM-DD HH:MM, in UTC.",
-    "cron": "For 'Recurring': a crontab line in UTC, e.g. '0 2 * * *' (every night at 02:00).",
+    # No asterisks here: Gradio renders the help as Markdown and turns "0 2 * * *" into "0 2 *"; the example is the box's placeholder.
+    "cron": "For 'Recurring': a crontab line in UTC, five fields (minute hour day month weekday); the example in the box runs every night at 02:00.",
 }
 
 
@@ -79,9 +80,12 @@ def build_train_tab(jobs: TrainingJobs) -> gr.Timer:
                 marks = _field_marks(exc.problems)
                 return (f"**Not scheduled**: {exc}", gr.skip(), *(marks.get(name, _clear(name)) for name in (*JOB_INPUTS, *FORM_FIELDS)))
             job_id = jobs.submit(request)
-            when = {"now": "queued to run now", "at": f"scheduled for {request.run_at} UTC", "cron": f"recurring: {request.cron} (UTC)"}[request.schedule]
+            # What was done, not a state: the job's state is the job list's and the line under it, which change.
+            when = {"now": "to run now (after any job already running)", "at": f"to run at {request.run_at} UTC",
+                    "cron": f"to recur on {request.cron} (UTC)"}[request.schedule]
             all_jobs = jobs.jobs()
-            return (f"**{job_id}**: {when}.", gr.update(choices=job_choices(all_jobs), value=job_id), *(_clear(name) for name in (*JOB_INPUTS, *FORM_FIELDS)))
+            return (f"Submitted **{job_id}** {when}; its state is on the right.", gr.update(choices=job_choices(all_jobs), value=job_id),
+                    *(_clear(name) for name in (*JOB_INPUTS, *FORM_FIELDS)))
 
         start.click(start_job, inputs=form, outputs=[message, picked, *form], api_name="train_start")
 
@@ -94,18 +98,23 @@ def build_train_tab(jobs: TrainingJobs) -> gr.Timer:
         def refresh(job_id: str | None, last):
             all_jobs = jobs.jobs()
             rows, choices = job_rows(all_jobs), gr.update(choices=job_choices(all_jobs))
+            if not job_id and all_jobs:  # a page opened (or reloaded) shows the newest job, so Cancel has one to act on
+                job_id = newest_job(all_jobs)
+                choices = gr.update(choices=job_choices(all_jobs), value=job_id)
             if not job_id:
-                return rows, choices, "", gr.skip(), "", None
+                return rows, choices, "", gr.skip(), "", None, gr.skip()
             try:
                 job = jobs.job(job_id)
             except JobStateError:
-                return rows, choices, "", gr.skip(), "", None
+                return rows, choices, "", gr.skip(), "", None, gr.skip()
             signature = (job_id, job.get("step"), job.get("state"))
             chart = gr.skip() if signature == last else training_curves_chart(jobs.metrics(job_id), str(job.get('name') or job_id))
-            return rows, choices, job_detail(job), chart, job.get("log_tail", ""), signature
+            # A button's message ("stopping ...") goes once the job's state has moved on: one current state is shown.
+            action_now = "" if last is not None and last[0] == job_id and last[2] != job.get("state") else gr.skip()
+            return rows, choices, job_detail(job), chart, job.get("log_tail", ""), signature, action_now
 
         timer = gr.Timer(REFRESH_S, active=False)
-        refresh_outputs = [table, picked, detail, curves, log, shown]
+        refresh_outputs = [table, picked, detail, curves, log, shown, action]
         timer.tick(refresh, inputs=[picked, shown], outputs=refresh_outputs, api_visibility="private", queue=False)
         picked.change(refresh, inputs=[picked, gr.State(None)], outputs=refresh_outputs, api_visibility="private")
 
@@ -147,6 +156,8 @@ def _api(jobs: TrainingJobs) -> None:
 def _action(jobs: TrainingJobs, kind: str):
     """The handler of the Cancel, Resume or Retry button: what happened, or why not."""
     def handler(job_id: str | None) -> str:
+        if not (job_id or "").strip():
+            return f"**{kind}**: pick a job in the list above first"
         try:
             if kind == "retry":
                 return f"retry queued as **{jobs.retry(job_id or '')}**"
@@ -198,7 +209,7 @@ def _field_rows(names, defaults: dict[str, Any], registry: ModelRegistry, fields
 
 
 def _field(name: str, default: Any, registry: ModelRegistry):
-    common = {"label": name, "info": HELP[name], "elem_id": f"bl-train-{name}"}
+    common = {"label": name, "info": HELP[name], "elem_id": f"bl-train-{name}", "elem_classes": ["bl-train-field"]}
     if name == "base_model":
         return gr.Dropdown(choices=[m.name for m in registry.all()], value=default, allow_custom_value=True, **common)
     if name == "dataset":
@@ -243,6 +254,12 @@ def _short_time(iso: str | None) -> str:
     return iso[5:].replace("T", " ") if iso else ""
 
 
+def newest_job(all_jobs: list[dict]) -> str | None:
+    """The job submitted last (a recurring schedule is not a job), or None."""
+    runs = [j for j in all_jobs if j.get("state") != "recurring"]
+    return max(runs, key=lambda j: j.get("created_at") or "").get("job_id") if runs else None
+
+
 def job_choices(all_jobs: list[dict]) -> list[tuple[str, str]]:
     return [(f"{j.get('name')} · {j.get('state')} · {j.get('job_id')}", j.get("job_id")) for j in all_jobs]
 
@@ -251,6 +268,6 @@ def job_detail(job: dict) -> str:
     lines = [f"**{job.get('name')}** (`{job.get('job_id')}`): **{job.get('state')}**, step {job.get('step') or 0} of {job.get('max_steps') or '?'}"]
     if job.get("state") == "finished":
         lines.append(f"Model **{job.get('model_name')}** is registered: pick it in Compare or Sweep.")
-    if job.get("error"):
+    if job.get("error") and job.get("state") not in ("cancelled", "finished"):
         lines.append(f"```\n{job['error']}\n```")
     return "\n\n".join(lines)

@@ -14,6 +14,7 @@ the thinking traces the tiny models learn from these problems.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 
@@ -39,6 +40,14 @@ def parse_question(question: str) -> tuple[int, list[tuple[str, int]]]:
     first = int(tokens[0])
     ops = [(tokens[i], int(tokens[i + 1])) for i in range(1, len(tokens), 2)]
     return first, ops
+
+
+ARITH_QUESTION = re.compile(r"^Compute \d{1,2}( [+-] \d{1,2})+\.$")
+
+
+def is_arith_question(question: str) -> bool:
+    """Whether `question` is of the built-in suite's form, "Compute 37 + 48 - 12 + 5." (whole numbers 0-99)."""
+    return bool(ARITH_QUESTION.match(question.strip()))
 
 
 def apply_op(acc: int, op: str, b: int) -> int:

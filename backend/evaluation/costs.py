@@ -11,6 +11,7 @@ generation rows); everything here is a small pure function::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,22 +59,45 @@ def pareto_frontier(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     return frontier
 
 
-def recommend(points: Sequence[Mapping[str, Any]], min_accuracy: float) -> dict[str, Any] | None:
-    """The cheapest point with accuracy >= ``min_accuracy`` (ties: the more accurate), or None."""
+def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy measured over `n` answers (sound at 0%, 100% and small n)."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def recommend(points: Sequence[Mapping[str, Any]], min_accuracy: float, min_answers: int = 1) -> dict[str, Any] | None:
+    """The cheapest point with accuracy >= ``min_accuracy`` (ties: the more accurate) among those
+    measured over at least ``min_answers`` answers, or None."""
     if not 0.0 <= min_accuracy <= 1.0:
         raise ValueError(f"target accuracy {min_accuracy}: must be between 0 and 1 (e.g. 0.8 for 80%)")
-    good = [p for p in points if p["accuracy"] >= min_accuracy]
+    good = [p for p in points if p["accuracy"] >= min_accuracy and p["n"] >= min_answers]
     return dict(min(good, key=lambda p: (p["cost_per_1k"], -p["accuracy"]))) if good else None
 
 
-def recommendation_text(best: Mapping[str, Any] | None, min_accuracy: float, points: Sequence[Mapping[str, Any]] = ()) -> str:
+def recommendation_text(best: Mapping[str, Any] | None, min_accuracy: float, points: Sequence[Mapping[str, Any]] = (),
+                        min_answers: int = 1) -> str:
+    """What the recommender says, with the number of answers it rests on and their interval; below
+    ``min_answers`` answers a setting is not judged, and the text says so."""
+    judged = [p for p in points if p["n"] >= min_answers]
+    too_few = len(points) - len(judged)
+    skipped = (f" ({too_few} setting{'s' if too_few != 1 else ''} with fewer than {min_answers} answers not judged)"
+               if too_few and min_answers > 1 else "")
     if best is None:
-        top = max((p["accuracy"] for p in points), default=None)
-        reach = f"; the best shown reaches {top:.1%}" if top is not None else "; there is no data under these filters"
-        return f"No setting reaches {min_accuracy:.0%} accuracy{reach}."
+        if points and not judged:
+            most = max(p["n"] for p in points)
+            return (f"Not enough answers to recommend a setting: the most any setting has is {most}, and at least {min_answers} "
+                    "are needed (sweep more questions or samples).")
+        top = max((p["accuracy"] for p in judged), default=None)
+        reach = f"; the best judged reaches {top:.1%}" if top is not None else "; there is no data under these filters"
+        return f"No setting reaches {min_accuracy:.0%} accuracy{reach}{skipped}."
+    low, high = wilson_interval(best["accuracy"], best["n"])
     return (f"For at least {min_accuracy:.0%} accuracy, the cheapest setting is **{best['model']}** with **{best['controller']}** "
-            f"at a budget of **{best['budget']}** tokens: {best['accuracy']:.1%} accuracy over {best['n']} answers, "
-            f"{best.get('mean_cost_tokens', best['mean_tokens']):.0f} generated tokens per answer, **${best['cost_per_1k']:.4f} per 1,000 questions**.")
+            f"at a budget of **{best['budget']}** tokens: {best['accuracy']:.1%} accuracy over {best['n']} answers "
+            f"(95% interval {low:.1%}-{high:.1%}), {best.get('mean_cost_tokens', best['mean_tokens']):.0f} generated tokens per answer, "
+            f"**${best['cost_per_1k']:.4f} per 1,000 questions**{skipped}.")
 
 
 def parse_prices(table: Sequence[Sequence[Any]], default: Price) -> dict[str, Price]:

@@ -72,10 +72,12 @@ class AnalyticsView:
 
 class Analytics:
     def __init__(self, store, default_price: Price, price_of: Callable[[str], Price] | None = None,
-                 trained_range_of: Callable[[str], TrainedBudgets | None] | None = None) -> None:
+                 trained_range_of: Callable[[str], TrainedBudgets | None] | None = None, min_answers: int = 1) -> None:
         """`price_of`: a model's own prices (an endpoint's from the endpoints file); default: `default_price` for all.
-        `trained_range_of`: the budgets a model was trained on (None: unknown, nothing flagged)."""
+        `trained_range_of`: the budgets a model was trained on (None: unknown, nothing flagged).
+        `min_answers`: the fewest answers a setting needs before the recommender judges it."""
         self.store = store
+        self.min_answers = min_answers
         self.default_price = default_price
         self.price_of = price_of or (lambda model: default_price)
         self.trained_range_of = trained_range_of or (lambda model: None)
@@ -100,8 +102,9 @@ class Analytics:
             settled = analytics.settling(cur, filters)
         prices = {**{p["model"]: self.price_of(p["model"]) for p in points}, **prices}  # the table's prices win
         costed = priced(points, prices, self.default_price)
-        best = recommend(costed, target)
-        return AnalyticsView(points, costed, pareto_frontier(costed), spread, words, recent, recommendation_text(best, target, costed), votes, settled)
+        best = recommend(costed, target, self.min_answers)
+        return AnalyticsView(points, costed, pareto_frontier(costed), spread, words, recent,
+                             recommendation_text(best, target, costed, self.min_answers), votes, settled)
 
     def generation(self, gen_id: str) -> dict[str, Any] | None:
         with self.store.reader() as cur:

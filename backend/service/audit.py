@@ -9,8 +9,14 @@ can be compared); this module reads its generations back and judges each knob:
   somewhere (a model that never came near N says nothing about the knob: **not reached**);
 - **ignored**: generations go past N and the thinking does not follow N: the least-squares
   slope of mean thinking tokens against N is under ``MIN_FOLLOW_SLOPE`` (over two budgets at least);
-- **hint**: past N often, yet the thinking grows with N (the L1 prompts: the model tries);
-- **no budget**: the controller asks for none (``unconstrained``).
+- **overrun, follows N**: past N often, yet the thinking grows with N (the L1 prompts: the model tries);
+- **no budget**: the controller asks for none (``unconstrained``);
+- **too few**: some budget has fewer generations than the minimum (``audit_min_generations``, 20
+  by default): nothing is judged, and the reason gives the count.
+
+These are what was *observed*; what a controller *promises* (its ``budget_kind``: a hint the
+model may overrun, a guarantee the controller enforces, none) is the controller table's, in other
+words on purpose: "hint" is a promise, never a verdict.
 
     report = audit_report(rows)   # rows: store.audit.audit_rows
     report["verdicts"]            # [{"model": ..., "controller": "api_budget", "verdict": "ignored", "why": "..."}]
@@ -28,22 +34,33 @@ TOLERANCE_SHARE = 0.02
 MAX_OVER_SHARE = 0.02  # at most this share over budget to call a knob enforced
 MIN_FOLLOW_SLOPE = 0.1  # thinking tokens gained per token of N below which the thinking does not follow N
 REACHED_SHARE = 0.5  # a budget counts as reached when some generation thought at least this share of it
-VERDICTS = ("enforced", "hint", "ignored", "not reached", "no budget")
+FOLLOWS = "overrun, follows N"
+VERDICTS = ("enforced", FOLLOWS, "ignored", "not reached", "no budget", "too few")
 
 
-def audit_report(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """``{"budgets": rows, "verdicts": one per (model, controller)}`` from `store.audit.audit_rows`'s rows."""
+def audit_report(rows: list[dict[str, Any]], min_generations: int = 1) -> dict[str, list[dict[str, Any]]]:
+    """``{"budgets": rows, "verdicts": one per (model, controller)}`` from `store.audit.audit_rows`'s rows;
+    a knob with fewer than `min_generations` generations at some budget is not judged ("too few")."""
     by_knob: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_knob[(row["model"], row["controller"])].append(row)
     verdicts = []
     for (model, controller), group in by_knob.items():
-        verdict, why = judge(group)
+        verdict, why = too_few(group, min_generations) or judge(group)
         verdicts.append({"model": model, "controller": controller, "verdict": verdict, "why": why,
                          "budgets": [row["budget"] for row in group], "generations": sum(row["n"] for row in group),
                          "over_share": _weighted(group, "over_share"), "empty_share": _weighted(group, "empty_share"),
                          "slope": follow_slope(group), "token_counts": ",".join(sorted({c for row in group for c in (row["token_counts"] or "").split(",") if c}))})
     return {"budgets": rows, "verdicts": verdicts}
+
+
+def too_few(group: list[dict[str, Any]], min_generations: int) -> tuple[str, str] | None:
+    """("too few", why) when some budget of the knob has fewer than `min_generations` generations."""
+    fewest = min(group, key=lambda row: row["n"])
+    if fewest["n"] >= min_generations:
+        return None
+    return "too few", (f"{fewest['n']} generation{'s' if fewest['n'] != 1 else ''} at N = {fewest['budget']}: at least {min_generations} "
+                       "per budget are needed to judge (a larger sweep, or app.py audit with more --limit)")
 
 
 def judge(group: list[dict[str, Any]]) -> tuple[str, str]:
@@ -59,7 +76,7 @@ def judge(group: list[dict[str, Any]]) -> tuple[str, str]:
     slope_text = f"thinking grows by {slope:.2f} tokens per token of N" if slope is not None else "one budget only: whether thinking follows N is not tested"
     if slope is not None and slope < MIN_FOLLOW_SLOPE:
         return "ignored", f"{over:.0%} over N and {slope_text}"
-    return "hint", f"{over:.0%} over N; {slope_text}"
+    return FOLLOWS, f"{over:.0%} over N; {slope_text}"
 
 
 def follow_slope(group: list[dict[str, Any]]) -> float | None:

@@ -28,6 +28,7 @@ from backend.controllers.live import LiveGeneration
 from backend.controllers.prompts import THINK_END, THINK_START, base_prompt, chat_messages, l1_exact_prompt, l1_max_prompt
 from backend.controllers.session import ModelSession
 from backend.errors import InputError
+from backend.evaluation.arith import is_arith_question
 from backend.evaluation.costs import Price, estimate_cost
 from backend.evaluation.datasets import DatasetPolicy
 from backend.service.analytics import Analytics
@@ -47,6 +48,7 @@ from backend.serving.endpoints import ChatEndpoint
 from backend.serving.engine import EngineStatus
 from backend.serving.pool import EnginePool, EngineView
 from backend.serving.registry import (
+    ARITH_DOMAIN,
     BASE_MODELS,
     ModelRegistry,
     ModelSpec,
@@ -59,7 +61,7 @@ from backend.serving.sampling import Sampling
 from backend.serving.tokenizer import LocalTokenizers
 from store import queries
 from store.analytics import Filters
-from store.audit import audit_rows
+from store.audit import audit_rows, auditable_runs
 from store.ids import new_gen_id
 from store.schema import utc_now
 from store.summary import run_summary
@@ -100,6 +102,8 @@ class Budgetlab:
         sweep_concurrency: int,
         dataset_policy: DatasetPolicy,
         first_run_questions: int = 50,
+        recommend_min_answers: int = 1,
+        audit_min_generations: int = 1,
         model_paths: bool = False,
         owns_engines: bool = True,
         endpoints: Mapping[str, ChatEndpoint] | None = None,
@@ -125,6 +129,7 @@ class Budgetlab:
         self.max_columns = max_columns
         self.sweep_concurrency = sweep_concurrency
         self.first_run_questions = first_run_questions
+        self.audit_min_generations = audit_min_generations
         self.dataset_policy = dataset_policy
         self.model_paths = model_paths
         self.owns_engines = owns_engines
@@ -132,7 +137,7 @@ class Budgetlab:
         self.tokenizers = LocalTokenizers(tokenizer_probes(controller_config), enabled=local_tokenizer)
         self.endpoints = dict(endpoints or {})
         self._endpoint_keys = dict(endpoint_keys or {})
-        self.analytics = Analytics(store, price, self.price_of, self.trained_range_of)
+        self.analytics = Analytics(store, price, self.price_of, self.trained_range_of, recommend_min_answers)
 
     # --- engines
     def start_default_engine(self) -> ModelSpec:
@@ -196,6 +201,18 @@ class Budgetlab:
         """Low, middle and high budgets for the default model at which every controller's generations
         (N, or N/K for majK / bestK) are asked for a budget inside its trained range (the suggested spread when unknown)."""
         return budgets_inside(self.trained_range_of(self.default_model), controllers, self.suggested_budgets())
+
+    def domain_note(self, model: str, question: str) -> str | None:
+        """A note when `question` lies outside what `model` was trained on (the shipped tiny models know
+        the arith suite's form only): its answers, and their grades, then say little. None inside, or unknown."""
+        try:
+            spec = self.resolve_model(model)
+        except InputError:
+            return None
+        if spec.trained_on.startswith(ARITH_DOMAIN) and not is_arith_question(question):
+            return (f"This question is outside what {spec.name} was trained on ({ARITH_DOMAIN}): "
+                    "expect a confident answer that means little, and a grade that says little.")
+        return None
 
     def base_of(self, spec: ModelSpec) -> ModelSpec | None:
         """The registered model an L1 model was trained from (the paper's baselines run on it): a released
@@ -379,13 +396,18 @@ class Budgetlab:
             summary = run_summary(cur, run_id)
         return flag_rows(summary, self.trained_range_of)
 
+    def auditable_runs(self) -> list[str]:
+        """The stored runs the audit can judge (at least ``audit_min_generations`` per budget), newest first."""
+        with self.store.reader() as cur:
+            return auditable_runs(cur, self.audit_min_generations)
+
     def audit(self, run_id: str) -> dict:
         """The adherence audit of a stored run: per (model, controller), a verdict on its budget knob (see `backend.service.audit`)."""
         with self.store.reader() as cur:
             if queries.get_run(cur, run_id) is None:
                 raise InputError(f"run {run_id!r}: no such run (the Analytics tab and `app.py report` list them)")
             rows = audit_rows(cur, Filters(runs=(run_id,)), TOLERANCE_TOKENS, TOLERANCE_SHARE)
-        return audit_report(rows)
+        return audit_report(rows, self.audit_min_generations)
 
     def close(self) -> None:
         if self.owns_engines:

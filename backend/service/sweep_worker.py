@@ -165,12 +165,15 @@ class ModelWorker:
             self.notify(self.progress)
             try:
                 endpoint = await self.service.recover_endpoint(self.spec, session.client.endpoint)
-                if endpoint != session.client.endpoint:
+                restarted = endpoint != session.client.endpoint  # a restarted engine has a new port and key
+                if restarted:
                     await self.connect(endpoint)
             except EngineUnavailable as exc:
                 self.abort_reason = f"lost the engine and it did not come back: {exc}"
                 return False
-            self.progress.message = f"{self.spec.name}: generating (the engine is back)"
+            # Say what happened: a restart only when there was one (the same server may just have dropped a connection).
+            self.progress.message = (f"{self.spec.name}: generating (the engine was restarted; the requests it lost are sent again)" if restarted
+                                     else f"{self.spec.name}: generating (a request lost its connection and is sent again: {why})")
             return True
 
     def _job_failed(self, job: Job, message: str) -> None:
