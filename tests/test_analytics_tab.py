@@ -49,7 +49,8 @@ def test_the_analytics_tab_draws_every_view(swept):
         browser, page = open_analytics(p, swept.src)
         for view in ("tradeoff", "cost", "adherence", "thinking", "votes", "settling", "keywords"):
             page.wait_for_function(f"document.querySelector('#bl-an-{view} canvas, #bl-an-{view} svg') !== null", timeout=30_000)
-        assert "cheapest setting" in page.locator("#bl-an-recommendation").inner_text() or "No setting reaches" in page.locator("#bl-an-recommendation").inner_text()
+        # This sweep holds 2 answers per setting, under the recommender's minimum of 30: it says so instead of recommending.
+        assert page.locator("#bl-an-recommendation").inner_text().startswith("Not enough answers to recommend a setting: the most any setting has is 2,")
         # The table is its own component: its update can land after the status line's; and it draws
         # its rows only once scrolled into view.
         page.locator("#bl-an-aggregates").scroll_into_view_if_needed()
