@@ -198,8 +198,8 @@ class EnginePool:
         while True:
             with self._changed:
                 member = self._members.get(key)
-                if member is not None and member.spec != spec and not member.busy:
-                    victims = [member]  # the folder was retrained in place: a new engine for it
+                if member is not None and member.spec != spec and not member.busy and member.owned:
+                    victims = [member]  # the folder was retrained in place: a new engine for it (never an adopted one)
                 elif member is not None:
                     member.holders[holder] += 1
                     member.last_used = time.monotonic()
@@ -225,13 +225,18 @@ class EnginePool:
                     self._members.pop((victim.spec.name, victim.role), None)
                     self._stopping.append(victim)
                 self._waiting[key] = f"stopping {', '.join(v.spec.name for v in victims)} (idle) to make room"
-            for victim in victims:  # outside the lock: a stop takes up to STOP_GRACE_S, and nobody else should wait on it
-                try:
-                    victim.engine.stop()
-                finally:
-                    with self._changed:
-                        self._stopping.remove(victim)
-                        self._changed.notify_all()
+            self._stop_outside_lock(victims)
+
+    def _stop_outside_lock(self, members: list[_Member]) -> None:
+        """Stop members already moved to `_stopping` (still counted there until gone). Called without the
+        lock: a stop takes up to STOP_GRACE_S, and nobody else should wait on it."""
+        for member in members:
+            try:
+                member.engine.stop()
+            finally:
+                with self._changed:
+                    self._stopping.remove(member)
+                    self._changed.notify_all()
 
     def _room_for(self, spec: ModelSpec) -> list[_Member] | None:
         """The idle engines to stop (least recently used first) so that `spec` fits; None if it cannot fit now."""
@@ -299,12 +304,7 @@ class EnginePool:
                 return False
             self._members.pop((name, role))
             self._stopping.append(member)
-        try:
-            member.engine.stop()
-        finally:
-            with self._changed:
-                self._stopping.remove(member)
-                self._changed.notify_all()
+        self._stop_outside_lock([member])
         return True
 
     def engine_of(self, name: str, role: str = GENERATE) -> LocalEngine | ReplicaSet | None:
