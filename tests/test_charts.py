@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from ui.charts import TRAINING_PANELS, training_curves_chart
 
@@ -11,11 +12,32 @@ def test_training_curves_draw_four_panels_per_step():
     frame = pd.DataFrame({"step": [1, 2, 3], "reward": [0.1, 0.2, 0.4], "correct": [0.5, 0.5, 0.75],
                           "mean_length": [120.0, 110.0, 90.0], "mean_abs_rel_dev": [0.4, None, 0.2], "loss": [0.0, 0.0, 0.0]})
     spec = training_curves_chart(frame, "nightly").to_dict()
-    values = next(iter(spec["datasets"].values()))
-    assert {v["metric"] for v in values} == set(TRAINING_PANELS.values())
-    assert len(values) == 11  # 4 panels x 3 steps, less the one missing deviation
-    assert spec["facet"]["field"] == "metric" and spec["resolve"]["scale"]["y"] == "independent"
-    assert spec["title"] == "nightly"
+    panels = spec["concat"]  # a panel per metric, each with its own axis range and tick format
+    assert [panel["title"]["text"] for panel in panels] == list(TRAINING_PANELS.values())
+    rows = {panel["layer"][0]["encoding"]["y"]["field"]: len(spec["datasets"][panel["data"]["name"]]) for panel in panels}
+    assert rows == {"reward": 3, "correct": 3, "mean_length": 3, "mean_abs_rel_dev": 2}  # the missing deviation left out
+    assert spec["title"]["text"] == "nightly" and spec["columns"] == 2
+
+
+def test_a_one_step_curve_gets_room_around_its_point_and_short_tick_labels():
+    frame = pd.DataFrame({"step": [7], "reward": [0.707137], "mean_length": [120.25]})
+    panels = training_curves_chart(frame, "new").to_dict()["concat"]
+    reward, length = (panel["layer"][0]["encoding"] for panel in panels)
+    assert reward["y"]["scale"]["domain"] == pytest.approx([0.707137 * 0.9, 0.707137 * 1.1])
+    assert reward["y"]["axis"]["format"] == ",.2~f"  # "0.7", "0.75": not "0.707137"
+    assert length["y"]["axis"]["format"] == ",.0~f"
+    assert reward["x"]["scale"]["domain"] == [6.3, 7.7] and reward["x"]["axis"]["format"] == "d"
+
+
+def test_tick_formats_follow_the_value_range():
+    from ui.charts import _tick_format
+
+    assert _tick_format([0, 1]) == ",.1~f"
+    assert _tick_format([60, 400]) == ",.0~f"
+    assert _tick_format([0.0301, 0.0342]) == ",.4~f"
+    assert _tick_format([0, 0.02], percent=True) == ".1~%"
+    assert _tick_format([0, 30], [0, 2]) == ",.1~f"  # panels sharing a format: the narrowest range decides
+    assert _tick_format([]) == ",.0~f"
 
 
 def test_training_curves_say_so_when_there_is_nothing_yet():
@@ -51,3 +73,26 @@ def test_analytics_charts_build_for_data_and_for_nothing():
         spec = build([]).to_dict()
         assert next(iter(spec["datasets"].values())) == [{"text": "no generations under these filters"}]
     assert charts.cost_chart([], []).to_dict()["mark"]["type"] == "text"
+
+
+def test_every_chart_is_svg_and_facets_only_series_with_counts():
+    from ui import charts
+
+    uncounted = {**POINT, "controller": "api_budget", "mean_thinking_tokens": None, "mean_answer_tokens": None}
+    thinking = charts.thinking_answer_chart([POINT, uncounted, {**POINT, "controller": "s1"}]).to_dict()
+    panels = {row["panel"] for row in next(iter(thinking["datasets"].values()))}
+    assert panels == {"l1_exact", "s1"} and thinking["columns"] == 2  # no panel for the series without counts
+    built = [thinking, charts.tradeoff_chart([POINT]).to_dict(), charts.vote_chart([]).to_dict(), charts.audit_chart([]).to_dict(),
+             charts.training_curves_chart(pd.DataFrame()).to_dict(), charts.keyword_chart([WORDS]).to_dict()]
+    assert all(spec["usermeta"]["embedOptions"]["renderer"] == "svg" for spec in built)
+    assert charts.tradeoff_chart([POINT]).to_dict()["width"] == "container"
+
+
+def test_legends_take_the_columns_their_labels_fit():
+    from ui import charts
+
+    short = [{**POINT, "controller": f"c{i}"} for i in range(10)]
+    long = [{**POINT, "model": "l3lab/L1-Qwen-1.5B-Exact", "controller": f"maj4:thinking_cap_{i}"} for i in range(10)]
+    for rows, columns in ((short, 4), (long, 1)):
+        legend = charts.cost_chart(rows, []).to_dict()["encoding"]["color"]["legend"]
+        assert legend["columns"] == columns and legend["columns"] * (legend["labelLimit"] + charts.ENTRY_PX) <= charts.HALF

@@ -224,6 +224,7 @@ def _filter_controls(options: dict) -> tuple[list, gr.Checkbox, gr.Slider, gr.Bu
 
 
 def _view_components() -> _Views:
+    gr.HTML("", js_on_load=charts.RESIZE_WHEN_SHOWN_JS, elem_id="bl-an-resize")  # charts re-measure their blocks when the tab is shown
     status = gr.Markdown("", elem_id="bl-an-status")
     recommendation = gr.Markdown("", elem_id="bl-an-recommendation")
     with gr.Row():

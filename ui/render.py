@@ -36,6 +36,9 @@ CSS = """
 .bl-train-field [data-testid="block-info"], .bl-train-field label > span {white-space: normal !important; overflow: visible !important; text-overflow: clip !important; overflow-wrap: anywhere;}
 .bl-dot {display:inline-block; width:10px; height:10px; border-radius:50%; margin-right:4px; vertical-align:middle;}
 .bl-invalid {outline:2px solid #e45756; border-radius:6px;} .bl-invalid [data-testid="block-info"] {color:#b00020; font-weight:600;}
+/* Charts (ui/charts.py) as wide as their block: a chart of width "container" reads its width from here. */
+[data-testid="altair"] > .vega-embed {width:100%; align-self:stretch;}
+#bl-an-resize {height:0; min-height:0; overflow:hidden; margin-bottom:calc(-1 * var(--layout-gap));}
 """
 
 # Columns of the sweep results table, in order (keys of store.summary.run_summary's dicts).
