@@ -20,6 +20,7 @@ a dashboard holds the file).
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from backend.evaluation.costs import Price
 from backend.interrupts import interrupts_held
 from backend.jobs.scheduler import JobsConfig, TrainingJobs
 from backend.service.budgetlab import Budgetlab
+from backend.service.sweep_jobs import run_sweep_payload
 from backend.serving.local import LocalEngine
 from backend.serving.pool import EnginePool
 from backend.serving.remote import RemoteEngine
@@ -61,7 +63,8 @@ def open_app(settings: AppSettings, env: Mapping[str, str], *, engine: LocalEngi
     try:
         service = build_service(settings, store, env, engine=engine, shell=shell)
         if jobs:
-            training = TrainingJobs(jobs_config(settings), store, service.registry)
+            # Sweeps run as jobs too, inside this process (it holds the store's writer), through the service.
+            training = TrainingJobs(jobs_config(settings), store, service.registry, sweep_runner=functools.partial(run_sweep_payload, service))
             training.start()  # a job left running by an earlier app is marked interrupted; queued ones run
         yield App(settings, store, service, training)
     finally:

@@ -46,7 +46,8 @@ def test_the_analytics_tab_draws_every_view(swept):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser, page = open_analytics(p, swept.src)
+        # Under this run's filter (a shared link): the shared store holds other tests' runs, larger ones among them.
+        browser, page = open_analytics(p, f"{swept.src}?view=analytics&runs={RUN}")
         for view in ("tradeoff", "cost", "adherence", "thinking", "votes", "settling", "keywords"):
             page.wait_for_function(f"document.querySelector('#bl-an-{view} canvas, #bl-an-{view} svg') !== null", timeout=30_000)
         # This sweep holds 2 answers per setting, under the recommender's minimum of 30: it says so instead of recommending.

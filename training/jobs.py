@@ -29,10 +29,10 @@ from typing import Any
 import yaml
 
 from backend.evaluation.datasets import DatasetError, DatasetPolicy
+from backend.jobs.when import parse_when
 from backend.serving.registry import ModelRegistry, ModelSpec, UnknownModelError, context_length
 from training.config import ConfigError, LCPOConfig, config_from_dict, load_config
 
-SCHEDULE_KINDS = ("now", "at", "cron")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RECIPES_DIR = Path(__file__).resolve().parent / "configs"
 # Fields the app sets itself: the output folder is the job's own, the export is the model name's.
@@ -113,7 +113,7 @@ def parse_job_request(values: dict[str, Any], name: str, model_name: str, schedu
         problems.append(("model_name", f"model name {model_name!r}: a shipped model has it; pick another name"))
     config, config_problems = _config(values, registry, model_name, trained_models_dir, dataset_policy)
     problems += config_problems
-    when, schedule_problems = _schedule(schedule, run_at, cron)
+    when, schedule_problems = parse_when(schedule, run_at, cron)
     problems += schedule_problems
     if problems:
         raise JobInputError(tuple(problems))
@@ -160,37 +160,6 @@ def _form_values(values: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str
             value = str(value).strip()
         data[key] = value
     return data, problems
-
-
-def _schedule(schedule: str, run_at: Any, cron: str):
-    if schedule not in SCHEDULE_KINDS:
-        return None, [("schedule", f"schedule {schedule!r}: choose now, at or cron")]
-    if schedule == "at":
-        when = _parse_time(run_at)
-        if when is None:
-            return None, [("run_at", f"run at {run_at!r}: give a time as YYYY-MM-DD HH:MM (UTC)")]
-        if when < dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=5):
-            return None, [("run_at", f"run at {when:%Y-%m-%d %H:%M:%S} UTC: that is in the past; pick a later time or 'now'")]
-        return when, []
-    if schedule == "cron":
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            CronTrigger.from_crontab((cron or "").strip(), timezone=dt.timezone.utc)
-        except ValueError as exc:
-            return None, [("cron", f"cron {cron!r}: {exc}; e.g. '0 2 * * *' is every night at 02:00 UTC")]
-    return None, []
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):  # gr.DateTime sends a timestamp
-        return dt.datetime.fromtimestamp(value, dt.timezone.utc).replace(tzinfo=None)
-    try:
-        return _parse_time(dt.datetime.fromisoformat(str(value).strip()))
-    except ValueError:
-        return None
 
 
 def form_defaults(registry: ModelRegistry) -> dict[str, Any]:

@@ -20,11 +20,12 @@ from backend.jobs.scheduler import TrainingJobs
 from backend.service.analytics import Analytics, AnalyticsView, filters_from_form
 from backend.service.budgetlab import Budgetlab
 from backend.service.first_run import first_run_plan
-from backend.service.sweep_plan import SweepProgress
+from backend.jobs.sweeps import SweepSubmission
 from backend.serving.engine import EngineUnavailable
+from backend.serving.registry import UnknownModelError
 from ui import charts
-from ui.render import render_sweep_progress
-from ui.sweep_tab import follow_sweep
+from ui.jobs_panel import follow_job
+from ui.render import render_sweep_job
 
 # The link to the Analytics view under the current filters, built in the browser (it knows its own address).
 VIEW_LINK_JS = """(models, controllers, datasets, runs, from, to, log) => {
@@ -37,6 +38,7 @@ VIEW_LINK_JS = """(models, controllers, datasets, runs, from, to, log) => {
   if (log) params.set('log', '1');
   return location.origin + location.pathname + '?' + params.toString();
 }"""
+FIRST_RUN_REFRESH_S = 1.0
 AGGREGATE_COLUMNS = ("model", "controller", "budget", "budget_kind", "samples", "n", "accuracy", "accuracy_low", "accuracy_high", "mean_tokens",
                      "mean_probe_tokens", "mean_thinking_tokens", "mean_answer_tokens", "thinking_to_answer", "mean_abs_rel_dev", "violation_rate",
                      "cost_per_1k", "token_counts", "outside_trained_range")
@@ -74,6 +76,7 @@ class AnalyticsHandles:
     outputs: list
     draw: object
     link_inputs: list  # the filters and the log-axis box: what a link to this view sets (`filters_from_link`)
+    timer: gr.Timer  # the first-run box's refresh, inactive: the app turns it on while the tab is shown
 
 
 def filters_from_link(params) -> list:
@@ -92,7 +95,7 @@ def filters_from_link(params) -> list:
 def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path) -> AnalyticsHandles:
     analytics = service.analytics
     with gr.Tab("Analytics", id="analytics") as tab:
-        first_run, reproduce, first_progress = _first_run_box(service)
+        first_run, reproduce, first_progress = _first_run_box(service, jobs)
         filters, log_tokens, target, refresh = _filter_controls(analytics.filter_options())
         share = gr.Textbox(label="Link to this view (these filters; opens the Analytics tab on them)", interactive=False, buttons=["copy"],
                            elem_id="bl-an-share-link")
@@ -123,30 +126,18 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
             known = {row[0] for row in _table_rows(price_rows) if row and row[0]}
             rows = _table_rows(price_rows) + [[m, analytics.price_of(m).input_per_m, analytics.price_of(m).output_per_m]
                                               for m in options["models"] if m not in known]
-            job_choices = [(f"{j.get('name')} · {j.get('job_id')}", j["job_id"]) for j in jobs.jobs() if j.get("state") != "recurring"]
+            job_choices = [(f"{j.get('name')} · {j.get('job_id')}", j["job_id"]) for j in jobs.jobs() if j.get("state") != "recurring"]  # fine-tunes
             return (*(gr.update(choices=options[key]) for key in ("models", "controllers", "datasets", "runs")), rows, gr.update(choices=job_choices),
-                    gr.update(choices=service.auditable_runs()), gr.update(visible=service.sweeps_stored() == 0))
+                    gr.update(choices=service.auditable_runs()), *_first_run_state(service, jobs))
 
-        async def reproduce_figures():
-            """The first-run preset's sweeps, one after the other, with their progress; then the views on their runs."""
-            plan = first_run_plan(service)
-            for request in plan.requests:
-                last = None
-                try:
-                    async for last in follow_sweep(service, request):
-                        if isinstance(last, SweepProgress):
-                            yield render_sweep_progress(last), gr.skip(), gr.skip()
-                except (InputError, EngineUnavailable) as exc:
-                    yield render_sweep_progress(last if isinstance(last, SweepProgress) else None, error=str(exc)), gr.skip(), gr.skip()
-                    return
-                yield render_sweep_progress(last.progress, error=last.aborted), gr.skip(), gr.skip()
-            yield gr.skip(), gr.update(choices=analytics.filter_options()["runs"], value=plan.runs), gr.update(visible=False)
-
-        reproduce.click(reproduce_figures, outputs=[first_progress, filters[3], first_run], api_visibility="private").then(
+        first_run_outputs = [first_progress, filters[3], first_run, reproduce]
+        reproduce.click(_reproducer(service, jobs), outputs=first_run_outputs, api_visibility="private").then(
             draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private").then(**link)
+        timer = gr.Timer(FIRST_RUN_REFRESH_S, active=False)
+        timer.tick(lambda: _first_run_state(service, jobs), outputs=[first_run, reproduce, first_progress], api_visibility="private", queue=False)
 
         # Opening the tab refreshes what the filters offer, then every view.
-        tab.select(choices, inputs=prices, outputs=[*filters[:4], prices, job, audit_run, first_run], api_visibility="private").then(
+        tab.select(choices, inputs=prices, outputs=[*filters[:4], prices, job, audit_run, first_run, reproduce, first_progress], api_visibility="private").then(
             draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private").then(**link)
 
         def open_generation(evt: gr.SelectData, table) -> str:  # the annotation is how Gradio passes the selection
@@ -167,18 +158,65 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
         gr.api(audit, api_name="audit")
         job.change(lambda job_id: charts.training_curves_chart(jobs.metrics(job_id), job_id) if job_id else None, inputs=job, outputs=curves,
                    api_visibility="private")
-    return AnalyticsHandles(filters[3], view_inputs, views.outputs(), draw, [*filters, log_tokens])
+    return AnalyticsHandles(filters[3], view_inputs, views.outputs(), draw, [*filters, log_tokens], timer)
 
 
-def _first_run_box(service: Budgetlab):
-    """While no sweep is stored: one button that reproduces the L1 figures on the embedded model."""
+def _first_run_box(service: Budgetlab, jobs: TrainingJobs):
+    """One button that reproduces the L1 figures on the embedded model: offered while no sweep is stored, and
+    again (it then resumes) if its job was stopped unfinished; its job's progress wherever the tab is opened."""
     plan = first_run_plan(service, stamp="preview")  # for its description: the button makes its own
-    with gr.Group(visible=service.sweeps_stored() == 0, elem_id="bl-an-first-run") as box:
+    box_visible, button_visible, progress_html = _first_run_state(service, jobs)
+    with gr.Group(visible=box_visible, elem_id="bl-an-first-run") as box:
         gr.Markdown(f"### Nothing to draw yet\nOne button reproduces the L1 paper's figures on the embedded model: {plan.description} "
-                    "A few minutes on 2 cores; the charts below are drawn when it is done.")
-        button = gr.Button("Reproduce the L1 figures on the embedded model", variant="primary", elem_id="bl-an-reproduce")
-        progress = gr.HTML("", elem_id="bl-an-first-progress")
+                    "A few minutes on 2 cores, as a job of the app (closing the page does not stop it); the charts below are drawn when it is done.")
+        button = gr.Button("Reproduce the L1 figures on the embedded model", variant="primary", visible=button_visible, elem_id="bl-an-reproduce")
+        progress = gr.HTML(progress_html, elem_id="bl-an-first-progress")
     return box, button, progress
+
+
+def _reproducer(service: Budgetlab, jobs: TrainingJobs):
+    async def reproduce_figures():
+        """The first-run job (started, or resumed if it was stopped), followed until it ends; then the views on its runs."""
+        try:
+            job_id = await _start_first_run(service, jobs)
+        except (InputError, UnknownModelError, EngineUnavailable) as exc:
+            yield render_sweep_job(None, error=str(exc)), gr.skip(), gr.skip(), gr.skip()
+            return
+        async for job in follow_job(jobs, job_id):
+            yield render_sweep_job(job), gr.skip(), gr.skip(), gr.update(visible=False)
+        if job.get("state") != "finished":
+            yield render_sweep_job(job), gr.skip(), gr.skip(), gr.update(visible=True)
+            return
+        yield gr.skip(), gr.update(choices=service.analytics.filter_options()["runs"], value=job.get("runs")), gr.update(visible=False), gr.skip()
+    return reproduce_figures
+
+
+def _first_run_job(jobs: TrainingJobs) -> dict | None:
+    """The newest first-run job, if there is one."""
+    return next((j for j in jobs.sweeps.jobs() if j.get("purpose") == "first-run" and j.get("state") != "recurring"), None)
+
+
+def _first_run_state(service: Budgetlab, jobs: TrainingJobs):
+    """(box shown, button shown, progress): the box while nothing is stored or the first-run job has not finished;
+    the button unless that job is waiting or running; the job's progress bar."""
+    job = _first_run_job(jobs)
+    state = job.get("state") if job else None
+    unfinished = job is not None and state != "finished"
+    box = gr.update(visible=service.sweeps_stored() == 0 or unfinished)
+    button = gr.update(visible=state not in ("scheduled", "queued", "running"))
+    return box, button, render_sweep_job(job) if job else ""
+
+
+async def _start_first_run(service: Budgetlab, jobs: TrainingJobs) -> str:
+    """The first-run job to follow: the one waiting or running, the newest resumed if it was stopped, else a new one."""
+    job = _first_run_job(jobs)
+    if job and job.get("state") in ("scheduled", "queued", "running"):
+        return job["job_id"]
+    if job and job.get("state") in ("failed", "cancelled", "interrupted"):
+        jobs.sweeps.resume(job["job_id"])
+        return job["job_id"]
+    requests = [await service.check_sweep(request) for request in first_run_plan(service).requests]
+    return jobs.sweeps.submit(SweepSubmission("L1 figures (first run)", tuple(r.to_json() for r in requests), purpose="first-run"))
 
 
 def _audit_panel(runs: list[str], min_generations: int):

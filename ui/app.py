@@ -5,7 +5,8 @@
 
 The engine status line at the top refreshes every two seconds, one line per engine, so a user
 sees each model loading, ready (with its memory and who uses it), restarting after a crash, or
-failed with the reason.
+failed with the reason. Below it, the jobs panel (`ui.jobs_panel`) lists the app's fine-tunes and
+sweeps with their progress, on every page, and stops or resumes one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from backend.service.budgetlab import Budgetlab
 from backend.serving.engine import State
 from ui.analytics_tab import AnalyticsHandles, build_analytics_tab, filters_from_link
 from ui.compare_tab import CompareHandles, build_compare_tab
+from ui.jobs_panel import build_jobs_panel
 from ui.render import CSS
 from ui.sweep_tab import build_sweep_tab
 from ui.train_tab import build_train_tab
@@ -73,15 +75,18 @@ def build_app(service: Budgetlab, jobs: TrainingJobs, export_dir: Path, concurre
     with gr.Blocks(title="budgetlab", analytics_enabled=False) as demo:
         gr.Markdown("# budgetlab\nMake a reasoning model think for as many tokens as you ask, and see what that buys.")
         engine_status = gr.Markdown(engine_status_markdown(service), elem_id="bl-engine-status")
+        jobs_panel, refresh_jobs = build_jobs_panel(jobs)
         timer = gr.Timer(2.0)
-        timer.tick(lambda: engine_status_markdown(service), outputs=engine_status, api_visibility="private", queue=False)
+        timer.tick(lambda: (engine_status_markdown(service), *refresh_jobs()), outputs=[engine_status, *jobs_panel.outputs],
+                   api_visibility="private", queue=False)
         with gr.Tabs() as tabs:
             compare = build_compare_tab(service, concurrency_limit)
-            sweep = build_sweep_tab(service)
+            sweep = build_sweep_tab(service, jobs)
             train_timer = build_train_tab(jobs)
             analytics = build_analytics_tab(service, jobs, export_dir)
-        # The job list polls only while the Train tab is shown.
-        tabs.select(_train_tab_shown, outputs=train_timer, api_visibility="private", queue=False)
+        # A tab's own refresh (its job, its progress) runs only while the tab is shown.
+        tab_timers = {"Sweep": sweep.timer, "Train": train_timer, "Analytics": analytics.timer}
+        tabs.select(_timers_of_shown_tab(tab_timers), outputs=list(tab_timers.values()), api_visibility="private", queue=False)
         # The Sweep tab's preset ends in the Analytics tab, on its run's equal-token view.
         sweep.finished.then(_open_analytics, inputs=[sweep.open_analytics, sweep.run], outputs=[tabs, analytics.runs, sweep.open_analytics],
                             api_visibility="private").then(analytics.draw, inputs=analytics.inputs, outputs=analytics.outputs, api_visibility="private")
@@ -130,8 +135,10 @@ def _open_analytics(wanted: bool, run: str):
     return gr.Tabs(selected="analytics"), gr.update(value=[run]), False
 
 
-def _train_tab_shown(evt: gr.SelectData) -> gr.Timer:
-    return gr.Timer(active=evt.value == "Train")
+def _timers_of_shown_tab(tab_timers: dict[str, gr.Timer]):
+    def shown(evt: gr.SelectData):
+        return [gr.Timer(active=evt.value == name) for name in tab_timers]
+    return shown
 
 
 __all__ = ["CSS", "JS", "build_app", "launch_options"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from html import escape
 
+from backend.service.sweep_plan import SweepProgress
+
 # A model's self-emitted countdown ("‹24›": about 240 tokens left), shown muted: it is part of the
 # thinking (and counted in it), but not reasoning to read.
 TICK = re.compile(r"‹\d+›")
@@ -167,14 +169,15 @@ def render_status(message: str, error: str | None = None) -> str:
     return message
 
 
-def render_sweep_progress(progress, error: str | None = None) -> str:
-    """A bar and a line of counts for a `backend.service.sweep_plan.SweepProgress` (None: nothing started)."""
+def render_sweep_progress(progress, error: str | None = None, state: str | None = None) -> str:
+    """A bar and a line of counts for a `backend.service.sweep_plan.SweepProgress` (None: nothing started);
+    ``state`` (data-state) defaults to what the counts and the error say."""
     if progress is None:
         body = "No sweep running." if error is None else ""
         return f'<div class="bl-progress" id="bl-sweep-state" data-state="{"error" if error else "idle"}">{body}{_error_line(error)}</div>'
     share = progress.complete / progress.total if progress.total else 0.0
     finished = progress.total > 0 and progress.complete + progress.failed >= progress.total
-    state = "error" if error else "done" if finished else "running"
+    state = state or ("error" if error else "done" if finished else "running")
     rate = progress.output_tokens / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
     counts = (f"{progress.complete} / {progress.total} generations stored ({share:.0%})"
               + (f", {progress.stored_before} from before" if progress.stored_before else "")
@@ -184,6 +187,30 @@ def render_sweep_progress(progress, error: str | None = None) -> str:
             f'<div><b>{escape(progress.run_id)}</b>: {escape(progress.message)}</div>'
             f'<div class="bl-meter"><div style="width:{share * 100:.1f}%"></div></div>'
             f"<div>{counts}</div>{_error_line(error or (progress.last_error and f'last failure: {progress.last_error}'))}</div>")
+
+
+# A sweep job's state (backend.jobs) -> the bar's data-state.
+JOB_BAR_STATES = {"scheduled": "queued", "queued": "queued", "running": "running", "finished": "done", "failed": "error",
+                  "cancelled": "stopped", "interrupted": "stopped"}
+
+
+def render_sweep_job(job: dict | None, error: str | None = None) -> str:
+    """The progress bar of a sweep job (a dict from `backend.jobs.sweeps`; None: none yet), which any page can draw:
+    its progress as last written, the job's state, and its error once it has ended."""
+    if job is None:
+        return render_sweep_progress(None, error=error)
+    state = job.get("state")
+    error = error or (job.get("error") if state in ("failed", "cancelled", "interrupted") else None)
+    bar = JOB_BAR_STATES.get(state, "running")
+    progress = SweepProgress.from_json(job["progress"]) if job.get("progress") else SweepProgress(", ".join(job.get("runs") or ()))
+    if state in ("scheduled", "queued"):
+        progress.message = f"{state}: " + (f"at {job['run_at']} UTC" if job.get("run_at") else "starts when the sweep before it ends")
+    elif not job.get("progress"):
+        progress.message = "starting"
+    if (job.get("progress") or {}).get("sweeps", 1) > 1:
+        progress.message += f" (sweep {job['progress']['sweep']} of {job['progress']['sweeps']})"
+    return render_sweep_progress(progress, error=error, state=bar).replace(
+        'id="bl-sweep-state"', f'id="bl-sweep-state" data-job="{escape(job.get("job_id", ""))}" data-job-state="{escape(str(state))}"', 1)
 
 
 def _error_line(error: str | None) -> str:

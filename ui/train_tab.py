@@ -67,7 +67,7 @@ def build_train_tab(jobs: TrainingJobs) -> gr.Timer:
                     retry = gr.Button("Retry", elem_id="bl-train-retry", scale=1)
                 action = gr.Markdown("", elem_id="bl-train-action")
                 detail = gr.Markdown("", elem_id="bl-train-detail")
-                curves = gr.Plot(label="Training curves", elem_id="bl-train-curves")
+                curves = gr.Plot(label="Training curves", show_label=False, elem_id="bl-train-curves")
                 log = gr.Code(label="Log (last lines)", language=None, lines=12, elem_id="bl-train-log")
         shown = gr.State(None)  # (job, step, state) last drawn, so an unchanged chart is not redrawn
         form = [inputs[name] for name in JOB_INPUTS] + [fields[name] for name in FORM_FIELDS]

@@ -11,6 +11,8 @@ store survives an app restart, and the app can be killed without losing what a j
         cancel        exists once a cancel was asked for
     <jobs_dir>/schedules/<schedule_id>/
         job.yaml, schedule.json   a recurring job: each firing copies it into a new run folder
+    <jobs_dir>/sweeps/<job_id>/, <jobs_dir>/sweep-schedules/<schedule_id>/
+        sweep.json, state.json    a sweep job (`backend.jobs.sweeps`), run inside the app
 
 APScheduler calls `run_job` and `run_schedule` by their import paths ("backend.jobs:run_job", kept
 stable by the package's ``__init__``: the scheduler's SQLite store holds these strings). They
@@ -56,6 +58,15 @@ class JobPaths:
     def schedule(cls, jobs_dir: str | Path, schedule_id: str) -> JobPaths:
         return cls(Path(jobs_dir) / "schedules" / schedule_id)
 
+    @classmethod
+    def sweep(cls, jobs_dir: str | Path, job_id: str) -> JobPaths:
+        """A sweep job's folder (`backend.jobs.sweeps`): apart from the fine-tunes', which the follower copies into the store."""
+        return cls(Path(jobs_dir) / "sweeps" / job_id)
+
+    @classmethod
+    def sweep_schedule(cls, jobs_dir: str | Path, schedule_id: str) -> JobPaths:
+        return cls(Path(jobs_dir) / "sweep-schedules" / schedule_id)
+
     @property
     def job_id(self) -> str:
         return self.folder.name
@@ -88,10 +99,15 @@ class JobPaths:
     def cancel_flag(self) -> Path:
         return self.folder / "cancel"
 
+    @property
+    def sweep_file(self) -> Path:
+        """A sweep job's requests, as JSON."""
+        return self.folder / "sweep.json"
 
-def run_folders(jobs_dir: str | Path) -> list[JobPaths]:
-    """Every run folder under ``jobs_dir`` that has a state file, oldest id first."""
-    root = Path(jobs_dir) / "runs"
+
+def run_folders(jobs_dir: str | Path, kind: str = "runs") -> list[JobPaths]:
+    """Every run folder under ``jobs_dir`` that has a state file, oldest id first (``kind`` "sweeps": the sweep jobs')."""
+    root = Path(jobs_dir) / kind
     return [JobPaths(d) for d in sorted(root.iterdir()) if (d / "state.json").is_file()] if root.is_dir() else []
 
 

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from backend.evaluation.datasets import DatasetPolicy
 from backend.jobs import disk
 from backend.jobs.follower import JobFollower, last_step
+from backend.jobs.sweeps import SweepJobs, SweepRunner
 from backend.serving.registry import ModelRegistry
 from store import training as store_training
 
@@ -70,12 +71,15 @@ class JobSubmission(Protocol):
 
 
 class TrainingJobs:
-    def __init__(self, config: JobsConfig, store, registry: ModelRegistry) -> None:
+    """The app's jobs: fine-tunes (this class) and, on the same scheduler, sweeps (`sweeps`, run by ``sweep_runner``)."""
+
+    def __init__(self, config: JobsConfig, store, registry: ModelRegistry, sweep_runner: SweepRunner | None = None) -> None:
         self.config = config
         self.store = store
         self.registry = registry
         self._scheduler = None
         self._follower = JobFollower(store, config.jobs_dir, config.poll_s)
+        self.sweeps = SweepJobs(config.jobs_dir, sweep_runner)
 
     # --- lifecycle
     def start(self) -> None:
@@ -88,15 +92,17 @@ class TrainingJobs:
         self.config.scheduler_db.parent.mkdir(parents=True, exist_ok=True)
         self._scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{self.config.scheduler_db}")},
-            # One worker: one fine-tune at a time, the rest wait in order. No misfire grace limit:
-            # a job waiting behind a long one (or behind a restart) still runs, late.
-            executors={"default": ThreadPoolExecutor(1)},
+            # One worker: one fine-tune at a time, the rest wait in order; sweeps the same, on their
+            # own worker. No misfire grace limit: a job waiting behind a long one (or behind a
+            # restart) still runs, late.
+            executors={"default": ThreadPoolExecutor(1), "sweeps": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=dt.timezone.utc,
         )
         self._scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
         self._scheduler.start(paused=True)
         self._reconcile()
+        self.sweeps.attach(self._scheduler, {job.id for job in self._scheduler.get_jobs()})
         self._scheduler.resume()
         self._follower.start()
 
@@ -104,6 +110,7 @@ class TrainingJobs:
         """Stop the scheduler; a job still running is stopped and marked interrupted (resumable)."""
         if self._scheduler is None:
             return  # never started: the folders belong to whoever ran them
+        self.sweeps.shutdown()
         for paths in disk.run_folders(self.config.jobs_dir):
             state = disk.transition(paths, (disk.RUNNING,), state=disk.INTERRUPTED, finished_at=disk.now_iso(),
                                     error="the app stopped while this job ran; Resume continues from its last checkpoint")
@@ -186,6 +193,15 @@ class TrainingJobs:
             run["step"] = self._last_step(disk.JobPaths.run(self.config.jobs_dir, run.get("job_id", "")))
         return rows + sorted(runs, key=lambda r: (r.get("created_at") or "", r.get("job_id", "")), reverse=True)
 
+    def all_jobs(self) -> list[dict[str, Any]]:
+        """Every job of both kinds (``kind``: "fine-tune" or "sweep"): recurring schedules first, then runs, newest first."""
+        rows = [{**job, "kind": "fine-tune"} for job in self.jobs()] + self.sweeps.jobs()
+        return sorted(rows, key=lambda r: (r.get("state") == "recurring", r.get("created_at") or "", r.get("job_id") or ""), reverse=True)
+
+    def stop(self, job_id: str) -> str:
+        """Cancel a job of either kind (a sweep keeps what it stored)."""
+        return self.sweeps.cancel(job_id) if self.sweeps.owns(job_id) else self.cancel(job_id)
+
     def job(self, job_id: str) -> dict[str, Any]:
         paths = self._existing(job_id)
         state = disk.read_state(paths) or {}
@@ -255,9 +271,9 @@ class TrainingJobs:
             pass  # already fired (it then finds the job cancelled and does nothing)
 
     def _on_submitted(self, event) -> None:
-        paths = disk.JobPaths.run(self.config.jobs_dir, event.job_id)
-        if paths.state_file.is_file():
-            disk.transition(paths, (disk.SCHEDULED,), state=disk.QUEUED)
+        for paths in (disk.JobPaths.run(self.config.jobs_dir, event.job_id), disk.JobPaths.sweep(self.config.jobs_dir, event.job_id)):
+            if paths.state_file.is_file():
+                disk.transition(paths, (disk.SCHEDULED,), state=disk.QUEUED)
 
     def _reconcile(self) -> None:
         """What an earlier app left: a run it was running is interrupted (its child is stopped if

@@ -39,6 +39,7 @@ from backend.service.pairing import assign
 from backend.service.records import generation_rows, settle
 from backend.service.reopen import stored_cards
 from backend.service.sweep import SweepOutcome, run_sweep
+from backend.service.sweep_jobs import checked_sweep
 from backend.service.sweep_plan import SweepRequest
 from backend.service.sweep_worker import ProgressCallback
 from backend.service.trained_range import TrainedBudgets, budgets_inside, flag_rows
@@ -377,6 +378,15 @@ class Budgetlab:
     async def sweep(self, request: SweepRequest, on_progress: ProgressCallback | None = None) -> SweepOutcome:
         """Run (or resume) a sweep; see `backend.service.sweep.run_sweep`."""
         return await run_sweep(self, request, on_progress)
+
+    async def check_sweep(self, request: SweepRequest) -> SweepRequest:
+        """The request with its run name fixed, if its models and dataset are there (before it becomes a job)."""
+        return await checked_sweep(self, request)
+
+    def sweep_summary(self, run_id: str) -> list[dict]:
+        """A stored sweep's summary, one dict per (model, controller, budget), flagged outside the trained range."""
+        with self.store.reader() as cur:
+            return flag_rows(run_summary(cur, run_id), self.trained_range_of)
 
     def sweeps_stored(self) -> int:
         """Sweeps with at least one stored generation (none: the Analytics tab offers its first run)."""

@@ -48,14 +48,10 @@ class SweepOutcome:
 async def run_sweep(service, request: SweepRequest, on_progress: ProgressCallback | None = None) -> SweepOutcome:
     """Run (or resume) a sweep with `service` (a `Budgetlab`); return its summary from the store."""
     notify = on_progress or (lambda progress: None)
-    dataset = await asyncio.to_thread(
-        load_dataset, request.dataset, seed=request.seed, limit=request.limit, question_field=request.question_field,
-        answer_field=request.answer_field, skip_bad=request.skip_bad, split=request.split, hub_config=request.hub_config,
-        policy=service.dataset_policy,
-    )
+    dataset = await load_sweep_dataset(service, request)
     specs = [await service.available_model(name) for name in request.models]  # refuse a bad one before any work
     sampling = service.sampling
-    run_id = request.run or f"sweep-{dataset.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    run_id = request.run or default_run_name(dataset)
     on = assign(request.controllers, specs, request.each_on_its_model)  # each model's controllers
     await _check_before_a_new_run(service, run_id, specs[0], on[specs[0].name], request, notify)
     await _open_run(service.store, run_id, request, dataset, sampling, [s.name for s in specs])
@@ -81,6 +77,19 @@ async def run_sweep(service, request: SweepRequest, on_progress: ProgressCallbac
     with service.store.reader() as cur:
         summary = run_summary(cur, run_id)
     return SweepOutcome(run_id, dataset, progress, flag_rows(summary, service.trained_range_of), aborted)
+
+
+async def load_sweep_dataset(service, request: SweepRequest) -> Dataset:
+    """The request's questions, read under the service's dataset policy (off the event loop: a file may be large)."""
+    return await asyncio.to_thread(
+        load_dataset, request.dataset, seed=request.seed, limit=request.limit, question_field=request.question_field,
+        answer_field=request.answer_field, skip_bad=request.skip_bad, split=request.split, hub_config=request.hub_config,
+        policy=service.dataset_policy,
+    )
+
+
+def default_run_name(dataset: Dataset) -> str:
+    return f"sweep-{dataset.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
 
 
 def _run_status(progress: SweepProgress, aborted: str | None) -> str:

@@ -12,6 +12,7 @@ across runs of the same name, so a resumed sweep skips what is stored) and seede
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Iterable
@@ -57,6 +58,15 @@ class SweepRequest:
             raise InputError(f"--concurrency {self.concurrency}: must be between 1 and {MAX_CONCURRENCY} requests")
         if self.run is not None and (not self.run.strip() or len(self.run) > 200):
             raise InputError("--run: a run name must be 1 to 200 characters")
+
+    def to_json(self) -> dict:
+        """The request as plain JSON (a sweep job keeps it in its folder); `from_json` reads it back."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SweepRequest:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items() if key in known})
 
     def identity(self, dataset: Dataset, sampling: Sampling) -> dict:
         """What a resumed run must share with the original, or its keys would mean other things."""
@@ -151,3 +161,17 @@ class SweepProgress:
     @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started_at if self.started_at else 0.0
+
+    def to_json(self) -> dict:
+        """What a sweep job writes to its folder as it runs, so any page can show it (`from_json`)."""
+        return {"run_id": self.run_id, "total": self.total, "stored_before": self.stored_before, "done": self.done, "failed": self.failed,
+                "complete": self.complete, "output_tokens": self.output_tokens, "elapsed_s": round(self.elapsed_s, 1),
+                "message": self.message, "last_error": self.last_error}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SweepProgress:
+        """A progress as another thread or process wrote it (`to_json`); its elapsed time is the one written."""
+        elapsed = float(data.get("elapsed_s") or 0.0)
+        return cls(str(data.get("run_id") or ""), int(data.get("total") or 0), int(data.get("stored_before") or 0), int(data.get("done") or 0),
+                   int(data.get("failed") or 0), int(data.get("output_tokens") or 0), time.monotonic() - elapsed if elapsed else 0.0,
+                   str(data.get("message") or ""), data.get("last_error"))
