@@ -88,7 +88,7 @@ def test_a_sweep_job_survives_its_page_is_stopped_from_another_and_resumes_after
             # The first-run button is back (its run stopped unfinished), and resumes the same job.
             page.get_by_role("tab", name="Analytics").click()
             page.locator("#bl-an-reproduce").wait_for(state="visible", timeout=30_000)
-            assert "stopped" in page.locator("#bl-an-first-progress").inner_text()
+            page.wait_for_function("document.querySelector('#bl-an-first-progress').innerText.includes('stopped')", timeout=30_000)
             page.locator("#bl-an-reproduce").click()
             wait_for(lambda: app.jobs.sweeps.job(job_id)["state"] == "running", 60, 0.2)
             wait_for(lambda: (app.jobs.sweeps.job(job_id).get("progress") or {}).get("complete", 0) > stopped_at, 120, 0.2)

@@ -121,7 +121,7 @@ def test_the_audit_is_a_panel_and_an_api_of_the_dashboard(app_url, service):
     table, chart = _audit(service, "audit-panel")
     assert "| obey@stub | l1_exact | **ignored** |" in table
     spec = chart.to_dict()
-    assert len(spec["layer"]) == 3 and spec["title"]["text"] == "Does the budget hold? (dashed: thinking = N)"
+    assert len(spec["layer"]) == 3 and (spec["title"]["text"], spec["title"]["subtitle"]) == ("Does the budget hold?", ["dashed: thinking = N"])
     with pytest.raises(Exception, match="no such run"):
         client.predict("audit-nothing", api_name="/audit")
 

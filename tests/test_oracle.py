@@ -108,3 +108,17 @@ def test_steps_cut_on_token_ids_rejoin_to_the_exact_ids():
     lines = [tokenizer.decode(step) for step in steps]
     assert "".join(lines) == text
     assert first_error(problem.question, lines) is None
+
+
+def test_the_oracle_verifier_scores_steps_and_refuses_other_questions():
+    import asyncio
+
+    from backend.errors import InputError
+    from backend.evaluation.verifiers import OracleVerifier
+
+    verifier = OracleVerifier()
+    lines = ["37 + 48: 7 + 8 = 15, 3 + 4 + 1 = 8, so 85.\n", "= 84 - 12 + 5\n", "= 72 + 5\n"]
+    scored = asyncio.run(verifier.score(QUESTION, lines))
+    assert scored.scores == (1.0, 0.0, 0.0) and scored.tokens == 0
+    with pytest.raises(InputError, match="built-in arith questions only"):
+        asyncio.run(verifier.score("What is 17 * 23?", ["17 * 23 = 391\n"]))
