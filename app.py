@@ -180,6 +180,7 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
     from training.config import ConfigError, LCPOConfig, load_job
     from training.jobs import prepare_job
     from training.lcpo import TrainingDiverged, run_job
+    from training.prm import PRMConfig, run_prm_job
     from training.tiny.job import run_base_job
 
     # The shell user's job may read any dataset path (within the size limit).
@@ -188,6 +189,8 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
         job = load_job(args.config, output_dir=args.output_dir)
         if isinstance(job, LCPOConfig):
             job = prepare_job(job, settings.model_registry(), policy, settings.resolve_path)
+        elif isinstance(job, PRMConfig):  # job: prm, a process reward model on the policy's backbone
+            job = dataclasses.replace(job, output_dir=str(settings.resolve_path(job.output_dir)))
         else:  # job: tiny_base, the base model from scratch
             job = dataclasses.replace(job, out=str(settings.resolve_path(job.out)))
     except (ConfigError, UnknownModelError, DatasetError) as exc:
@@ -195,6 +198,9 @@ def train(args: argparse.Namespace, settings: AppSettings) -> int:
         return 2
     command = "python app.py train --config " + str(args.config) + (f" --output-dir {args.output_dir}" if args.output_dir else "")
     try:
+        if isinstance(job, PRMConfig):
+            print(f"app.py train: PRM saved in {run_prm_job(job)} (eval.json: against the oracle on held-out policy samples)", file=sys.stderr)
+            return 0
         if not isinstance(job, LCPOConfig):
             out = run_base_job(job, command=command)
             print(f"app.py train: base model saved in {out}", file=sys.stderr)

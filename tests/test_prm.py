@@ -84,3 +84,15 @@ def test_calibration_error_and_first_error_detection():
     assert metrics["clean_without_alarm"] == 1.0
     assert metrics["first_error_exact"] == 0.5 and metrics["first_error_within_1"] == 1.0
     assert metrics["traces_with_error"] == 2 and metrics["step_accuracy"] == pytest.approx(8 / 9, abs=1e-4)
+
+
+def test_the_prm_job_file_reads_as_a_prm_job():
+    from training.config import ConfigError, config_from_dict, load_job
+    from training.prm import PRMConfig
+
+    job = load_job(REPO_ROOT / "training" / "configs" / "tiny-prm.yaml", output_dir="/tmp/prm-out")
+    assert isinstance(job, PRMConfig) and job.output_dir == "/tmp/prm-out" and job.policy == "models/l1-tiny"
+    with pytest.raises(ValueError, match="slip_share 2"):
+        PRMConfig(slip_share=2.0)
+    with pytest.raises(ConfigError, match="unknown field 'learning_rat'"):
+        config_from_dict({"learning_rat": 0.1}, where="tiny-prm.yaml", cls=PRMConfig)

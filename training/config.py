@@ -21,7 +21,7 @@ from training.budget_traces import MAX_TICK, TICK_UNIT
 
 MODES = ("exact", "max", "both")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
-JOB_LCPO, JOB_TINY_BASE = "lcpo", "tiny_base"
+JOB_LCPO, JOB_TINY_BASE, JOB_PRM = "lcpo", "tiny_base", "prm"
 
 
 class ConfigError(ValueError):
@@ -210,7 +210,8 @@ def load_config(path: str | Path, **overrides: Any) -> LCPOConfig:
 
 def load_job(path: str | Path, **overrides: Any):
     """An `LCPOConfig`, or with ``job: tiny_base`` in the file the base model's
-    `training.tiny.job.TinyBaseConfig` (``output_dir`` is its ``out``)."""
+    `training.tiny.job.TinyBaseConfig` (``output_dir`` is its ``out``), or with ``job: prm`` a
+    process reward model's `training.prm.PRMConfig`."""
     data = _read_job_file(Path(path))
     kind = data.pop("job", JOB_LCPO)
     if kind == JOB_TINY_BASE:
@@ -220,8 +221,13 @@ def load_job(path: str | Path, **overrides: Any):
             data["out"] = overrides.pop("output_dir")
         data.update({k: v for k, v in overrides.items() if v is not None})
         return config_from_dict(data, where=str(path), cls=TinyBaseConfig)
+    if kind == JOB_PRM:
+        from training.prm import PRMConfig
+
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return config_from_dict(data, where=str(path), cls=PRMConfig)
     if kind != JOB_LCPO:
-        raise ConfigError(f"{path}: job {kind!r}: choose {JOB_LCPO} or {JOB_TINY_BASE}")
+        raise ConfigError(f"{path}: job {kind!r}: choose {JOB_LCPO}, {JOB_TINY_BASE} or {JOB_PRM}")
     data.update({k: v for k, v in overrides.items() if v is not None})
     return config_from_dict(data, where=str(path))
 

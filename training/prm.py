@@ -9,9 +9,9 @@ with `DataCollatorForTokenClassification`, fp32 on the CPU. vLLM serves the resu
 pooling runner (step pooling at the tag's id); `evaluate_prm` measures it against the oracle.
 
     config = PRMConfig(data_dir="data/prm", output_dir="data/train/tiny-prm")
-    train_prm(config)                                   # -> output_dir/final (model and tokenizer)
-    report = evaluate_prm(Path("data/train/tiny-prm/final"), read_jsonl(Path("data/prm/heldout.jsonl")))
+    run_prm_job(config)        # data if missing, training, final/ with eval.json (held-out policy samples against the oracle)
 
+    python app.py train --config training/configs/tiny-prm.yaml     # the same, from a job file (job: prm)
     python -m training.prm --data-dir data/prm --output-dir data/train/tiny-prm
 """
 
@@ -27,16 +27,22 @@ from transformers import Trainer
 
 from backend.controllers.prompts import chat_messages
 from training.config import _f
-from training.step_data import StepExample, read_jsonl
+from training.step_data import StepExample, label_mix, read_jsonl
 
 STEP_TAG = "<step>"
 
 
 @dataclass(frozen=True)
 class PRMConfig:
+    """A PRM training job (``job: prm`` in a job file for ``app.py train``; the flags of ``python -m training.prm``)."""
+
     policy: str = _f("models/l1-tiny", "The policy whose backbone and tokenizer the PRM starts from (its steps are the policy's ids).")
-    data_dir: str = _f("data/prm", "Folder with train.jsonl and heldout.jsonl (python -m training.step_data).")
-    output_dir: str = _f("data/train/tiny-prm", "Checkpoints and the final model (final/).")
+    output_dir: str = _f("data/train/tiny-prm", "Checkpoints and the final model (final/, with eval.json and a card).")
+    data_dir: str = _f("", "Folder with train.jsonl and heldout.jsonl; made there (training.step_data) when missing. Empty: output_dir/data.")
+    data_seed: int = _f(5, "Seed of the data: synthetic problems (seed), the policy's training problems (seed + 1), held-out ones (seed + 2).")
+    synthetic_examples: int = _f(3000, "Clean and slipped traces of the base model's style.")
+    slip_share: float = _f(0.5, "Share of the synthetic traces with a slip carried forward.")
+    policy_problems: int = _f(300, "Problems the policy is sampled on for training (x 3 budgets x 2 samples); half as many held out.")
     max_steps: int = _f(600, "Optimizer steps.")
     learning_rate: float = _f(1e-3, "AdamW learning rate (the head is new; the backbone is tiny).")
     per_device_train_batch_size: int = _f(32, "Examples per step.")
@@ -47,6 +53,12 @@ class PRMConfig:
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.learning_rate <= 0 or self.per_device_train_batch_size < 1:
             raise ValueError("max_steps, learning_rate and per_device_train_batch_size must be positive")
+        if not 0 <= self.slip_share <= 1:
+            raise ValueError(f"slip_share {self.slip_share}: a share between 0 and 1")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else Path(self.output_dir) / "data"
 
 
 def prm_tokenizer(policy: str | Path):
@@ -83,7 +95,7 @@ def train_prm(config: PRMConfig) -> Path:
     model = AutoModelForTokenClassification.from_pretrained(config.policy, num_labels=2, dtype=torch.float32)
     model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
-    train = [encode(tokenizer, e, config.max_length) for e in read_jsonl(Path(config.data_dir) / "train.jsonl")]
+    train = [encode(tokenizer, e, config.max_length) for e in read_jsonl(config.data_path / "train.jsonl")]
     args = TrainingArguments(output_dir=config.output_dir, max_steps=config.max_steps, learning_rate=config.learning_rate,
                              per_device_train_batch_size=config.per_device_train_batch_size, use_cpu=True, bf16=False,
                              logging_steps=20, save_strategy="no", report_to=[], seed=config.seed, lr_scheduler_type="cosine",
@@ -192,15 +204,31 @@ def expected_calibration_error(scores: list[float], labels: list[bool], bins: in
     return error
 
 
+def ensure_data(config: PRMConfig) -> dict:
+    """The job's train and held-out files, made when missing; their label mix."""
+    from training.step_data import make_data
+
+    folder = config.data_path
+    if not (folder / "train.jsonl").is_file() or not (folder / "heldout.jsonl").is_file():
+        return make_data(folder, Path(config.policy), config.data_seed, config.synthetic_examples, config.policy_problems, config.slip_share)
+    return {"train": label_mix(read_jsonl(folder / "train.jsonl")), "heldout": label_mix(read_jsonl(folder / "heldout.jsonl"))}
+
+
+def run_prm_job(config: PRMConfig) -> Path:
+    """Data (if missing), training, the held-out evaluation against the oracle (final/eval.json) and the card."""
+    mix = ensure_data(config)
+    final = train_prm(config)
+    report = {"heldout": evaluate_prm(final, read_jsonl(config.data_path / "heldout.jsonl")), "data": mix}
+    (final / "eval.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report["heldout"]), flush=True)
+    return final
+
+
 def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for f in dataclasses.fields(PRMConfig):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=f.metadata["help"])
-    config = PRMConfig(**{k: v for k, v in vars(parser.parse_args()).items()})
-    final = train_prm(config)
-    report = evaluate_prm(final, read_jsonl(Path(config.data_dir) / "heldout.jsonl"))
-    (final / "eval.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report))
+    run_prm_job(PRMConfig(**vars(parser.parse_args())))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +31,9 @@ from backend.evaluation.arith import ArithProblem, apply_op, make_problems, pars
 from backend.evaluation.oracle import label_steps
 from training.trace_checks import slipped_work
 from training.traces import STEPS_OPENING, column_work, format_completion
+
+
+POLICY_BUDGETS = (128, 256, 384)  # "Think for N tokens." budgets the policy is sampled at: the low, middle and high trained range
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,18 @@ def label_mix(examples: list[StepExample]) -> dict:
     return mix
 
 
+def make_data(folder: Path, policy: Path, seed: int, synthetic: int, policy_problems: int, slip_share: float = 0.5) -> dict:
+    """train.jsonl (synthetic traces and the policy's samples) and heldout.jsonl (the policy's samples on
+    other problems) in ``folder``; returns their label mix."""
+    rng = random.Random(seed)
+    train = synthetic_examples(make_problems(seed, synthetic), rng, slip_share)
+    train += policy_examples(policy, make_problems(seed + 1, policy_problems), budgets=POLICY_BUDGETS, seed=seed)
+    heldout = policy_examples(policy, make_problems(seed + 2, max(1, policy_problems // 2)), budgets=POLICY_BUDGETS, seed=seed + 2)
+    write_jsonl(train, folder / "train.jsonl")
+    write_jsonl(heldout, folder / "heldout.jsonl")
+    return {"train": label_mix(train), "heldout": label_mix(heldout)}
+
+
 def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("data/prm"))
@@ -149,13 +163,7 @@ def _main() -> None:
     parser.add_argument("--policy-problems", type=int, default=300, help="problems the policy is sampled on (x budgets x 2 samples)")
     parser.add_argument("--policy", type=Path, default=Path("models/l1-tiny"))
     args = parser.parse_args()
-    rng = random.Random(args.seed)
-    train = synthetic_examples(make_problems(args.seed, args.synthetic), rng)
-    train += policy_examples(args.policy, make_problems(args.seed + 1, args.policy_problems), budgets=(128, 256, 384), seed=args.seed)
-    heldout = policy_examples(args.policy, make_problems(args.seed + 2, args.policy_problems // 2), budgets=(128, 256, 384), seed=args.seed + 2)
-    write_jsonl(train, args.out / "train.jsonl")
-    write_jsonl(heldout, args.out / "heldout.jsonl")
-    print(json.dumps({"train": label_mix(train), "heldout": label_mix(heldout), "sources": Counter(e.source for e in train)}))
+    print(json.dumps(make_data(args.out, args.policy, args.seed, args.synthetic, args.policy_problems)))
 
 
 if __name__ == "__main__":
