@@ -53,3 +53,28 @@ class OracleVerifier:
     async def score(self, question: str, steps: Sequence[str], step_ids: Sequence[Sequence[int]] | None = None) -> StepScores:
         self.check(question)
         return StepScores(tuple(1.0 if good else 0.0 for good in label_steps(question, list(steps))), 0)
+
+
+class PRMVerifier:
+    """A process reward model served by vLLM's pooling runner (step pooling at its tag, `backend.serving.local.step_pooling`):
+    the question's chat prompt, then each step's ids (the policy's own) followed by the tag; P(good) at each tag.
+
+    ``client``: an `EngineClient` on the scoring engine; ``prompt_ids``: the question's chat prompt as ids
+    (the PRM shares the policy's tokenizer, plus its tag)."""
+
+    def __init__(self, name: str, client, step_tag_id: int, prompt_ids) -> None:
+        self.name = name
+        self.client = client
+        self.step_tag_id = step_tag_id
+        self.prompt_ids = prompt_ids
+
+    async def score(self, question: str, steps: Sequence[str], step_ids: Sequence[Sequence[int]] | None = None) -> StepScores:
+        if step_ids is None or len(step_ids) != len(steps):
+            raise ValueError("a PRM scores the policy's own token ids: give step_ids, one list per step")
+        ids = list(await self.prompt_ids(question))
+        for step in step_ids:
+            ids += [*step, self.step_tag_id]
+        scores, tokens = await self.client.step_scores(ids)
+        if len(scores) != len(steps):
+            raise ValueError(f"verifier {self.name}: {len(scores)} scores for {len(steps)} steps (is it served with step pooling at id {self.step_tag_id}?)")
+        return StepScores(tuple(scores), tokens)

@@ -129,6 +129,13 @@ class EngineClient:
         choice = (data.get("choices") or [{}])[0]
         return _chunk(choice)
 
+    async def step_scores(self, ids: list[int]) -> tuple[list[float], int]:
+        """A process reward model served by the pooling runner with step pooling: P(good) at each step
+        tag of ``ids`` (each row of the answer is [P(bad), P(good)]), and the tokens it read."""
+        data = await self._request_json("POST", "/pooling", {"model": self.endpoint.model, "input": ids, "task": "token_classify"})
+        rows = (data.get("data") or [{}])[0].get("data") or []
+        return [float(row[-1]) for row in rows], int((data.get("usage") or {}).get("prompt_tokens") or len(ids))
+
     def _completion_body(self, prompt_ids, max_tokens, sampling, stop_token_ids, stop, stream: bool, thinking_budget: int | None = None) -> dict:
         body = {
             "model": self.endpoint.model,

@@ -12,6 +12,7 @@ app is killed with -9.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shlex
@@ -72,12 +73,22 @@ def server_command(spec: ModelSpec, config: EngineConfig, port: int, api_key: st
     if config.trust_remote_code:
         cmd.append("--trust-remote-code")
     if role == SCORE:
-        cmd += ["--runner", "pooling"]
+        cmd += ["--runner", "pooling", *step_pooling(spec)]
     elif config.reasoning_parser and spec.thinks_in_tags:
         # vLLM refuses to start with a reasoning parser whose tags the vocabulary lacks; without
         # one, thinking_cap is refused on this model with the engine's reason.
         cmd += ["--reasoning-parser", config.reasoning_parser]
     return cmd + shlex.split(config.extra_args)
+
+
+def step_pooling(spec: ModelSpec) -> list[str]:
+    """For a process reward model (a folder with prm_config.json, `training.prm`): vLLM's step pooling at its
+    step tag, so /pooling answers one [P(bad), P(good)] row per step instead of one per token."""
+    config = Path(spec.source) / "prm_config.json"
+    if not spec.is_local or not config.is_file():
+        return []
+    step_tag_id = int(json.loads(config.read_text())["step_tag_id"])
+    return ["--pooler-config", json.dumps({"pooling_type": "STEP", "step_tag_id": step_tag_id})]
 
 
 def server_env(config: EngineConfig, base_env: Mapping[str, str]) -> dict[str, str]:
