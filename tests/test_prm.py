@@ -96,3 +96,23 @@ def test_the_prm_job_file_reads_as_a_prm_job():
         PRMConfig(slip_share=2.0)
     with pytest.raises(ConfigError, match="unknown field 'learning_rat'"):
         config_from_dict({"learning_rat": 0.1}, where="tiny-prm.yaml", cls=PRMConfig)
+
+
+def test_a_prm_folder_is_a_verifier_and_not_a_model_to_generate_with(tmp_path):
+    import json
+
+    from backend.serving.registry import ModelRegistry
+
+    for name, extra in (("policy", {}), ("judge", {"prm_config.json": json.dumps({"step_tag_id": 448})})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        for file, text in extra.items():
+            (tmp_path / name / file).write_text(text)
+    registry = ModelRegistry(tmp_path)
+    assert [s.is_verifier for s in registry.local_models()] == [True, False]  # judge, policy (sorted)
+    from backend.service.budgetlab import Budgetlab
+
+    lab = Budgetlab.__new__(Budgetlab)  # only the registry is needed for these two lists
+    lab.registry, lab.default_model, lab.endpoints = registry, "policy", {}
+    assert "judge" not in lab.model_names() and "policy" in lab.model_names()
+    assert lab.verifier_names() == ["oracle", "judge"]

@@ -31,6 +31,7 @@ from backend.errors import InputError
 from backend.evaluation.arith import is_arith_question
 from backend.evaluation.costs import Price, estimate_cost
 from backend.evaluation.datasets import DatasetPolicy
+from backend.evaluation.verifiers import ORACLE
 from backend.service.analytics import Analytics
 from backend.service.audit import TOLERANCE_SHARE, TOLERANCE_TOKENS, audit_report
 from backend.service.compare import CompareRequest, check_budgets_fit, run_columns
@@ -162,11 +163,15 @@ class Budgetlab:
         return hold(self.engines, spec, holder, report)
 
     def model_names(self) -> list[str]:
-        """The served models, then each endpoint's model (MODEL_ID@NAME)."""
-        names = self.registry.names()
+        """The models that generate, then each endpoint's model (MODEL_ID@NAME); verifiers (PRMs) are not among them."""
+        names = [spec.name for spec in self.registry.all() if not spec.is_verifier]
         if self.default_model not in names:
             names.insert(0, self.default_model)
         return names + self.endpoint_models()
+
+    def verifier_names(self) -> list[str]:
+        """What a search can be guided by: the arith oracle, then every registered process reward model."""
+        return [ORACLE, *(spec.name for spec in self.registry.local_models() if spec.is_verifier)]
 
     def endpoint_models(self) -> list[str]:
         return [f"{endpoint.model}@{name}" for name, endpoint in self.endpoints.items()]

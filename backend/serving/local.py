@@ -29,7 +29,7 @@ from pathlib import Path
 
 from backend.processes import engine_child, resident_gib, tail
 from backend.serving.engine import Endpoint, EngineConfig, EngineStatus, EngineUnavailable, State, healthy
-from backend.serving.registry import ModelSpec
+from backend.serving.registry import PRM_CONFIG, ModelSpec
 
 # Seconds a server gets to exit after SIGTERM, plus 10 after SIGKILL.
 STOP_GRACE_S = 25
@@ -84,7 +84,7 @@ def server_command(spec: ModelSpec, config: EngineConfig, port: int, api_key: st
 def step_pooling(spec: ModelSpec) -> list[str]:
     """For a process reward model (a folder with prm_config.json, `training.prm`): vLLM's step pooling at its
     step tag, so /pooling answers one [P(bad), P(good)] row per step instead of one per token."""
-    config = Path(spec.source) / "prm_config.json"
+    config = Path(spec.source) / PRM_CONFIG
     if not spec.is_local or not config.is_file():
         return []
     step_tag_id = int(json.loads(config.read_text())["step_tag_id"])

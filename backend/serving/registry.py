@@ -65,6 +65,11 @@ class ModelSpec:
         return self.chat is None and Path(self.source).is_absolute()
 
     @property
+    def is_verifier(self) -> bool:
+        """A process reward model (`training.prm` writes prm_config.json): served to score steps, never to generate."""
+        return self.is_local and (Path(self.source) / PRM_CONFIG).is_file()
+
+    @property
     def thinks_in_tags(self) -> bool:
         """Whether the model's vocabulary has <think> and </think> (what a reasoning parser needs):
         read from a local folder's tokenizer files; known for the presets; unknown hub models: no."""
@@ -100,6 +105,7 @@ ARITH_DOMAIN = ("chains of additions and subtractions of whole numbers from 1 to
 LOCAL_TRAINED_ON = {"tiny-r1-base": ARITH_DOMAIN, "l1-tiny": ARITH_DOMAIN}
 # The file an LCPO fine-tune leaves in its folder (training.config.LCPOConfig): its n_min / n_max are the trained budgets.
 TRAINING_CONFIG = "lcpo_config.json"
+PRM_CONFIG = "prm_config.json"  # a process reward model's step tag (training/prm.py)
 # Names that address another shipped model: one LCPO model trained on both prompts serves both.
 LOCAL_ALIASES = {"l1-tiny-exact": "l1-tiny", "l1-tiny-max": "l1-tiny"}
 
