@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import pytest
 
@@ -208,3 +209,20 @@ def test_a_job_at_a_time_and_a_recurring_firing_both_run(jobs):
     assert fired["name"] == "test job" and fired["model_name"] == "tiny-ft-cron"
     recurring = next(j for j in jobs.jobs() if j["job_id"] == schedule_id)
     assert recurring["state"] == "recurring" and recurring["run_at"].endswith("T03:00:00")  # and it stays scheduled
+
+
+@pytest.mark.train
+def test_a_job_queued_when_the_app_stops_stays_queued_and_starts_no_child(tmp_path, store):
+    """The scheduler's worker may pick up a queued job after shutdown began; it must not start a child
+    that nobody stops (it kept a test session alive until a 40-step job ended): it stays queued for the next start."""
+    jobs = make_jobs(tmp_path, store)
+    jobs.start()
+    first = jobs.submit(request(jobs, "tiny-ft-first", max_steps=40))
+    second = jobs.submit(request(jobs, "tiny-ft-second", max_steps=40))
+    wait_state(jobs, first, (disk.RUNNING,), 120)
+    pid = wait_for(lambda: jobs.job(first).get("pid"), 60, 0.2)
+    jobs.shutdown()
+    time.sleep(3)  # the worker, freed by the first job's end, takes the second
+    assert jobs.job(first)["state"] == disk.INTERRUPTED and not disk.pid_runs_job(pid, disk.JobPaths.run(jobs.config.jobs_dir, first))
+    second_state = jobs.job(second)
+    assert second_state["state"] == disk.QUEUED and not second_state.get("pid"), second_state

@@ -189,10 +189,27 @@ def pid_runs_job(pid: int | None, paths: JobPaths) -> bool:
 # --- what the scheduler runs (by import path; arguments are plain strings, stored in SQLite)
 
 
+# Jobs folders whose app is shutting down in this process: the scheduler's worker may still pick up
+# a job it had queued, which must then stay queued (the next start runs it), not start a child nobody stops.
+_closed: set[str] = set()
+
+
+def close_folder(jobs_dir: str | Path, closed: bool = True) -> None:
+    """Mark ``jobs_dir`` closed (the app is stopping: `run_job` starts nothing) or open again."""
+    key = str(Path(jobs_dir).resolve())
+    (_closed.add if closed else _closed.discard)(key)
+
+
+def _is_closed(jobs_dir: str | Path) -> bool:
+    return str(Path(jobs_dir).resolve()) in _closed
+
+
 def run_job(jobs_dir: str, job_id: str, command: list[str]) -> str:
     """Run a waiting job to its end; return its final state. A job no longer waiting (cancelled,
-    already run) is left alone, so a stale trigger does nothing."""
+    already run) is left alone, so a stale trigger does nothing; so is one whose app is stopping."""
     paths = JobPaths.run(jobs_dir, job_id)
+    if _is_closed(jobs_dir):
+        return (read_state(paths) or {}).get("state", "missing")
     if transition(paths, WAITING, state=RUNNING, started_at=now_iso(), finished_at=None, exit_code=None, error=None, pid=None) is None:
         return (read_state(paths) or {}).get("state", "missing")
     if paths.cancel_flag.exists():
@@ -205,7 +222,7 @@ def run_job(jobs_dir: str, job_id: str, command: list[str]) -> str:
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True, preexec_fn=die_with_parent)
     write_state(paths, pid=child.pid)
-    if paths.cancel_flag.exists():  # a cancel that came while the child started found no pid
+    if paths.cancel_flag.exists() or _is_closed(jobs_dir):  # a cancel, or the app's shutdown, that came while the child started found no pid
         kill_group(child.pid)
     code = child.wait()
     return _record_exit(paths, code)
@@ -220,6 +237,8 @@ def _record_exit(paths: JobPaths, code: int) -> str:
             return INTERRUPTED
         if paths.cancel_flag.exists():
             final, error = CANCELLED, "cancelled while running"
+        elif _is_closed(paths.folder.parent.parent):  # stopped by the app's shutdown as it started
+            final, error = INTERRUPTED, "the app stopped while this job ran; Resume continues from its last checkpoint"
         elif code == 0:
             final, error = FINISHED, None
         else:

@@ -90,6 +90,7 @@ class TrainingJobs:
 
         self.config.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.config.scheduler_db.parent.mkdir(parents=True, exist_ok=True)
+        disk.close_folder(self.config.jobs_dir, closed=False)
         self._scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{self.config.scheduler_db}")},
             # One worker: one fine-tune at a time, the rest wait in order; sweeps the same, on their
@@ -110,6 +111,7 @@ class TrainingJobs:
         """Stop the scheduler; a job still running is stopped and marked interrupted (resumable)."""
         if self._scheduler is None:
             return  # never started: the folders belong to whoever ran them
+        disk.close_folder(self.config.jobs_dir)  # a job the worker picks up from now on stays queued for the next start
         self.sweeps.shutdown()
         for paths in disk.run_folders(self.config.jobs_dir):
             state = disk.transition(paths, (disk.RUNNING,), state=disk.INTERRUPTED, finished_at=disk.now_iso(),
