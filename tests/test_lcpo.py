@@ -147,7 +147,7 @@ def test_base_model_jobs_are_typed_and_checked(tmp_path):
     with pytest.raises(ConfigError, match="hidden_size 100 is not a multiple of head_dim 32"):
         load_job(job)
     job.write_text("job: distill\n")
-    with pytest.raises(ConfigError, match="job 'distill': choose lcpo or tiny_base"):
+    with pytest.raises(ConfigError, match="job 'distill': choose lcpo, tiny_base or prm"):
         load_job(job)
     with pytest.raises(ConfigError, match="warm_start_epochs 0: must be a positive whole number"):
         LCPOConfig(base_model="m", warm_start_problems=10, warm_start_epochs=0)
