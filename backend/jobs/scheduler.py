@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from backend.evaluation.datasets import DatasetPolicy
 from backend.jobs import disk
 from backend.jobs.follower import JobFollower, last_step
-from backend.jobs.sweeps import SweepJobs, SweepRunner
+from backend.jobs.sweeps import SweepJobs, SweepRunner, next_run_iso, remove_aps_job
 from backend.serving.registry import ModelRegistry
 from store import training as store_training
 
@@ -187,8 +187,7 @@ class TrainingJobs:
             schedule = json.loads(folder.read_text())
             if schedule.get("removed"):
                 continue
-            aps = self._scheduler.get_job(folder.parent.name) if self._scheduler else None
-            next_run = aps.next_run_time.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat() if aps and aps.next_run_time else None
+            next_run = next_run_iso(self._scheduler, folder.parent.name)
             rows.append({**schedule, "job_id": folder.parent.name, "state": "recurring", "schedule": "cron", "run_at": next_run})
         runs = [disk.read_state(paths) or {} for paths in disk.run_folders(self.config.jobs_dir)]
         for run in runs:
@@ -265,12 +264,7 @@ class TrainingJobs:
         return f"{schedule_id}: recurring schedule removed (runs it started are kept)"
 
     def _remove_aps_job(self, job_id: str) -> None:
-        from apscheduler.jobstores.base import JobLookupError
-
-        try:
-            self._scheduler.remove_job(job_id)
-        except JobLookupError:
-            pass  # already fired (it then finds the job cancelled and does nothing)
+        remove_aps_job(self._scheduler, job_id)
 
     def _on_submitted(self, event) -> None:
         for paths in (disk.JobPaths.run(self.config.jobs_dir, event.job_id), disk.JobPaths.sweep(self.config.jobs_dir, event.job_id)):

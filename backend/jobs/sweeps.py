@@ -254,16 +254,10 @@ class SweepJobs:
         return f"{schedule_id}: recurring sweep removed (the runs it made are kept)"
 
     def _remove_aps_job(self, job_id: str) -> None:
-        from apscheduler.jobstores.base import JobLookupError
-
-        try:
-            self._scheduler.remove_job(job_id)
-        except JobLookupError:
-            pass  # already fired: it finds the job cancelled and does nothing
+        remove_aps_job(self._scheduler, job_id)
 
     def _next_run(self, job_id: str) -> str | None:
-        aps = self._scheduler.get_job(job_id) if self._scheduler else None
-        return aps.next_run_time.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat() if aps and aps.next_run_time else None
+        return next_run_iso(self._scheduler, job_id)
 
     def fire_schedule(self, schedule_id: str) -> str:
         """One firing of a recurring sweep: a new job whose run names carry the firing's time, run at once."""
@@ -315,6 +309,22 @@ def _record_end(paths: disk.JobPaths, error: str | None) -> str:
 
 def _folders(root: Path, marker: str) -> list[disk.JobPaths]:
     return [disk.JobPaths(d) for d in sorted(root.iterdir(), reverse=True) if (d / marker).is_file()] if root.is_dir() else []
+
+
+def remove_aps_job(scheduler, job_id: str) -> None:
+    """Take a job off the scheduler (fine-tunes and sweeps alike); one that already fired finds its job cancelled and does nothing."""
+    from apscheduler.jobstores.base import JobLookupError
+
+    try:
+        scheduler.remove_job(job_id)
+    except JobLookupError:
+        pass
+
+
+def next_run_iso(scheduler, job_id: str) -> str | None:
+    """A scheduled job's next run, naive UTC ISO (the state files' convention), or None."""
+    aps = scheduler.get_job(job_id) if scheduler else None
+    return aps.next_run_time.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat() if aps and aps.next_run_time else None
 
 
 def _key(jobs_dir: Path) -> str:
