@@ -128,7 +128,7 @@ class _WeightedTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def step_scores(model_dir: Path, examples: list[StepExample], batch_size: int = 32) -> list[list[float]]:
+def step_scores(model_dir: Path, examples: list[StepExample]) -> list[list[float]]:
     """P(good) at each step tag of each example, with the HF model (what the served PRM must match)."""
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -137,12 +137,11 @@ def step_scores(model_dir: Path, examples: list[StepExample], batch_size: int = 
     model = AutoModelForTokenClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
     tag = tokenizer.convert_tokens_to_ids(STEP_TAG)
     scores = []
-    for start in range(0, len(examples), batch_size):
-        for example in examples[start:start + batch_size]:
-            ids = encode(tokenizer, example, 100_000)["input_ids"]
-            with torch.no_grad():
-                probs = model(input_ids=torch.tensor([ids])).logits[0].softmax(-1)[:, 1]
-            scores.append([float(p) for p, i in zip(probs, ids) if i == tag])
+    for example in examples:  # one at a time: no padding, so the positions are exactly the served model's
+        ids = encode(tokenizer, example, 100_000)["input_ids"]
+        with torch.no_grad():
+            probs = model(input_ids=torch.tensor([ids])).logits[0].softmax(-1)[:, 1]
+        scores.append([float(p) for p, i in zip(probs, ids) if i == tag])
     return scores
 
 
