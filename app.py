@@ -88,7 +88,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
         if spec.name in skip or (only is not None and spec.name not in only):
             continue
         flag = "--" + spec.name.replace("_", "-")
-        help_text = f"{spec.help} [env {env_name(spec.name)}; default {spec.default!r}]"
+        # argparse formats help with %: a literal one in a setting's help ("a 95% interval") must be doubled.
+        help_text = f"{spec.help} [env {env_name(spec.name)}; default {spec.default!r}]".replace("%", "%%")
         parser.add_argument(flag, dest=spec.name, default=None, metavar=spec.type.__name__.upper(), help=help_text)
 
 

@@ -91,6 +91,9 @@ class AppSettings:
     early_exit_chunk: int = inherit(ControllerConfig, "early_exit_chunk")
     early_exit_agree: int = inherit(ControllerConfig, "early_exit_agree")
     early_exit_probe_tokens: int = inherit(ControllerConfig, "early_exit_probe_tokens")
+    search_verifier: str = inherit(ControllerConfig, "search_verifier")
+    search_aggregation: str = inherit(ControllerConfig, "search_aggregation")
+    search_step_max_tokens: int = inherit(ControllerConfig, "search_step_max_tokens")
     grade_timeout_s: float = setting(GRADE_TIMEOUT_S, "Wall-clock bound for grading one answer with math-verify.")
     request_timeout_s: float = setting(600.0, "Seconds one request to the engine may take.")
     # --- comparison and cost

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class SchemaVersionError(RuntimeError):
@@ -95,6 +95,13 @@ GENERATION_COLUMNS: tuple[Column, ...] = (
     # "reported" (a chat endpoint's usage, thinking from its reasoning_tokens) or "estimated" (an
     # endpoint that reports no thinking count: its total split by the text's length).
     Column("token_counts", "VARCHAR", pa.string()),
+    # Schema 6, verifier-guided methods (prmK, pvoteK, beamWxM, particlesP): tokens a verifier read
+    # (another model's compute, billed apart from the policy's), a scored sample's aggregated score,
+    # and the search tree as JSON: [{id, parent, depth, tokens, text, score, kept, chosen, done, oracle}, ...]
+    # (a scored sample's steps as a chain). A search's token counts are its whole tree's.
+    Column("verifier_tokens", "INTEGER", pa.int32()),
+    Column("verifier_score", "DOUBLE", pa.float64()),
+    Column("search_tree", "VARCHAR", pa.string()),
 )
 
 GENERATION_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in GENERATION_COLUMNS)
@@ -191,6 +198,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
               if c.name in ("budget_kind", "group_id", "group_idx", "inner_budget", "answer_class", "chosen", "answer_logprob",
                             "probe_tokens", "probes", "settled_at"))),
     (5, ("ALTER TABLE generations ADD COLUMN IF NOT EXISTS token_counts VARCHAR",)),
+    (6, tuple(f"ALTER TABLE generations ADD COLUMN IF NOT EXISTS {c.name} {c.duckdb_type}" for c in GENERATION_COLUMNS
+              if c.name in ("verifier_tokens", "verifier_score", "search_tree"))),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION, "SCHEMA_VERSION must be the last migration"
 

@@ -16,6 +16,7 @@ Definitions (n_y: the output tokens of a generation, thinking + delimiter + answ
   answer is the chosen sample's, its n_y the sum over the samples. ``generations`` counts stored
   rows (K per answer); ``k`` and ``inner`` name the parallel form (1 and None when sequential).
 - ``mean_probe_tokens``: tokens spent probing for the answer (``early_exit``), not in n_y.
+- ``mean_verifier_tokens``: tokens a verifier read to score steps (prmK, pvoteK, beamWxM, particlesP), not in n_y.
 - ``mean_rel_dev``: mean of ``(n_y - N) / N``; ``mean_abs_rel_dev``: mean of its absolute value.
 - ``violation_rate``: share of generations with ``n_y > N``; ``violation_rate_500``: share with
   ``|n_y - N| > 500``, the L1 paper's criterion for large budgets.
@@ -70,6 +71,7 @@ lengths AS (
     SELECT model, controller, budget, sum(samples) AS generations,
            sum(total_tokens) AS output_tokens,
            avg(probe_tokens) AS mean_probe_tokens,
+           avg(verifier_tokens) AS mean_verifier_tokens,
            avg(total_tokens) AS mean_tokens,
            avg(thinking_tokens) AS mean_thinking_tokens,
            avg(answer_tokens) AS mean_answer_tokens,
@@ -81,7 +83,7 @@ lengths AS (
 )
 SELECT l.model, l.controller, l.budget, {k} AS k, {inner} AS inner, q.questions, q.samples, l.generations,
        q.pass_at_1, q.pass_at_k,
-       l.mean_tokens, l.mean_thinking_tokens, l.mean_answer_tokens, l.mean_probe_tokens,
+       l.mean_tokens, l.mean_thinking_tokens, l.mean_answer_tokens, l.mean_probe_tokens, l.mean_verifier_tokens,
        l.mean_rel_dev, l.mean_abs_rel_dev, l.violation_rate, l.violation_rate_500,
        l.output_tokens, l.output_tokens / nullif(b.wall_s, 0) AS tokens_per_s, b.wall_s
 FROM lengths l

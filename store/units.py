@@ -8,7 +8,8 @@ what its answer cost: equal-token comparisons across methods.
 
 Each unit has: run_id, model, controller, budget, dataset, question_id, sample_idx, budget_kind,
 ok (0/1), samples (K, 1 for a sequential one), prompt_tokens, total_tokens, thinking_tokens,
-answer_tokens, probe_tokens (0 when none), cost_tokens (total + probe tokens: what was generated),
+answer_tokens, probe_tokens (0 when none), cost_tokens (total + probe tokens: what the policy generated;
+a search's whole tree), verifier_tokens (0 when none: what a verifier read, another model's compute),
 t_start and t_end (epoch seconds of its first start and last end), created_at, token_counts
 (counted, reported or estimated: where its counts come from, see store/schema.py).
 """
@@ -25,6 +26,7 @@ def units_sql(where: str, params: list[Any]) -> tuple[str, list[Any]]:
                coalesce(correct, false)::INTEGER AS ok, 1 AS samples,
                prompt_tokens, total_tokens, thinking_tokens, answer_tokens,
                coalesce(probe_tokens, 0) AS probe_tokens, total_tokens + coalesce(probe_tokens, 0) AS cost_tokens,
+               coalesce(verifier_tokens, 0) AS verifier_tokens,
                epoch(created_at) - coalesce(latency_s, 0) AS t_start, epoch(created_at) AS t_end, created_at,
                coalesce(token_counts, 'counted') AS token_counts
         FROM generations WHERE group_id IS NULL AND {where}
@@ -33,7 +35,7 @@ def units_sql(where: str, params: list[Any]) -> tuple[str, list[Any]]:
                any_value(question_id), any_value(sample_idx), any_value(budget_kind),
                max((coalesce(chosen, false) AND coalesce(correct, false))::INTEGER), count(*),
                sum(prompt_tokens), sum(total_tokens), sum(thinking_tokens), sum(answer_tokens),
-               sum(coalesce(probe_tokens, 0)), sum(total_tokens + coalesce(probe_tokens, 0)),
+               sum(coalesce(probe_tokens, 0)), sum(total_tokens + coalesce(probe_tokens, 0)), sum(coalesce(verifier_tokens, 0)),
                min(epoch(created_at) - coalesce(latency_s, 0)), max(epoch(created_at)), max(created_at),
                min(coalesce(token_counts, 'counted'))
         FROM generations WHERE group_id IS NOT NULL AND {where} GROUP BY group_id"""
@@ -42,5 +44,5 @@ def units_sql(where: str, params: list[Any]) -> tuple[str, list[Any]]:
 
 # A parallel controller's K and inner controller from its name ("maj4:l1_exact" -> 4, "l1_exact");
 # 1 and NULL for a sequential one.
-K_SQL = "coalesce(TRY_CAST(nullif(regexp_extract(controller, '^(maj|best)([0-9]+):', 2), '') AS INTEGER), 1)"
-INNER_SQL = "nullif(regexp_extract(controller, '^(?:maj|best)[0-9]+:(.+)$', 1), '')"
+K_SQL = "coalesce(TRY_CAST(nullif(regexp_extract(controller, '^(maj|best|prm|pvote)([0-9]+):', 2), '') AS INTEGER), 1)"
+INNER_SQL = "nullif(regexp_extract(controller, '^(?:maj|best|prm|pvote)[0-9]+:([^@]+)', 1), '')"

@@ -9,7 +9,7 @@ import pytest
 
 from backend.evaluation.arith import make_problems
 from backend.evaluation.oracle import Problem, first_error, label_steps, step_verdicts
-from backend.evaluation.steps import split_steps, step_end_ids
+from backend.steps import split_steps, step_end_ids
 from backend.settings import REPO_ROOT
 from training.trace_checks import slipped_work
 from training.traces import STYLES, format_completion, make_trace

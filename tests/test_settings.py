@@ -55,6 +55,10 @@ def test_help_lists_subcommands():
     out = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     assert "serve" in out.stdout and "settings" in out.stdout
+    for command in ("serve", "sweep", "audit"):  # a setting's help with a literal % once broke these (argparse formats help with %)
+        out = subprocess.run([sys.executable, "app.py", command, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr[-400:]
+        assert "--search-verifier" in out.stdout
 
 
 @pytest.mark.parametrize(

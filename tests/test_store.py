@@ -116,9 +116,10 @@ def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         con.execute("INSERT INTO schema_version VALUES (1, ?)", [BASE_TIME])
         con.execute("INSERT INTO runs (run_id, name) VALUES ('old', 'kept')")
     with StoreWriter(StoreConfig(path)) as store, store.reader() as cur:
-        assert [v for (v,) in cur.execute("SELECT version FROM schema_version ORDER BY version").fetchall()] == [1, 2, 3, 4, 5]
+        assert [v for (v,) in cur.execute("SELECT version FROM schema_version ORDER BY version").fetchall()] == list(range(1, SCHEMA_VERSION + 1))
         assert cur.execute("SELECT keyword_counts, keywords_version FROM generations").fetchall() == []
         assert cur.execute("SELECT group_id, answer_class, chosen, probe_tokens, probes, settled_at FROM generations").fetchall() == []
+        assert cur.execute("SELECT verifier_tokens, verifier_score, search_tree FROM generations").fetchall() == []
         assert cur.execute("SELECT token_counts FROM generations").fetchall() == []
         assert cur.execute("SELECT name FROM runs").fetchall() == [("kept",)]
         assert cur.execute("SELECT count(*) FROM training_metrics").fetchone() == (0,)

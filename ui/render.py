@@ -12,6 +12,7 @@ import re
 from html import escape
 
 from backend.service.sweep_plan import SweepProgress
+from ui.tree import TREE_CSS, tree_html
 
 # A model's self-emitted countdown ("‹24›": about 240 tokens left), shown muted: it is part of the
 # thinking (and counted in it), but not reasoning to read.
@@ -41,7 +42,7 @@ CSS = """
 /* Charts (ui/charts.py) as wide as their block: a chart of width "container" reads its width from here. */
 [data-testid="altair"] > .vega-embed {width:100%; align-self:stretch;}
 #bl-an-resize {height:0; min-height:0; overflow:hidden; margin-bottom:calc(-1 * var(--layout-gap));}
-"""
+""" + TREE_CSS
 
 # Columns of the sweep results table, in order (keys of store.summary.run_summary's dicts).
 SUMMARY_COLUMNS = ("model", "controller", "budget", "k", "questions", "samples", "pass_at_1", "pass_at_k", "mean_tokens",
@@ -89,6 +90,10 @@ def render_card(generation: dict, cost_usd: float | None = None) -> str:
         stats.append(f'{len(generation.get("probes") or [])} probes, <b>{generation.get("probe_tokens", 0)}</b> probe tokens')
     if generation.get("samples"):
         stats.append(f'{len(generation["samples"])} samples × {generation.get("inner_budget")} tokens')
+    elif generation.get("search_tree"):
+        stats.append(f'paths of at most {generation.get("inner_budget")} tokens')
+    if generation.get("verifier_tokens"):
+        stats.append(f'verifier read <b>{generation["verifier_tokens"]}</b> tokens')
     if generation.get("ttft_s") is not None:
         stats.append(f'TTFT {generation["ttft_s"]:.2f} s')
     if generation.get("latency_s") is not None:
@@ -117,6 +122,8 @@ def render_card(generation: dict, cost_usd: float | None = None) -> str:
         body.append(f'<div class="bl-error">{escape(generation["error"])}</div>')
     if generation.get("samples"):
         body.append(samples_html(generation["samples"]))
+    if generation.get("search_tree") and not generation.get("samples"):
+        body.append(tree_html(generation["search_tree"]))
     body.append(f'<div class="bl-think">{thinking_html(generation["thinking_text"]) or "<i>no thinking</i>"}</div>')
     if generation.get("answer_text"):
         body.append(f'<div class="bl-answer">{escape(generation["answer_text"])}</div>')
@@ -145,6 +152,8 @@ def samples_html(samples: list[dict]) -> str:
     for s in samples:
         answer = s.get("extracted_answer")
         mark = " ← chosen" if s.get("chosen") else ""
+        if s.get("verifier_score") is not None:
+            mark = f" · score {s['verifier_score']:.2f}{mark}"
         rows.append(f'<li data-chosen="{str(bool(s.get("chosen"))).lower()}">#{(s.get("group_idx") or 0) + 1}: '
                     f'{"<code>" + escape(answer) + "</code>" if answer is not None else "<i>no answer</i>"} · {s.get("total_tokens", 0)} tokens{mark}</li>')
     return f'<ul class="bl-samples">{"".join(rows)}</ul>'

@@ -211,7 +211,7 @@ def _field_rows(names, defaults: dict[str, Any], registry: ModelRegistry, fields
 def _field(name: str, default: Any, registry: ModelRegistry):
     common = {"label": name, "info": HELP[name], "elem_id": f"bl-train-{name}", "elem_classes": ["bl-train-field"]}
     if name == "base_model":
-        return gr.Dropdown(choices=[m.name for m in registry.all()], value=default, allow_custom_value=True, **common)
+        return gr.Dropdown(choices=[m.name for m in registry.all() if not m.is_verifier], value=default, allow_custom_value=True, **common)
     if name == "dataset":
         return gr.Dropdown(choices=["arith"], value=default, allow_custom_value=True, **common)
     if name in CHOICES:

@@ -126,6 +126,7 @@ async def think_more(session: ModelSession, prompt_ids: list[int], thinking_ids:
     async for chunk in session.generate(prompt_ids + thinking_ids, max_tokens, sampling, stop_ids, stop_text):
         live.mark_first_token()
         ids.extend(chunk.token_ids)
+        live.ids.extend(chunk.token_ids)
         live.thinking_tokens = before + len(ids)
         live.thinking_text += chunk.text
         finish = chunk.finish_reason or finish

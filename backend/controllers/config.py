@@ -22,12 +22,20 @@ class ControllerConfig:
     early_exit_chunk: int = setting(32, "early_exit: thinking tokens generated between two probes of the current answer.")
     early_exit_agree: int = setting(3, "early_exit: thinking stops once this many probes in a row give the same answer.")
     early_exit_probe_tokens: int = setting(24, "early_exit: tokens a probe may generate after the forced answer text (its answer is read from them).")
+    search_verifier: str = setting("tiny-prm", "The verifier of a search or verifier-scored method named without one (beam4x4, particles4, prm4:l1_exact): a registered process reward model, or 'oracle' (the arith rule checker). Name one with @: beam4x4@oracle.")
+    search_aggregation: str = setting("last", "How a path's step scores make its score: 'last' (the last step's), 'min' (the weakest step) or 'prod' (their product).")
+    search_step_max_tokens: int = setting(96, "A search step (a line) is cut after this many tokens if no newline came.")
 
     def __post_init__(self) -> None:
         if self.s1_max_waits < 0:
             raise ValueError(f"s1_max_waits {self.s1_max_waits}: must be 0 or more")
         if not self.s1_wait_text:
             raise ValueError("s1_wait_text is empty: s1 needs a text to append, e.g. 'Wait'")
-        for name in ("answer_max_tokens", "unconstrained_max_tokens", "early_exit_chunk", "early_exit_agree", "early_exit_probe_tokens"):
+        if self.search_aggregation not in ("last", "min", "prod"):
+            raise ValueError(f"search_aggregation {self.search_aggregation!r}: choose last, min or prod")
+        if not self.search_verifier.strip():
+            raise ValueError("search_verifier is empty: name a process reward model or 'oracle'")
+        for name in ("answer_max_tokens", "unconstrained_max_tokens", "early_exit_chunk", "early_exit_agree", "early_exit_probe_tokens",
+                     "search_step_max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)}: must be a positive integer")

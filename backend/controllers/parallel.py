@@ -24,24 +24,32 @@ from dataclasses import replace
 
 from backend.controllers.base import Controller
 from backend.controllers.live import LiveGeneration
+from backend.controllers.search import score_sample, verifier_of
 from backend.controllers.session import BudgetError, ModelSession
 from backend.serving.sampling import Sampling
 
-MODES = {"maj": "majority vote", "best": "best-of"}
+MODES = {"maj": "majority vote", "best": "best-of", "prm": "best by verifier score", "pvote": "verifier-weighted vote"}
+VERIFIED_MODES = ("prm", "pvote")  # the modes whose answer a verifier's step scores decide
 MAX_GROUP_SIZE = 64  # K of a majK / bestK group (not sweep_plan.MAX_SAMPLES, the samples per question)
-NAME_RE = re.compile(r"(maj|best)(\d+):(\S+)")
+NAME_RE = re.compile(r"(maj|best|prm|pvote)(\d+):([^@\s]+)(?:@(\S+))?")
 REFRESH_S = 0.1  # how often the group's counters follow its samples while they stream
 
 
 class ParallelController(Controller):
-    def __init__(self, mode: str, k: int, inner: Controller) -> None:
+    def __init__(self, mode: str, k: int, inner: Controller, verifier_name: str | None = None) -> None:
         super().__init__(inner.config)
         self.mode, self.k, self.inner = mode, k, inner
-        self.name = f"{mode}{k}:{inner.name}"
+        # prmK / pvoteK: the verifier that scores each sample's steps (attached by the service as `verifier`).
+        self.verifier_name = verifier_name if mode in VERIFIED_MODES else None
+        self.verifier = None
+        self.name = f"{mode}{k}:{inner.name}" + (f"@{self.verifier_name}" if self.verifier_name else "")
         self.budget_kind = inner.budget_kind
         self.budget_prompt = inner.budget_prompt
-        self.description = f"{MODES[mode]} over {k} samples of {inner.name}, each at floor(N/{k}) tokens."
+        scored = f", scored step by step by {self.verifier_name}" if self.verifier_name else ""
+        self.description = f"{MODES[mode]} over {k} samples of {inner.name}, each at floor(N/{k}) tokens{scored}."
         self.chat_refusal = inner.chat_refusal  # on an endpoint, K chat requests with their own seeds
+        if self.verifier_name:
+            self.chat_refusal = "a verifier scores the samples on the served model's own token ids, which a chat API does not give"
 
     async def unsupported(self, session) -> str | None:
         return await self.inner.unsupported(session)
@@ -59,7 +67,7 @@ class ParallelController(Controller):
         finally:
             for task in tasks:
                 task.cancel()
-        self.close_group(live)
+        await self.finish_group(session, question, live)
 
     # A sweep runs a group's samples as separate jobs (each one request slot, so that a slow sample
     # never holds three idle slots): open, every sample in any order, close.
@@ -79,7 +87,11 @@ class ParallelController(Controller):
         live.samples[j] = sample = self._sample_record(live.budget, j, live.inner_budget)
         await self.inner.run(session, question, live.inner_budget, sampling, sample)
 
-    def close_group(self, live: LiveGeneration) -> None:
+    async def finish_group(self, session: ModelSession, question: str, live: LiveGeneration) -> None:
+        """Every sample has ended: a verifier scores each one's steps (prmK, pvoteK), then the group's counts are summed."""
+        if self.verifier_name:
+            verifier = verifier_of(self)
+            await asyncio.gather(*(score_sample(verifier, session, question, s, self.config.search_aggregation) for s in live.samples))
         live.prompt = live.samples[0].prompt
         sum_samples(live)
         live.finish()
@@ -91,7 +103,7 @@ class ParallelController(Controller):
 def sum_samples(live: LiveGeneration) -> None:
     """The group's counts are its samples' sums: what the answer cost."""
     samples = live.samples
-    for name in ("prompt_tokens", "thinking_tokens", "answer_tokens", "delimiter_tokens", "probe_tokens", "waits_used"):
+    for name in ("prompt_tokens", "thinking_tokens", "answer_tokens", "delimiter_tokens", "probe_tokens", "verifier_tokens", "waits_used"):
         setattr(live, name, sum(getattr(s, name) for s in samples))
     ttfts = [s.ttft_s for s in samples if s.ttft_s is not None]
     live.ttft_s = min(ttfts) if ttfts else None
@@ -110,7 +122,8 @@ def sample_seeds(seed: int | None, k: int) -> list[int | None]:
 
 
 def parse_parallel(name: str) -> tuple[str, int, str] | None:
-    """("maj", 4, "l1_exact") for "maj4:l1_exact"; None for a name of another form."""
+    """("maj", 4, "l1_exact") for "maj4:l1_exact" (and ("prm", 4, "l1_exact") for "prm4:l1_exact@oracle");
+    None for a name of another form."""
     match = NAME_RE.fullmatch(name)
     if match is None:
         return None

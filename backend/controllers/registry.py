@@ -1,7 +1,11 @@
 """The controllers by name: what Compare, Sweep, ``app.py sweep`` and the API offer.
 
 Sequential controllers have a name each; parallel ones are written ``majK:INNER`` or
-``bestK:INNER`` over a sequential one (``maj4:l1_exact``, ``best8:hard_cap``).
+``bestK:INNER`` over a sequential one (``maj4:l1_exact``, ``best8:hard_cap``). Verifier-guided
+ones name their verifier after ``@`` (the ``search_verifier`` setting when they do not):
+``prmK:INNER`` (best of K by the verifier's score), ``pvoteK:INNER`` (a vote weighted by it),
+``beamWxM[:INNER]`` (beam search) and ``particlesP[:INNER]`` (particle filtering); the name a
+controller carries always includes its verifier (``beam4x4`` -> ``beam4x4:l1_exact@tiny-prm``).
 
     controller = make_controller("l1_exact", ControllerConfig())
     make_controller("maj4:no_thinking", ControllerConfig()).budget_kind   # 'guaranteed'
@@ -10,10 +14,15 @@ Sequential controllers have a name each; parallel ones are written ``majK:INNER`
 
 from __future__ import annotations
 
+import re
+
 from backend.controllers.base import Controller
 from backend.controllers.config import ControllerConfig
 from backend.controllers.early_exit import EarlyExit
-from backend.controllers.parallel import MAX_GROUP_SIZE, MODES, ParallelController, parse_parallel
+from backend.controllers.beam import BeamSearch
+from backend.controllers.parallel import MAX_GROUP_SIZE, MODES, VERIFIED_MODES, ParallelController, parse_parallel
+from backend.controllers.particles import ParticleFilter
+from backend.controllers.search import SEARCH_INNER
 from backend.controllers.prompted import ApiBudget, HardCap, L1Exact, L1Max, NoThinking, ThinkingCap, Unconstrained
 from backend.controllers.s1 import S1BudgetForcing
 
@@ -21,7 +30,9 @@ CONTROLLER_CLASSES: tuple[type[Controller], ...] = (L1Exact, L1Max, S1BudgetForc
                                                     ApiBudget)
 CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in CONTROLLER_CLASSES}
 # Parallel forms offered in the forms' lists (any majK:INNER / bestK:INNER may be typed or sent).
-SUGGESTED_PARALLEL = ("maj4:l1_exact", "best4:l1_exact", "maj4:no_thinking")
+SUGGESTED_PARALLEL = ("maj4:l1_exact", "best4:l1_exact", "maj4:no_thinking", "prm4:l1_exact", "beam4x4", "particles4")
+SEARCH_RE = re.compile(r"(beam)(\d+)x(\d+)(?::([^@\s]+))?(?:@(\S+))?|(particles)(\d+)(?::([^@\s]+))?(?:@(\S+))?")
+MAX_SEARCH_PATHS = 64  # W x M of a beam search, P of particle filtering
 
 
 def controller_names() -> list[str]:
@@ -33,22 +44,56 @@ def make_controller(name: str, config: ControllerConfig) -> Controller:
     """The controller called `name`, or ValueError saying what names are valid."""
     if name in CONTROLLERS:
         return CONTROLLERS[name](config)
+    search = SEARCH_RE.fullmatch(name)
+    if search is not None:
+        return _search(name, search, config)
     parallel = parse_parallel(name)
     if parallel is None:
-        raise ValueError(f"unknown controller {name!r}: choose from {', '.join(CONTROLLERS)}, or a parallel form "
-                         f"majK:INNER / bestK:INNER such as maj4:l1_exact")
+        raise ValueError(f"unknown controller {name!r}: choose from {', '.join(CONTROLLERS)}, a parallel form majK:INNER / bestK:INNER "
+                         f"such as maj4:l1_exact, a verifier-scored prmK:INNER / pvoteK:INNER, or a search beamWxM / particlesP")
     mode, k, inner = parallel
     if not 2 <= k <= MAX_GROUP_SIZE:
         raise ValueError(f"controller {name!r}: {mode}K needs K between 2 and {MAX_GROUP_SIZE} samples")
     if inner not in CONTROLLERS:
         raise ValueError(f"controller {name!r}: {inner!r} is not a sequential controller; choose from {', '.join(CONTROLLERS)}")
-    return ParallelController(mode, k, CONTROLLERS[inner](config))
+    verifier = NAME_VERIFIER.search(name)
+    if verifier and mode not in VERIFIED_MODES:
+        raise ValueError(f"controller {name!r}: {mode}K uses no verifier; drop the @{verifier.group(1)} or use prm{k}:{inner}")
+    return ParallelController(mode, k, CONTROLLERS[inner](config), verifier.group(1) if verifier else config.search_verifier)
+
+
+NAME_VERIFIER = re.compile(r"@(\S+)$")
+
+
+def _search(name: str, match: re.Match, config: ControllerConfig) -> Controller:
+    """beamWxM[:INNER][@VERIFIER] or particlesP[:INNER][@VERIFIER]."""
+    beam = match.group(1) is not None
+    sizes = (int(match.group(2)), int(match.group(3))) if beam else (int(match.group(7)),)
+    inner = (match.group(4) if beam else match.group(8)) or "l1_exact"
+    verifier = (match.group(5) if beam else match.group(9)) or config.search_verifier
+    paths = sizes[0] * sizes[-1] if beam else sizes[0]
+    if min(sizes) < 1 or not 2 <= paths <= MAX_SEARCH_PATHS:
+        raise ValueError(f"controller {name!r}: a search needs between 2 and {MAX_SEARCH_PATHS} paths (W x M for beamWxM, P for particlesP)")
+    if inner not in SEARCH_INNER:
+        raise ValueError(f"controller {name!r}: a search takes its prompt from one of {', '.join(SEARCH_INNER)}, not {inner!r}")
+    if beam:
+        return BeamSearch(sizes[0], sizes[1], CONTROLLERS[inner](config), verifier)
+    return ParticleFilter(sizes[0], CONTROLLERS[inner](config), verifier)
+
+
+def verifier_name(name: str, config: ControllerConfig) -> str | None:
+    """The verifier controller `name` uses (its own or the setting's), None for one that uses none."""
+    return getattr(make_controller(name, config), "verifier_name", None)
 
 
 def budget_split(name: str) -> int | None:
     """Over how many generations controller `name` splits an answer's budget N: K for majK:INNER /
-    bestK:INNER (each sample is asked for floor(N/K)), 1 for a sequential controller; None for one
-    that takes no budget (``unconstrained``, or a parallel form of it) or a name that is not a controller."""
+    bestK:INNER (each sample is asked for floor(N/K)), W x M or P paths for a search, 1 for a sequential
+    controller; None for one that takes no budget (``unconstrained``, or a parallel form of it) or a name
+    that is not a controller."""
+    search = SEARCH_RE.fullmatch(name)
+    if search is not None:
+        return int(search.group(2)) * int(search.group(3)) if search.group(1) else int(search.group(7))
     parallel = parse_parallel(name)
     k, inner = (parallel[1], parallel[2]) if parallel else (1, name)
     controller = CONTROLLERS.get(inner)
@@ -66,4 +111,4 @@ def controller_facts(config: ControllerConfig, names: list[str] | None = None) -
     return out
 
 
-__all__ = ["CONTROLLERS", "CONTROLLER_CLASSES", "MODES", "budget_split", "controller_facts", "controller_names", "make_controller"]
+__all__ = ["CONTROLLERS", "CONTROLLER_CLASSES", "MODES", "budget_split", "controller_facts", "controller_names", "make_controller", "verifier_name"]

@@ -1,6 +1,6 @@
 """The arith oracle: exact labels for every step of a thinking trace on a built-in arith problem.
 
-A step is a line of the trace (`backend.evaluation.steps` splits a generation on token ids). Each
+A step is a line of the trace (`backend.steps` splits a generation on token ids). Each
 line's claims are checked mechanically against the problem (`backend.evaluation.arith`):
 
 * column work, "37 + 48: 7 + 8 = 15, 3 + 4 + 1 = 8, so 85.": every digit step's sum or difference

@@ -1,7 +1,7 @@
 """Verifiers: what scores each step of a partial solution for a verifier-guided search (issue 33).
 
 A verifier takes a question and the steps written so far (the policy's lines, as text and as the
-policy's own token ids, `backend.evaluation.steps`) and returns one score in [0, 1] per step, the
+policy's own token ids, `backend.steps`) and returns one score in [0, 1] per step, the
 probability that the solution is still right after it, with the verifier tokens it spent (billed
 like probe tokens, apart from the policy's generated tokens). Two kinds share the interface:
 
@@ -24,8 +24,15 @@ from typing import Protocol
 from backend.errors import InputError
 from backend.evaluation.arith import is_arith_question
 from backend.evaluation.oracle import label_steps
+from backend.serving.client import EngineRequestError
+from backend.serving.engine import EngineUnavailable
 
 ORACLE = "oracle"
+
+
+class VerifierError(EngineRequestError):
+    """The verifier could not score (its engine died, refused the request): the method's answer fails with
+    this reason; it is not the policy's engine that was lost, so a sweep does not wait for that one."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +78,13 @@ class PRMVerifier:
     async def score(self, question: str, steps: Sequence[str], step_ids: Sequence[Sequence[int]] | None = None) -> StepScores:
         if step_ids is None or len(step_ids) != len(steps):
             raise ValueError("a PRM scores the policy's own token ids: give step_ids, one list per step")
-        ids = list(await self.prompt_ids(question))
-        for step in step_ids:
-            ids += [*step, self.step_tag_id]
-        scores, tokens = await self.client.step_scores(ids)
+        try:
+            ids = list(await self.prompt_ids(question))
+            for step in step_ids:
+                ids += [*step, self.step_tag_id]
+            scores, tokens = await self.client.step_scores(ids)
+        except (EngineUnavailable, EngineRequestError) as exc:
+            raise VerifierError(f"verifier {self.name} failed: {exc}") from exc
         if len(scores) != len(steps):
             raise ValueError(f"verifier {self.name}: {len(scores)} scores for {len(steps)} steps (is it served with step pooling at id {self.step_tag_id}?)")
         return StepScores(tuple(scores), tokens)

@@ -48,6 +48,18 @@ def majority_vote(classes: Sequence[int | None]) -> int | None:
     return min(c for c, n in counts.items() if n == top)
 
 
+def weighted_vote(classes: Sequence[int | None], weights: Sequence[float]) -> int | None:
+    """Like `majority_vote`, each sample counting its weight (a verifier's score) instead of one."""
+    totals: dict[int, float] = collections.defaultdict(float)
+    for answer_class, weight in zip(classes, weights):
+        if answer_class is not None:
+            totals[answer_class] += weight
+    if not totals:
+        return None
+    top = max(totals.values())
+    return min(c for c, w in totals.items() if w == top)
+
+
 def best_of(confidences: Sequence[float | None]) -> int | None:
     """The index of the most confident sample (None for a sample without an answer); ties: the earliest."""
     best = None

@@ -44,11 +44,13 @@ from backend.service.sweep_jobs import checked_sweep
 from backend.service.sweep_plan import SweepRequest
 from backend.service.sweep_worker import ProgressCallback
 from backend.service.trained_range import TrainedBudgets, budgets_inside, flag_rows
+from backend.service.verifying import canonical_controllers, check_verifiers, held_verifiers, verifiers_needed
 from backend.serving.chat import ChatClient, EndpointLimits
 from backend.serving.client import EngineClient
 from backend.serving.endpoints import ChatEndpoint
 from backend.serving.engine import EngineStatus
 from backend.serving.pool import EnginePool, EngineView
+from backend.serving.local import GENERATE
 from backend.serving.registry import (
     ARITH_DOMAIN,
     BASE_MODELS,
@@ -67,6 +69,8 @@ from store.audit import audit_rows, auditable_runs
 from store.ids import new_gen_id
 from store.schema import utc_now
 from store.summary import run_summary
+
+TOKENIZER_WAIT_S = 30.0  # how long a search waits for the model's own tokenizer to be read and checked
 
 
 def tokenizer_probes(config: ControllerConfig) -> list:
@@ -157,10 +161,10 @@ class Budgetlab:
         """One entry per engine (model, state, memory, who holds it): the status line."""
         return self.engines.views()
 
-    def hold(self, spec: ModelSpec, holder: str, report=None):
-        """``async with service.hold(spec, "viewer") as endpoint``: `spec`'s engine, not stopped for
-        another model until the block ends (see `backend.service.leases`)."""
-        return hold(self.engines, spec, holder, report)
+    def hold(self, spec: ModelSpec, holder: str, report=None, role: str = GENERATE):
+        """``async with service.hold(spec, "viewer") as endpoint``: `spec`'s engine (in `role`: a verifier's
+        is ``score``), not stopped for another model until the block ends (see `backend.service.leases`)."""
+        return hold(self.engines, spec, holder, report, role)
 
     def model_names(self) -> list[str]:
         """The models that generate, then each endpoint's model (MODEL_ID@NAME); verifiers (PRMs) are not among them."""
@@ -258,8 +262,10 @@ class Budgetlab:
                 raise InputError(str(exc)) from None
         return spec
 
-    async def open_session(self, spec: ModelSpec, endpoint, *, live: bool, max_connections: int = 256) -> ModelSession | ChatSession:
-        """A session on `endpoint` (from `hold`); the caller closes it (``aclose``)."""
+    async def open_session(self, spec: ModelSpec, endpoint, *, live: bool, max_connections: int = 256,
+                           need_tokenizer: bool = False) -> ModelSession | ChatSession:
+        """A session on `endpoint` (from `hold`); the caller closes it (``aclose``). `need_tokenizer`: wait for the
+        model's own tokenizer (a search cuts steps on its ids) rather than start without it."""
         if spec.chat is not None:
             key = self._endpoint_keys.get(spec.chat.name, "")
             if spec.chat.api_key_env and not key:
@@ -267,7 +273,9 @@ class Budgetlab:
             return ChatSession(ChatClient(spec.chat, key, EndpointLimits.for_endpoint(spec.chat)), spec.chat_model)
         client = EngineClient(endpoint, timeout_s=self.request_timeout_s, max_connections=max_connections)
         try:
-            session = await ModelSession.open(client, live, known=self._last_session, tokenizer=self.tokenizers.get(spec.source, endpoint))
+            tokenizer = (await asyncio.to_thread(self.tokenizers.wait, spec.source, endpoint, TOKENIZER_WAIT_S) if need_tokenizer
+                         else self.tokenizers.get(spec.source, endpoint))
+            session = await ModelSession.open(client, live, known=self._last_session, tokenizer=tokenizer)
             self._last_session = session  # its token facts and prompts serve the next session on this endpoint
             return session
         except BaseException:
@@ -285,8 +293,10 @@ class Budgetlab:
         specs = [await self.available_model(name) for name in request.models]
         # Columns, sessions and stored rows go by the registered name, whatever the request called
         # the model (an alias such as l1-tiny-exact, the folder the app was started with).
-        request = replace(request, model=specs[0].name, other_model=specs[1].name if len(specs) > 1 else None,
-                          assigned=tuple(assign(request.controllers, specs, request.each_on_its_model).items()))
+        controllers = canonical_controllers(request.controllers, self.controller_config)
+        await check_verifiers(self, controllers)
+        request = replace(request, model=specs[0].name, other_model=specs[1].name if len(specs) > 1 else None, controllers=controllers,
+                          assigned=tuple(assign(controllers, specs, request.each_on_its_model).items()))
         seed = request.seed if request.seed is not None else random.randrange(2**31)
         sampling = Sampling(self.sampling.temperature, self.sampling.top_p, seed)
         async with contextlib.AsyncExitStack() as held:
@@ -303,24 +313,27 @@ class Budgetlab:
                     leasing.cancel()
                     raise
                 endpoints[spec.name] = leasing.result()  # raises EngineUnavailable with the reason
-            async for snapshot in self._compare_on(run_id, specs, request, sampling, endpoints):
+            if verifiers_needed(request.controllers, self.controller_config):
+                yield CompareSnapshot(run_id, "starting the verifier")
+            verifiers = await held.enter_async_context(held_verifiers(self, request.controllers, "viewer"))
+            async for snapshot in self._compare_on(run_id, specs, request, sampling, endpoints, verifiers):
                 yield snapshot
 
     async def _compare_on(self, run_id: str, specs: list[ModelSpec], request: CompareRequest, sampling: Sampling,
-                          endpoints: dict) -> AsyncIterator[CompareSnapshot]:
+                          endpoints: dict, verifiers: dict) -> AsyncIterator[CompareSnapshot]:
         """The comparison's columns streamed on engines already held (`compare_stream`)."""
         seed = sampling.seed
         sessions = {}
         ranges = {spec.name: spec.trained_budgets for spec in specs}
         try:
             for spec in specs:
-                sessions[spec.name] = await self.open_session(spec, endpoints[spec.name], live=True)
+                sessions[spec.name] = await self.open_session(spec, endpoints[spec.name], live=True, need_tokenizer=bool(verifiers))
                 check_budgets_fit(sessions[spec.name], request.budgets)
             # The run's record is written while the columns start (the writer thread may be busy with others').
             opening = asyncio.create_task(self._open_compare_run(run_id, specs, request, sampling))
 
             async def store_one(live: LiveGeneration) -> None:
-                await settle(live, request.gold, self.grade_timeout_s)
+                await settle(live, request.gold, self.grade_timeout_s, request.question)
                 await opening
                 rows = generation_rows(live, gen_id=new_gen_id(), run_id=run_id, created_at=utc_now(), model=live.model,
                                        question=request.question, gold=request.gold, sampling=sampling)
@@ -328,7 +341,7 @@ class Budgetlab:
                 live.phase = "done"
 
             names = " vs ".join(spec.name for spec in specs)
-            async for lives in run_columns(sessions, request, self.controller_config, sampling, store_one, ranges=ranges):
+            async for lives in run_columns(sessions, request, self.controller_config, sampling, store_one, ranges=ranges, verifiers=verifiers):
                 yield CompareSnapshot(run_id, f"{names}: {sum(g.done for g in lives)}/{len(lives)} done", lives)
             await opening
             await asyncio.wrap_future(self.store.set_run_status(run_id, "finished"))

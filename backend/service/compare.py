@@ -22,6 +22,7 @@ from backend.controllers.session import BudgetError, ModelSession
 from backend.errors import InputError
 from backend.service.inputs import parse_budgets, parse_controllers, parse_seed
 from backend.service.trained_range import TrainedBudgets, flag_fields
+from backend.service.verifying import with_verifier
 from backend.serving.client import EngineRequestError
 from backend.serving.engine import EngineUnavailable
 from backend.serving.sampling import Sampling
@@ -105,11 +106,13 @@ async def run_columns(
     on_done: Callable[[LiveGeneration], Awaitable[None]],
     tick_s: float = 0.25,
     ranges: Mapping[str, TrainedBudgets | None] | None = None,
+    verifiers: dict | None = None,
 ) -> AsyncIterator[list[LiveGeneration]]:
     """Run all columns at once (`sessions`: each model's); yield the live records every `tick_s` and once at the end.
     A controller a model's engine cannot run fails its column with the reason; the others run. `ranges`: each
-    model's trained budgets; a column whose generations are asked for a budget outside them says so."""
-    controllers = {name: make_controller(name, config) for name in request.controllers}
+    model's trained budgets; a column whose generations are asked for a budget outside them says so. `verifiers`:
+    the verifiers of the verifier-guided controllers, by name (`backend.service.verifying.held_verifiers`)."""
+    controllers = {name: with_verifier(make_controller(name, config), verifiers or {}) for name in request.controllers}
     ranges = ranges or {}
     lives = [LiveGeneration(controller=c, budget=b, budget_kind=controllers[c].budget_kind, model=m, **flag_fields(m, ranges.get(m), c, b))
              for m, c, b in request.columns]
@@ -135,7 +138,7 @@ async def run_columns(
             # send a snapshot only when something changed: with twenty viewers, unchanged snapshots
             # kept the queue busy and delayed the ones that mattered.
             await asyncio.wait(tasks, timeout=tick_s if any(live.total_tokens for live in lives) else FIRST_TOKEN_TICK_S)
-            state = [(live.phase, live.total_tokens, live.probe_tokens, len(live.answer_text)) for live in lives]
+            state = [(live.phase, live.total_tokens, live.probe_tokens, len(live.answer_text), len(live.search_tree)) for live in lives]
             if state != shown:
                 shown = state
                 yield lives

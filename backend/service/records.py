@@ -23,36 +23,34 @@ from backend.controllers.live import LiveGeneration
 from backend.controllers.parallel import parse_parallel, sample_seeds
 from backend.evaluation.grading import grade, same_answer
 from backend.evaluation.keywords import KEYWORDS_VERSION, keyword_counts
-from backend.evaluation.voting import answer_classes, best_of, majority_vote
+from backend.evaluation.voting import answer_classes, best_of, majority_vote, weighted_vote
+from backend.service.verifying import label_tree
 from backend.serving.sampling import Sampling
 
 # Columns copied as they are from the live record (see store/schema.py for their meaning).
 LIVE_COLUMNS = ("controller", "budget", "prompt", "full_text", "thinking_text", "answer_text", "extracted_answer", "correct",
                 "prompt_tokens", "thinking_tokens", "answer_tokens", "total_tokens", "finish_reason", "waits_used", "ttft_s", "latency_s",
                 "budget_kind", "probe_tokens", "settled_at", "answer_logprob", "group_idx", "inner_budget", "answer_class", "chosen",
-                "token_counts")
+                "token_counts", "verifier_tokens", "verifier_score")
 
 
-async def settle(live: LiveGeneration, gold: str | None, timeout_s: float) -> None:
+async def settle(live: LiveGeneration, gold: str | None, timeout_s: float, question: str = "") -> None:
     """Grade a finished generation (each sample of a parallel one) and, for a group, choose the
-    sample that answers: its answer, grade and answer text become the group's."""
+    sample that answers: its answer, grade and answer text become the group's. A search tree's
+    nodes (or a scored sample's steps) get the arith oracle's verdicts when `question` is arith."""
     for one in live.samples or [live]:
         result = await asyncio.to_thread(grade, one.answer_text, gold, one.full_text, timeout_s)
         one.extracted_answer, one.correct = result.extracted, result.correct
         if one.probes:
             one.settled_at = settled_at(one.probes, one.extracted_answer)
+        if one.search_tree:
+            await asyncio.to_thread(label_tree, question, one.search_tree)
     if not live.samples:
         return
     samples = live.samples
     answers = [s.extracted_answer for s in samples]
     classes = await asyncio.to_thread(answer_classes, answers, lambda a, b: same_answer(a, b, timeout_s))
-    mode = parse_parallel(live.controller)[0]
-    if mode == "maj":
-        chosen = majority_vote(classes)
-    else:
-        # A sample with an answer but no generated answer tokens (its box was in the thinking) may
-        # still be chosen, after every sample that has a confidence.
-        chosen = best_of([(s.answer_logprob if s.answer_logprob is not None else float("-inf")) if s.extracted_answer else None for s in samples])
+    chosen = _choose(parse_parallel(live.controller)[0], samples, classes)
     for sample, answer_class in zip(samples, classes):
         sample.answer_class = answer_class
         sample.chosen = sample.group_idx == chosen
@@ -61,6 +59,20 @@ async def settle(live: LiveGeneration, gold: str | None, timeout_s: float) -> No
         return
     pick = samples[chosen]
     live.extracted_answer, live.correct, live.answer_text = pick.extracted_answer, pick.correct, pick.answer_text
+
+
+def _choose(mode: str, samples: list[LiveGeneration], classes: list[int | None]) -> int | None:
+    """The sample whose answer the group gives: by vote (maj), answer confidence (best), verifier score
+    (prm) or the vote with each sample weighted by its verifier score (pvote)."""
+    if mode == "maj":
+        return majority_vote(classes)
+    if mode == "prm":
+        return best_of([s.verifier_score if s.extracted_answer else None for s in samples])
+    if mode == "pvote":
+        return weighted_vote(classes, [s.verifier_score or 0.0 for s in samples])
+    # A sample with an answer but no generated answer tokens (its box was in the thinking) may
+    # still be chosen, after every sample that has a confidence.
+    return best_of([(s.answer_logprob if s.answer_logprob is not None else float("-inf")) if s.extracted_answer else None for s in samples])
 
 
 def sample_gen_id(group_id: str, index: int) -> str:
@@ -94,6 +106,7 @@ def _row(live: LiveGeneration, *, gen_id: str, seed: int | None, group_id: str |
     row = {"gen_id": gen_id, "group_id": group_id, "seed": seed, **where}
     row.update({column: getattr(live, column) for column in LIVE_COLUMNS})
     row["probes"] = json.dumps(live.probes) if live.probes else None
+    row["search_tree"] = json.dumps(live.search_tree, separators=(",", ":")) if live.search_tree else None
     row["keyword_counts"] = keyword_counts(live.full_text)
     row["keywords_version"] = KEYWORDS_VERSION
     return row

@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 # The counts a group's card shows are its samples' sums (backend.controllers.parallel.sum_samples).
-SUMMED = ("prompt_tokens", "thinking_tokens", "answer_tokens", "total_tokens", "probe_tokens", "waits_used")
+SUMMED = ("prompt_tokens", "thinking_tokens", "answer_tokens", "total_tokens", "probe_tokens", "verifier_tokens", "waits_used")
 
 
 def stored_cards(run: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -42,10 +42,11 @@ def _position(values: list[str], value: str) -> int:
 def _card(row: dict[str, Any]) -> dict[str, Any]:
     card = {key: row.get(key) for key in ("gen_id", "model", "controller", "budget", "budget_kind", "prompt", "thinking_text", "answer_text",
                                           "extracted_answer", "correct", "finish_reason", "ttft_s", "latency_s", "inner_budget", "group_idx",
-                                          "answer_class", "chosen", "answer_logprob", "settled_at", "token_counts", *SUMMED)}
+                                          "answer_class", "chosen", "answer_logprob", "settled_at", "token_counts", "verifier_score", *SUMMED)}
     card.update(phase="done", error=None, samples=[], probes=json.loads(row["probes"]) if row.get("probes") else [],
+                search_tree=json.loads(row["search_tree"]) if row.get("search_tree") else [],
                 full_text=row.get("full_text") or "", delimiter_tokens=row["total_tokens"] - row["thinking_tokens"] - row["answer_tokens"])
-    for key in ("probe_tokens", "waits_used"):
+    for key in ("probe_tokens", "verifier_tokens", "waits_used"):
         card[key] = card[key] or 0
     return card
 
@@ -55,7 +56,7 @@ def _group_card(samples: list[dict[str, Any]]) -> dict[str, Any]:
     cards = [_card(sample) for sample in samples]
     chosen = next((c for c in cards if c["chosen"]), None)
     group = {**cards[0], "gen_id": samples[0]["group_id"], "group_idx": None, "answer_class": None, "chosen": None, "answer_logprob": None,
-             "samples": cards, "probes": [], "settled_at": None}
+             "samples": cards, "probes": [], "settled_at": None, "search_tree": [], "verifier_score": None}
     for key in SUMMED:
         group[key] = sum(c[key] or 0 for c in cards)
     group["delimiter_tokens"] = sum(c["delimiter_tokens"] for c in cards)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backend.errors import InputError
 from backend.evaluation.datasets import Dataset, load_dataset
@@ -31,6 +31,7 @@ from backend.service.pairing import assign
 from backend.service.sweep_plan import SweepItem, SweepProgress, SweepRequest, plan_items
 from backend.service.sweep_worker import ModelWorker, ProgressCallback
 from backend.service.trained_range import flag_rows
+from backend.service.verifying import canonical_controllers, check_verifiers, held_verifiers
 from backend.serving.sampling import Sampling
 from store import queries
 from store.summary import run_summary
@@ -48,6 +49,8 @@ class SweepOutcome:
 async def run_sweep(service, request: SweepRequest, on_progress: ProgressCallback | None = None) -> SweepOutcome:
     """Run (or resume) a sweep with `service` (a `Budgetlab`); return its summary from the store."""
     notify = on_progress or (lambda progress: None)
+    request = replace(request, controllers=canonical_controllers(request.controllers, service.controller_config))
+    await check_verifiers(service, request.controllers)
     dataset = await load_sweep_dataset(service, request)
     specs = [await service.available_model(name) for name in request.models]  # refuse a bad one before any work
     sampling = service.sampling
@@ -141,11 +144,13 @@ async def _run_model(service, spec, request: SweepRequest, dataset: Dataset, sam
 
     async with service.hold(spec, "sweep", lambda message: waiting(f"waiting for {spec.name}: {message}")) as endpoint:
         worker = ModelWorker(service, spec, request.concurrency or service.sweep_concurrency, dataset, sampling, progress, notify)
+        controllers = sorted({item.controller for item in pending})
         try:
-            await worker.connect(endpoint)
-            check_budgets_fit(worker.session, request.budgets)
-            await check_supported(worker.session, sorted({item.controller for item in pending}), service.controller_config)
-            progress.message = f"{spec.name}: generating"
-            return await worker.run(pending)
+            async with held_verifiers(service, controllers, "sweep") as worker.verifiers:
+                await worker.connect(endpoint)
+                check_budgets_fit(worker.session, request.budgets)
+                await check_supported(worker.session, controllers, service.controller_config)
+                progress.message = f"{spec.name}: generating"
+                return await worker.run(pending)
         finally:
             await worker.close()

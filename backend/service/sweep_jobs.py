@@ -19,11 +19,14 @@ from collections.abc import Callable
 
 from backend.service.sweep import default_run_name, load_sweep_dataset, run_sweep
 from backend.service.sweep_plan import SweepRequest
+from backend.service.verifying import canonical_controllers, check_verifiers
 
 
 async def checked_sweep(service, request: SweepRequest) -> SweepRequest:
     """`request` with its run name fixed, once its models are known and its dataset opens; InputError (or
     UnknownModelError) otherwise."""
+    request = dataclasses.replace(request, controllers=canonical_controllers(request.controllers, service.controller_config))
+    await check_verifiers(service, request.controllers)
     dataset = await load_sweep_dataset(service, request)
     for name in request.models:
         await service.available_model(name)

@@ -26,6 +26,7 @@ from backend.errors import InputError
 from backend.evaluation.datasets import Dataset
 from backend.service.records import generation_rows, settle
 from backend.service.sweep_plan import SweepItem, SweepProgress
+from backend.service.verifying import with_verifier
 from backend.serving.client import EngineRequestError
 from backend.serving.engine import EngineUnavailable
 from backend.serving.sampling import Sampling
@@ -92,9 +93,11 @@ class ModelWorker:
         self.groups: dict[str, _Group] = {}
         self.failure_streak = 0
         self.abort_reason: str | None = None
+        self.verifiers: dict[str, object] = {}  # by name, held by the caller for the run (backend.service.verifying)
 
     async def connect(self, endpoint) -> None:
-        self.session = await self.service.open_session(self.spec, endpoint, live=False, max_connections=self.concurrency)
+        self.session = await self.service.open_session(self.spec, endpoint, live=False, max_connections=self.concurrency,
+                                                       need_tokenizer=bool(self.verifiers))
         self.sessions.append(self.session)
 
     async def close(self) -> None:
@@ -122,7 +125,7 @@ class ModelWorker:
     def _jobs(self, items: list[SweepItem]) -> list[Job]:
         jobs = []
         for item in items:
-            controller = make_controller(item.controller, self.service.controller_config)
+            controller = self._controller(item.controller)
             jobs += [Job(item, j) for j in range(controller.k)] if isinstance(controller, ParallelController) else [Job(item)]
         return jobs
 
@@ -192,8 +195,11 @@ class ModelWorker:
         if self.failure_streak >= self.max_failure_streak:
             self.abort_reason = f"{self.failure_streak} generations failed in a row, the last with: {message}"
 
+    def _controller(self, name: str):
+        return with_verifier(make_controller(name, self.service.controller_config), self.verifiers)
+
     async def _generate(self, item: SweepItem, session: ModelSession) -> list[dict]:
-        controller = make_controller(item.controller, self.service.controller_config)
+        controller = self._controller(item.controller)
         live = LiveGeneration(controller=item.controller, budget=item.budget, budget_kind=controller.budget_kind)
         await controller.run(session, item.question.question, item.budget, replace(self.sampling, seed=item.seed), live)
         return await self._rows(item, live)
@@ -203,7 +209,7 @@ class ModelWorker:
         item = job.item
         group = self.groups.get(item.gen_id)
         if group is None:
-            controller = make_controller(item.controller, self.service.controller_config)
+            controller = self._controller(item.controller)
             live = LiveGeneration(controller=item.controller, budget=item.budget, budget_kind=controller.budget_kind)
             group = self.groups[item.gen_id] = _Group(controller, live, left=controller.k)
             group.samplings = controller.open_group(live, item.budget, replace(self.sampling, seed=item.seed))
@@ -214,7 +220,7 @@ class ModelWorker:
         del self.groups[item.gen_id]
         if group.failed:
             return []
-        group.controller.close_group(group.live)
+        await group.controller.finish_group(session, item.question.question, group.live)
         return await self._rows(item, group.live)
 
     async def _rows(self, item: SweepItem, live: LiveGeneration) -> list[dict]:
@@ -223,7 +229,7 @@ class ModelWorker:
         for one in [live, *live.samples]:
             one.ttft_s = None  # not streamed: the first token's time is not observed
         finished_at = utc_now()
-        await settle(live, item.question.gold, self.service.grade_timeout_s)
+        await settle(live, item.question.gold, self.service.grade_timeout_s, item.question.question)
         q = item.question
         return generation_rows(live, gen_id=item.gen_id, run_id=self.progress.run_id, created_at=finished_at, model=item.model,
                               question=q.question, gold=q.gold, sampling=sampling, dataset=self.dataset.name, question_id=q.qid,

@@ -43,6 +43,9 @@ class LocalTokenizer:
 
         self._tokenizer = tokenizer
         self._render = partial(render_jinja_template, chat_template=chat_template, add_generation_prompt=True, **special_tokens)
+        eos = special_tokens.get("eos_token")
+        self.eos_id: int | None = tokenizer.token_to_id(eos) if eos else None
+        self._step_ends: frozenset[int] | None = None
 
     @classmethod
     def read(cls, source: str) -> LocalTokenizer:
@@ -63,6 +66,18 @@ class LocalTokenizer:
     def ids(self, text: str) -> list[int]:
         """Text without special tokens added (a rendered prompt carries its own; a delimiter, an inserted "Wait")."""
         return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of ``ids``, special tokens included (``</think>``, countdown ticks): what the model wrote."""
+        return self._tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    @property
+    def step_end_ids(self) -> frozenset[int]:
+        """The ids whose text holds a newline: where a reasoning step ends (backend/steps.py), read once."""
+        if self._step_ends is None:
+            vocab = self._tokenizer.get_vocab(with_added_tokens=True)
+            self._step_ends = frozenset(i for i in vocab.values() if "\n" in self._tokenizer.decode([i], skip_special_tokens=False))
+        return self._step_ends
 
 
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")  # what transformers passes a chat template
