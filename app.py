@@ -17,6 +17,7 @@ from a flag (--name), a BUDGETLAB_NAME variable, or its default, in that order
 from __future__ import annotations
 
 import argparse
+import functools
 import dataclasses
 import os
 import signal
@@ -31,7 +32,9 @@ SUBCOMMANDS = ("serve", "sweep", "audit", "report", "train", "settings")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="budgetlab: controlled reasoning, measured.")
-    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    # No abbreviated flags: "--models l1-tiny" once silently set --models-dir (a prefix of it), not --model.
+    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}",
+                                     parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
     serve = commands.add_parser("serve", help="start the dashboard (the default)", description="Start the dashboard and its engine.")
     add_setting_flags(serve)
     add_sweep_parser(commands)

@@ -82,7 +82,7 @@ def filter_options(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 def tradeoff(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
     """Per (model, controller, budget): answers, accuracy and its Wilson 95% band, mean tokens per
     answer (prompt, output, thinking, answer, probe, and cost: output + probe, the equal-token
-    axis), samples per answer, the budget's kind, thinking tokens per answer token, and where the
+    axis; and the tokens a verifier read, apart), samples per answer, the budget's kind, thinking tokens per answer token, and where the
     counts come from (counted from token ids, or reported / estimated from a chat endpoint's usage)."""
     units, params = units_sql(*filters.where())
     z, z2 = Z_95, Z_95 * Z_95  # constants of the code, not user values
@@ -92,6 +92,7 @@ def tradeoff(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str,
                    avg(prompt_tokens) AS mean_prompt_tokens, avg(total_tokens) AS mean_tokens,
                    avg(thinking_tokens) AS mean_thinking_tokens, avg(answer_tokens) AS mean_answer_tokens,
                    avg(probe_tokens) AS mean_probe_tokens, avg(cost_tokens) AS mean_cost_tokens,
+                   avg(verifier_tokens) AS mean_verifier_tokens,
                    sum(thinking_tokens) / nullif(sum(answer_tokens), 0) AS thinking_to_answer,
                    string_agg(DISTINCT token_counts, ',' ORDER BY token_counts) AS token_counts
             FROM ({units}) GROUP BY {GROUP}
@@ -100,7 +101,7 @@ def tradeoff(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str,
                (p + {z2} / (2 * n) - {z} * sqrt(p * (1 - p) / n + {z2} / (4 * n * n))) / (1 + {z2} / n) AS accuracy_low,
                (p + {z2} / (2 * n) + {z} * sqrt(p * (1 - p) / n + {z2} / (4 * n * n))) / (1 + {z2} / n) AS accuracy_high,
                mean_prompt_tokens, mean_tokens, mean_thinking_tokens, mean_answer_tokens, mean_probe_tokens, mean_cost_tokens,
-               thinking_to_answer, token_counts
+               mean_verifier_tokens, thinking_to_answer, token_counts
         FROM g ORDER BY {GROUP}"""
     return _rows(cur, sql, params)
 
@@ -160,7 +161,7 @@ def vote_curves(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[s
 
 
 def settling(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
-    """Per (model, controller, budget) of probed generations (``early_exit``): how many thinking
+    """Per (model, controller, budget) of probed generations (those that stored probes: ``early_exit``): how many thinking
     tokens were spent after the answer had settled on the final one (the early-exit papers'
     "overthinking"): its mean share of the thinking, the share of generations that stopped
     before N, and the mean probe tokens. A generation whose last probe was not its final answer
@@ -173,7 +174,7 @@ def settling(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str,
                avg((settled_at IS NOT NULL)::INTEGER) AS settled_rate,
                avg((thinking_tokens < coalesce(inner_budget, budget))::INTEGER) AS stopped_early_rate,
                avg(thinking_tokens) AS mean_thinking_tokens, avg(probe_tokens) AS mean_probe_tokens
-        FROM generations WHERE regexp_matches(controller, '(^|:)early_exit$') AND {where}
+        FROM generations WHERE probes IS NOT NULL AND {where}
         GROUP BY {GROUP} ORDER BY {GROUP}"""
     return _rows(cur, sql, params)
 

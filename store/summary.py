@@ -14,7 +14,7 @@ Definitions (n_y: the output tokens of a generation, thinking + delimiter + answ
   An answer that could not be graded (no gold, grader timed out) counts as not correct.
 - A parallel method's (``maj4:l1_exact``) unit is its group of K samples (`store.units`): its
   answer is the chosen sample's, its n_y the sum over the samples. ``generations`` counts stored
-  rows (K per answer); ``k`` and ``inner`` name the parallel form (1 and None when sequential).
+  rows (K per answer); ``k``: the stored generations per answer (K of a group, 1 otherwise; a search is one row), ``inner``: a composite name's inner controller (None when sequential).
 - ``mean_probe_tokens``: tokens spent probing for the answer (``early_exit``), not in n_y.
 - ``mean_verifier_tokens``: tokens a verifier read to score steps (prmK, pvoteK, beamWxM, particlesP), not in n_y.
 - ``mean_rel_dev``: mean of ``(n_y - N) / N``; ``mean_abs_rel_dev``: mean of its absolute value.
@@ -31,7 +31,7 @@ from typing import Any
 
 import duckdb
 
-from store.units import INNER_SQL, K_SQL, units_sql
+from store.units import INNER_SQL, units_sql
 
 GROUP_KEYS = ("model", "controller", "budget")
 
@@ -68,7 +68,7 @@ busy AS (
     GROUP BY model, controller, budget
 ),
 lengths AS (
-    SELECT model, controller, budget, sum(samples) AS generations,
+    SELECT model, controller, budget, sum(samples) AS generations, max(samples) AS k,
            sum(total_tokens) AS output_tokens,
            avg(probe_tokens) AS mean_probe_tokens,
            avg(verifier_tokens) AS mean_verifier_tokens,
@@ -81,7 +81,7 @@ lengths AS (
            avg((abs(total_tokens - budget) > 500)::INTEGER) AS violation_rate_500
     FROM g GROUP BY model, controller, budget
 )
-SELECT l.model, l.controller, l.budget, {k} AS k, {inner} AS inner, q.questions, q.samples, l.generations,
+SELECT l.model, l.controller, l.budget, l.k, {inner} AS inner, q.questions, q.samples, l.generations,
        q.pass_at_1, q.pass_at_k,
        l.mean_tokens, l.mean_thinking_tokens, l.mean_answer_tokens, l.mean_probe_tokens, l.mean_verifier_tokens,
        l.mean_rel_dev, l.mean_abs_rel_dev, l.violation_rate, l.violation_rate_500,
@@ -98,7 +98,7 @@ _INTEGER_KEYS = {"budget", "k", "questions", "samples", "generations", "output_t
 def run_summary(cur: duckdb.DuckDBPyConnection, run_id: str, digits: int = 6) -> list[dict[str, Any]]:
     """One dict per (model, controller, budget) of the run, sorted; floats rounded to ``digits``."""
     units, params = units_sql("run_id = ?", [run_id])
-    result = cur.execute(_SUMMARY_SQL.format(units=units, k=K_SQL.replace("controller", "l.controller"), inner=INNER_SQL.replace("controller", "l.controller")), params)
+    result = cur.execute(_SUMMARY_SQL.format(units=units, inner=INNER_SQL.replace("controller", "l.controller")), params)
     names = [column[0] for column in result.description]
     groups = []
     for values in result.fetchall():

@@ -42,7 +42,6 @@ def units_sql(where: str, params: list[Any]) -> tuple[str, list[Any]]:
     return sql, [*params, *params]
 
 
-# A parallel controller's K and inner controller from its name ("maj4:l1_exact" -> 4, "l1_exact");
-# 1 and NULL for a sequential one.
-K_SQL = "coalesce(TRY_CAST(nullif(regexp_extract(controller, '^(maj|best|prm|pvote)([0-9]+):', 2), '') AS INTEGER), 1)"
-INNER_SQL = "nullif(regexp_extract(controller, '^(?:maj|best|prm|pvote)[0-9]+:([^@]+)', 1), '')"
+# The inner controller of a composite one, from the form NAME:INNER[@VERIFIER] that every composite
+# name has ("maj4:l1_exact" -> l1_exact, "beam4x4:l1_exact@oracle" -> l1_exact); NULL for a sequential one.
+INNER_SQL = "nullif(regexp_extract(controller, '^[^:@]+:([^@]+)', 1), '')"

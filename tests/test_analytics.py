@@ -197,3 +197,14 @@ def test_stored_counts_are_what_the_view_sums_when_the_lists_match(tmp_path):
         with store.reader() as cur:
             rates = analytics.keyword_rates(cur, Filters(), KEYWORD_CATEGORIES, KEYWORDS_VERSION)
     assert rates[0]["matches"] == 7  # the stored number, not a scan of the text
+
+
+def test_an_answer_is_billed_for_its_probes_and_its_verifiers_reads():
+    from backend.evaluation.costs import billed_tokens
+
+    generation = {"prompt_tokens": 40, "total_tokens": 500, "probe_tokens": 30, "verifier_tokens": 2000}
+    assert billed_tokens(generation) == (2040.0, 530.0)  # a verifier reads: input; probes are generated: output
+    point = {"mean_prompt_tokens": 40.0, "mean_tokens": 500.0, "mean_cost_tokens": 530.0, "mean_verifier_tokens": None}
+    assert billed_tokens(point, "mean_") == (40.0, 530.0)
+    (costed,) = priced([{**point, "model": "m", "mean_verifier_tokens": 1000.0}], {}, Price(1.0, 2.0))
+    assert costed["cost_per_1k"] == pytest.approx(1000 * (1040 * 1.0 + 530 * 2.0) / 1e6)

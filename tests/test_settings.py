@@ -59,6 +59,10 @@ def test_help_lists_subcommands():
         out = subprocess.run([sys.executable, "app.py", command, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr[-400:]
         assert "--search-verifier" in out.stdout
+    # a prefix of a flag is not that flag: --models (meaning --model) once set --models-dir without a word
+    out = subprocess.run([sys.executable, "app.py", "sweep", "--models", "l1-tiny", "--dataset", "arith"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "unrecognized arguments: --models" in out.stderr
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,23 @@ def test_settle_best_of_picks_the_most_confident_answered_sample():
     assert live.extracted_answer == "8" and live.correct is False
 
 
+@pytest.mark.parametrize(("controller", "chosen"), [
+    ("prm4:l1_exact@oracle", [False, False, False, True]),   # the best-scored answered sample (the unanswered one's 0.99 does not count)
+    ("pvote4:l1_exact@oracle", [True, False, False, False]),  # "8" weighs 0.4 + 0.3 = 0.7 against "7"'s 0.6
+])
+def test_verifier_scores_choose_the_answer(controller, chosen):
+    live = group(controller, ["8", "7", None, "8"])
+    for sample, score in zip(live.samples, [0.4, 0.6, 0.99, 0.3]):
+        sample.verifier_score = score
+    if controller.startswith("prm"):
+        live.samples[3].verifier_score = 0.65
+    run(settle(live, gold="8", timeout_s=10))
+    assert [s.chosen for s in live.samples] == chosen
+    assert live.extracted_answer == "8" and live.correct is True
+    rows = generation_rows(live, gen_id="g", run_id="r", created_at=utc_now(), model="m", question="q", gold="8", sampling=Sampling(seed=1))
+    assert [r["verifier_score"] for r in rows] == [s.verifier_score for s in live.samples]
+
+
 def test_a_group_with_no_answer_is_wrong_not_ungraded():
     live = group("maj2:l1_exact", [None, None])
     run(settle(live, gold="3", timeout_s=10))

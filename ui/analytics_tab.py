@@ -3,8 +3,9 @@ thinking to pay for.
 
 `build_analytics_tab(service, jobs, export_dir)` adds the tab. One set of filters (model,
 controller, dataset, run, budget range) drives every view: accuracy against tokens, accuracy
-against cost with the Pareto frontier and a recommender, length adherence, keywords, thinking
-against answer tokens, and the fine-tunes' training curves. Handlers ask the service's
+against cost with the Pareto frontier and a recommender, then the registered chart views
+(`ui.analytics_views`: adherence, thinking against answer tokens, vote curves, early exit, a
+verifier's calibration, accuracy by difficulty, keywords), and the fine-tunes' training curves. Handlers ask the service's
 `Analytics` (`backend.service.analytics`: the aggregates, priced) and draw with `ui.charts`.
 """
 
@@ -24,6 +25,7 @@ from backend.jobs.sweeps import SweepSubmission
 from backend.serving.engine import EngineUnavailable
 from backend.serving.registry import UnknownModelError
 from ui import charts
+from ui.analytics_views import CHART_VIEWS, DrawOptions, rows_of_views
 from ui.jobs_panel import follow_job
 from ui.render import render_sweep_job
 
@@ -47,23 +49,18 @@ GENERATION_COLUMNS = ("gen_id", "run_id", "model", "controller", "budget", "tota
 
 @dataclass
 class _Views:
-    """The output components of every view, in the order `_draw` fills them."""
+    """The output components: the fixed ones, then one plot per registered chart view (ui/analytics_views.py), in the order `_draw` fills them."""
 
     status: gr.Markdown
     recommendation: gr.Markdown
     tradeoff: gr.Plot
     series: gr.Markdown
-    cost: gr.Plot
-    adherence: gr.Plot
-    thinking: gr.Plot
-    votes: gr.Plot
-    settling: gr.Plot
-    keywords: gr.Plot
+    charts: list  # one gr.Plot per CHART_VIEWS entry, in its order
     aggregates: gr.Dataframe
     generations: gr.Dataframe
 
     def outputs(self) -> list:
-        return list(vars(self).values())
+        return [self.status, self.recommendation, self.tradeoff, self.series, *self.charts, self.aggregates, self.generations]
 
 
 @dataclass
@@ -96,7 +93,7 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
     analytics = service.analytics
     with gr.Tab("Analytics", id="analytics") as tab:
         first_run, reproduce, first_progress = _first_run_box(service, jobs)
-        filters, log_tokens, target, refresh = _filter_controls(analytics.filter_options())
+        filters, log_tokens, with_verifier, target, refresh = _filter_controls(analytics.filter_options())
         share = gr.Textbox(label="Link to this view (these filters; opens the Analytics tab on them)", interactive=False, buttons=["copy"],
                            elem_id="bl-an-share-link")
         with gr.Accordion("Prices per model ($ per 1M tokens; empty: the defaults)", open=False):
@@ -115,10 +112,10 @@ def build_analytics_tab(service: Budgetlab, jobs: TrainingJobs, export_dir: Path
         def draw(*values):
             return _draw(analytics, *values)
 
-        view_inputs = [*filters, log_tokens, target, prices]
+        view_inputs = [*filters, log_tokens, with_verifier, target, prices]
         link = {"fn": None, "inputs": [*filters, log_tokens], "outputs": share, "js": VIEW_LINK_JS}
         refresh.click(draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private").then(**link)
-        for control in (log_tokens, target):
+        for control in (log_tokens, with_verifier, target):
             control.change(draw, inputs=view_inputs, outputs=views.outputs(), api_visibility="private").then(**link)
 
         def choices(price_rows):
@@ -242,9 +239,9 @@ def _audit(service: Budgetlab, run_id: str):
     return "\n".join(lines), charts.audit_chart(report["budgets"])
 
 
-def _filter_controls(options: dict) -> tuple[list, gr.Checkbox, gr.Slider, gr.Button]:
-    """The filters (models, controllers, datasets, runs, budget from, budget to), the log-axis box,
-    the target accuracy and the refresh button."""
+def _filter_controls(options: dict) -> tuple[list, gr.Checkbox, gr.Checkbox, gr.Slider, gr.Button]:
+    """The filters (models, controllers, datasets, runs, budget from, budget to), the log-axis box, the
+    box that adds verifier tokens to the token axis, the target accuracy and the refresh button."""
     with gr.Row():
         # Custom values allowed: a script may name a run that the page has not listed yet.
         pick = {"multiselect": True, "allow_custom_value": True}
@@ -256,45 +253,41 @@ def _filter_controls(options: dict) -> tuple[list, gr.Checkbox, gr.Slider, gr.Bu
         budget_min = gr.Number(label="Budget from (0: any)", value=0, precision=0, minimum=0, elem_id="bl-an-budget-min")
         budget_max = gr.Number(label="Budget to (0: any)", value=0, precision=0, minimum=0, elem_id="bl-an-budget-max")
         log_tokens = gr.Checkbox(label="Log token axis", value=False, elem_id="bl-an-log")
+        with_verifier = gr.Checkbox(label="Add verifier tokens to the token axis", value=False, elem_id="bl-an-with-verifier")
         target = gr.Slider(label="Target accuracy (%)", minimum=0, maximum=100, step=1, value=80, elem_id="bl-an-target")
         refresh = gr.Button("Refresh", variant="primary", elem_id="bl-an-refresh")
-    return [models, controllers, datasets, runs, budget_min, budget_max], log_tokens, target, refresh
+    return [models, controllers, datasets, runs, budget_min, budget_max], log_tokens, with_verifier, target, refresh
 
 
 def _view_components() -> _Views:
     gr.HTML("", js_on_load=charts.RESIZE_WHEN_SHOWN_JS, elem_id="bl-an-resize")  # charts re-measure their blocks when the tab is shown
     status = gr.Markdown("", elem_id="bl-an-status")
     recommendation = gr.Markdown("", elem_id="bl-an-recommendation")
-    with gr.Row():
-        with gr.Column():
-            tradeoff = gr.Plot(label="Accuracy at equal tokens", show_label=False, elem_id="bl-an-tradeoff")
-            series = gr.Markdown("", elem_id="bl-an-series")
-        cost = gr.Plot(label="Accuracy against cost", show_label=False, elem_id="bl-an-cost")
-    with gr.Row():
-        adherence = gr.Plot(label="Length adherence", show_label=False, elem_id="bl-an-adherence")
-        thinking = gr.Plot(label="Thinking and answer tokens", show_label=False, elem_id="bl-an-thinking")
-    with gr.Row():
-        votes = gr.Plot(label="Vote curves", show_label=False, elem_id="bl-an-votes")
-        settling = gr.Plot(label="Where the answer settled", show_label=False, elem_id="bl-an-settling")
-    keywords = gr.Plot(label="Keywords", show_label=False, elem_id="bl-an-keywords")
+    tradeoff = gr.Plot(label="Accuracy at equal tokens", show_label=False, elem_id="bl-an-tradeoff")
+    series = gr.Markdown("", elem_id="bl-an-series")
+    plots: dict[str, gr.Plot] = {}
+    for row in rows_of_views():
+        with gr.Row():
+            for view in row:
+                plots[view.name] = gr.Plot(label=view.label, show_label=False, elem_id=view.elem_id)
     aggregates = gr.Dataframe(headers=list(AGGREGATE_COLUMNS), label="Aggregates per (model, controller, budget)", interactive=False, elem_id="bl-an-aggregates")
     # Not in an accordion: a Dataframe filled while folded away shows no rows when unfolded.
     gr.Markdown("#### Generations: open one, or export the filtered ones")
     generations = gr.Dataframe(headers=list(GENERATION_COLUMNS), label="Newest 50 under the filters (select a row to open it)", interactive=False, elem_id="bl-an-generations")
-    return _Views(status, recommendation, tradeoff, series, cost, adherence, thinking, votes, settling, keywords, aggregates, generations)
+    return _Views(status, recommendation, tradeoff, series, [plots[v.name] for v in CHART_VIEWS], aggregates, generations)
 
 
-def _draw(analytics: Analytics, models, controllers, datasets, runs, budget_min, budget_max, log_tokens, target, price_rows):
+def _draw(analytics: Analytics, models, controllers, datasets, runs, budget_min, budget_max, log_tokens, with_verifier, target, price_rows):
     try:
         filters = filters_from_form(models, controllers, datasets, runs, budget_min, budget_max)
         prices = analytics.prices(_table_rows(price_rows))
     except ValueError as exc:
-        return (f"**Not shown**: {exc}", *[gr.skip()] * 11)
+        return (f"**Not shown**: {exc}", *[gr.skip()] * (5 + len(CHART_VIEWS)))
     view: AnalyticsView = analytics.view(filters, prices, target / 100.0)
+    options = DrawOptions(bool(log_tokens), bool(with_verifier))
     return (f"{view.generations:,} generations in {len(view.points)} (model, controller, budget) groups ({view.answers:,} answers).",
-            view.recommendation, charts.tradeoff_chart(view.points, bool(log_tokens)), _series_markdown(view.series),
-            charts.cost_chart(view.costed, view.frontier), charts.adherence_chart(view.spread), charts.thinking_answer_chart(view.points),
-            charts.vote_chart(view.votes), charts.settling_chart(view.settling), charts.keyword_chart(view.keywords),
+            view.recommendation, charts.tradeoff_chart(view.points, options.log_tokens, options.with_verifier), _series_markdown(view.series),
+            *(chart.draw(view, options) for chart in CHART_VIEWS),
             _aggregate_rows(view.costed, view.spread), [_generation_row(g) for g in view.recent])
 
 

@@ -163,31 +163,40 @@ OUTSIDE_RANGE = "outside the trained range"
 KEY = {"orient": "top", "direction": "vertical", "title": None, "labelLimit": 140}  # a small key of line and point styles above the plot
 
 
-def tradeoff_chart(points, log_tokens: bool = False) -> alt.Chart:
+FAMILY_DASHES = {"sequential": [1, 0], "parallel": [6, 3], "verified": [2, 2], "search": [8, 2, 2, 2]}
+
+
+def tradeoff_chart(points, log_tokens: bool = False, with_verifier: bool = False) -> alt.Chart:
     """Accuracy (pass@1, Wilson 95% band) against the mean tokens generated per answer (probe
     tokens included): a line per model x method, a point per budget (the L1 paper's Figures 1-2),
-    sequential methods solid, parallel ones (majK / bestK) dashed, probed points (early exit) as
-    triangles: every method at equal tokens. A point whose generations were asked for a budget
-    outside the model's trained range (``outside_trained_range``) is faded and ringed."""
+    dashed by how the method spends N (sequential solid; parallel, verifier-chosen and search
+    dashed: ``family``), probed points (early exit) as triangles: every method at equal tokens.
+    ``with_verifier``: the tokens a verifier read are added to the x axis. A point whose generations
+    were asked for a budget outside the model's trained range (``outside_trained_range``) is faded and ringed."""
     frame = _frame(points)
     if frame.empty:
         return _empty("no generations under these filters")
     if "mean_cost_tokens" not in frame:
         frame["mean_cost_tokens"] = frame["mean_tokens"]
-    for column in ("outside_trained_range", "trained_range_note"):  # absent: no range known, nothing marked
+    for column in ("outside_trained_range", "trained_range_note", "family"):  # absent: no range known, nothing marked
         if column not in frame:
             frame[column] = None
-    frame["shape"] = ["parallel" if (s or 1) > 1 else "sequential" for s in frame.get("samples", pd.Series([1] * len(frame)))]
+    frame["verifier_tokens"] = frame.get("mean_verifier_tokens", pd.Series([0.0] * len(frame))).fillna(0.0)
+    frame["x_tokens"] = frame["mean_cost_tokens"] + (frame["verifier_tokens"] if with_verifier else 0.0)
+    samples = frame.get("samples", pd.Series([1] * len(frame)))
+    frame["shape"] = [f if f else ("parallel" if (s or 1) > 1 else "sequential") for f, s in zip(frame["family"], samples)]
     frame["probed"] = ["probe tokens included" if p else "no probes" for p in frame.get("mean_probe_tokens", pd.Series([0] * len(frame))).fillna(0)]
-    tokens = frame["mean_cost_tokens"]
-    x = alt.X("mean_cost_tokens:Q", title="mean tokens generated per answer", axis=alt.Axis(format=_tick_format(tokens)),
+    tokens = frame["x_tokens"]
+    x_title = "mean tokens generated per answer" + (" + verifier tokens read" if with_verifier else "")
+    x = alt.X("x_tokens:Q", title=x_title, axis=alt.Axis(format=_tick_format(tokens)),
               scale=alt.Scale(type="log" if log_tokens else "linear", zero=False, domain=_domain(tokens, log_tokens)))
     base = alt.Chart(frame).encode(x=x, color=series_color(frame, title="model · method"))
     band = base.mark_area(opacity=0.12).encode(y=alt.Y("accuracy_low:Q", title="accuracy (pass@1)", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=".1~f")),
                                                y2="accuracy_high:Q")
+    families = [f for f in FAMILY_DASHES if (frame["shape"] == f).any()]
     line = base.mark_line().encode(y="accuracy:Q", order="budget:Q", strokeDash=alt.StrokeDash(
-        "shape:N", title="method", scale=alt.Scale(domain=["sequential", "parallel"], range=[[1, 0], [6, 3]]),
-        legend=alt.Legend(**KEY) if (frame["shape"] == "parallel").any() else None))
+        "shape:N", title="method", scale=alt.Scale(domain=families, range=[FAMILY_DASHES[f] for f in families]),
+        legend=alt.Legend(**KEY) if families != ["sequential"] else None))
     dots = base.mark_point(filled=True, size=60).encode(
         y="accuracy:Q", shape=alt.Shape("probed:N", title=None, scale=alt.Scale(domain=["no probes", "probe tokens included"], range=["circle", "triangle-up"]),
                                         legend=alt.Legend(**KEY) if (frame["probed"] != "no probes").any() else None),
@@ -195,11 +204,12 @@ def tradeoff_chart(points, log_tokens: bool = False) -> alt.Chart:
         tooltip=["model:N", "controller:N", "budget:Q", "n:Q", "shape:N", alt.Tooltip("accuracy:Q", format=".1%"),
                  alt.Tooltip("accuracy_low:Q", format=".1%"), alt.Tooltip("accuracy_high:Q", format=".1%"),
                  alt.Tooltip("mean_cost_tokens:Q", format=".1f", title="tokens per answer"), alt.Tooltip("mean_probe_tokens:Q", format=".1f", title="of which probes"),
-                 alt.Tooltip("trained_range_note:N", title=OUTSIDE_RANGE)])
+                 alt.Tooltip("verifier_tokens:Q", format=".1f", title="verifier tokens read"), alt.Tooltip("trained_range_note:N", title=OUTSIDE_RANGE)])
     layers = band + line + dots
     if frame["outside_trained_range"].notna().any():
         layers += _outside_range_rings(base)
-    title = _title("Accuracy at equal tokens", "pass@1 and its 95% interval (the band), a point per budget N")
+    title = _title("Accuracy at equal tokens", "pass@1 and its 95% interval (the band), a point per budget N"
+                   + ("; x includes the verifier's tokens" if with_verifier else ""))
     return _fit(layers.properties(width="container", height=300, title=title))
 
 

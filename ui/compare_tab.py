@@ -16,7 +16,7 @@ import gradio as gr
 
 from backend.controllers.registry import controller_facts, controller_names
 from backend.errors import InputError
-from backend.evaluation.costs import estimate_cost
+from backend.evaluation.costs import billed_tokens, estimate_cost
 from backend.service.budgetlab import Budgetlab
 from backend.service.compare import parse_compare_request
 from backend.service.examples import builtin_examples
@@ -161,12 +161,11 @@ def _model_note(service: Budgetlab, name: str) -> str:
 
 
 def _card_cost(service: Budgetlab, generation: dict, price_in, price_out) -> float:
-    """A card's cost: an endpoint model's at the endpoint's prices, a served model's at the form's.
-    Probe tokens (early_exit) are generated, so billed, though not part of the output."""
-    output = generation["total_tokens"] + generation["probe_tokens"]
+    """A card's cost: an endpoint model's at the endpoint's prices, a served model's at the form's (probe
+    tokens and a verifier's reads are billed too: `billed_tokens`)."""
     if service.is_endpoint_model(generation.get("model") or ""):
         return service.with_cost(dict(generation))["cost_usd"]
-    return estimate_cost(generation["prompt_tokens"], output, price_in or 0, price_out or 0)
+    return estimate_cost(*billed_tokens(generation), price_in or 0, price_out or 0)
 
 
 # What a controller promises about N, in words no audit verdict uses (the audit says what was observed).

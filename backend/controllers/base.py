@@ -35,6 +35,13 @@ class Controller:
     budget_kind: str = "guaranteed"
     opens_thinking = True  # the generation starts inside the thinking block
     budget_prompt = False  # the prompt states the budget (meant for a model trained to follow it: L1)
+    family = "sequential"  # how it spends N: sequential, parallel, verified or search (the Analytics lines' styles)
+    # How a group's answer is chosen among its graded samples (backend.service.records applies the rule):
+    # None for one generation; vote, confidence (answer log-probability), score (a verifier's) or score_vote.
+    selection: str | None = None
+    # How many jobs of its own a sweep gives it: 1 (the whole answer in one slot), or K for a group
+    # whose samples each take a slot (open_group / run_sample / finish_group: backend.controllers.parallel).
+    sample_jobs = 1
     # Why the controller cannot run on a chat endpoint (None: it can, as one chat request).
     chat_refusal: str | None = "needs token-level control of a served model, which a chat API does not give"
 
@@ -86,6 +93,9 @@ class Controller:
 
     async def prompt_ids(self, session: ModelSession, user_text: str) -> list[int]:
         return await session.chat_ids(user_text)
+
+    def after_grading(self, live: LiveGeneration) -> None:
+        """What the controller records once a generation's answer is known (early exit: where its probes settled)."""
 
 
 async def stream_into(session: ModelSession, prompt_ids: list[int], max_tokens: int, sampling: Sampling, live: LiveGeneration, in_thinking: bool,

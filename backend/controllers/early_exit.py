@@ -28,6 +28,10 @@ class EarlyExit(Controller):
     description = "Thinking in chunks; after each, a probe asks for the answer; stop once the probes agree (or at N), then answer."
     chat_refusal = "probes the answer between chunks of thinking, which needs token-level continuation; a chat API cannot do it"
 
+    def after_grading(self, live: LiveGeneration) -> None:
+        if live.probes:
+            live.settled_at = settled_at(live.probes, live.extracted_answer)
+
     async def run_tokens(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
         config = self.config
         live.prompt = self.user_text(question, budget)

@@ -29,6 +29,7 @@ from backend.controllers.session import BudgetError, ModelSession
 from backend.serving.sampling import Sampling
 
 MODES = {"maj": "majority vote", "best": "best-of", "prm": "best by verifier score", "pvote": "verifier-weighted vote"}
+SELECTIONS = {"maj": "vote", "best": "confidence", "prm": "score", "pvote": "score_vote"}  # Controller.selection of each mode
 VERIFIED_MODES = ("prm", "pvote")  # the modes whose answer a verifier's step scores decide
 MAX_GROUP_SIZE = 64  # K of a majK / bestK group (not sweep_plan.MAX_SAMPLES, the samples per question)
 NAME_RE = re.compile(r"(maj|best|prm|pvote)(\d+):([^@\s]+)(?:@(\S+))?")
@@ -42,6 +43,9 @@ class ParallelController(Controller):
         # prmK / pvoteK: the verifier that scores each sample's steps (attached by the service as `verifier`).
         self.verifier_name = verifier_name if mode in VERIFIED_MODES else None
         self.verifier = None
+        self.family = "verified" if self.verifier_name else "parallel"
+        self.selection = SELECTIONS[mode]
+        self.sample_jobs = k
         self.name = f"{mode}{k}:{inner.name}" + (f"@{self.verifier_name}" if self.verifier_name else "")
         self.budget_kind = inner.budget_kind
         self.budget_prompt = inner.budget_prompt
@@ -53,6 +57,9 @@ class ParallelController(Controller):
 
     async def unsupported(self, session) -> str | None:
         return await self.inner.unsupported(session)
+
+    def after_grading(self, live: LiveGeneration) -> None:
+        self.inner.after_grading(live)  # each sample as its inner controller records it
 
     async def run(self, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration) -> None:
         samplings = self.open_group(live, budget, sampling)

@@ -102,6 +102,16 @@ def budget_split(name: str) -> int | None:
     return k
 
 
+def controller_family(name: str) -> str:
+    """How controller `name` spends its budget: sequential (one thought), parallel (K samples, a vote or
+    best-of), verified (K samples chosen by a verifier) or search (a tree grown under a verifier);
+    sequential for a name no longer known (an older store's)."""
+    try:
+        return make_controller(name, ControllerConfig()).family
+    except ValueError:
+        return "sequential"
+
+
 def controller_facts(config: ControllerConfig, names: list[str] | None = None) -> list[dict]:
     """Name, budget kind and description of each controller (the forms' table)."""
     out = []
@@ -111,4 +121,4 @@ def controller_facts(config: ControllerConfig, names: list[str] | None = None) -
     return out
 
 
-__all__ = ["CONTROLLERS", "CONTROLLER_CLASSES", "MODES", "budget_split", "controller_facts", "controller_names", "make_controller", "verifier_name"]
+__all__ = ["CONTROLLERS", "CONTROLLER_CLASSES", "MODES", "budget_split", "controller_facts", "controller_names", "make_controller", "controller_family", "verifier_name"]

@@ -88,6 +88,7 @@ class SearchController(Controller):
     the service attaches the verifier itself (``verifier``) before it runs."""
 
     budget_kind = "guaranteed"
+    family = "search"
     chat_refusal = "a search generates step by step on token ids and scores each step, which a chat API does not allow"
 
     def __init__(self, inner: Controller, verifier_name: str) -> None:

@@ -34,17 +34,29 @@ def estimate_cost(prompt_tokens: int, output_tokens: int, price_in_per_m: float,
     return (prompt_tokens * price_in_per_m + output_tokens * price_out_per_m) / 1_000_000
 
 
+def billed_tokens(tokens: Mapping[str, Any], prefix: str = "") -> tuple[float, float]:
+    """(input, output) tokens an answer is billed for: of one generation, or with ``prefix="mean_"`` an
+    aggregate's means (`store.analytics.tradeoff`). Input: the prompt, plus what a verifier read to score
+    its steps (a verifier reads, it does not generate: billed as input at the model's price). Output:
+    what the policy generated, its probes included (``cost_tokens``, the equal-token axis)."""
+    def count(name: str) -> float:
+        return float(tokens.get(prefix + name) or 0.0)
+
+    if prefix:
+        output = count("cost_tokens") if tokens.get(prefix + "cost_tokens") is not None else count("tokens")
+    else:
+        output = count("total_tokens") + count("probe_tokens")
+    return count("prompt_tokens") + count("verifier_tokens"), output
+
+
 def cost_per_1k_questions(mean_prompt_tokens: float | None, mean_output_tokens: float | None, price: Price) -> float:
     """Dollars for 1,000 questions at these mean token counts."""
     return 1000.0 * ((mean_prompt_tokens or 0.0) * price.input_per_m + (mean_output_tokens or 0.0) * price.output_per_m) / 1e6
 
 
 def priced(points: Sequence[Mapping[str, Any]], prices: Mapping[str, Price], default: Price) -> list[dict[str, Any]]:
-    """The points with ``cost_per_1k`` (dollars per 1,000 questions) at their model's price."""
-    # Output tokens billed: the answer's, plus its probes' (early_exit) when there were any.
-    return [{**p, "cost_per_1k": cost_per_1k_questions(p.get("mean_prompt_tokens"), p.get("mean_cost_tokens", p.get("mean_tokens")),
-                                                       prices.get(p["model"], default))}
-            for p in points]
+    """The points with ``cost_per_1k`` (dollars per 1,000 questions) at their model's price (`billed_tokens`)."""
+    return [{**p, "cost_per_1k": cost_per_1k_questions(*billed_tokens(p, "mean_"), prices.get(p["model"], default))} for p in points]
 
 
 def pareto_frontier(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

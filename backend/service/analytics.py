@@ -11,6 +11,7 @@ loose values (`filters_from_form`), checked here.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,10 +21,21 @@ from typing import Any
 from backend.evaluation.costs import Price, pareto_frontier, parse_prices, priced, recommend, recommendation_text
 from backend.evaluation.keywords import KEYWORD_CATEGORIES, KEYWORDS_VERSION
 from backend.service.trained_range import TrainedBudgets, flag_rows
-from store import analytics, queries
+from backend.controllers.registry import controller_family
+from store import analytics, queries, search
 from store.analytics import Filters
 
 EXPORT_FORMATS = ("csv", "parquet")
+
+# The views beyond the core ones (accuracy, cost, adherence, keywords), each one query under the
+# filters, by name; `AnalyticsView.data[name]` holds its rows and the tab's registered chart of the same
+# name draws them (ui/analytics_views.py). A new view: its query here, its chart there.
+VIEW_QUERIES: dict[str, Callable[[Any, Filters], list[dict[str, Any]]]] = {
+    "votes": analytics.vote_curves,  # maj@k of parallel methods for every k <= K
+    "settling": analytics.settling,  # early exit: thinking spent after the answer settled
+    "calibration": search.calibration,  # a verifier's step scores against the oracle's verdicts
+    "difficulty": search.by_difficulty,  # accuracy by number of operations: which method wins where
+}
 
 
 def filters_from_form(models, controllers, datasets, runs, budget_min, budget_max) -> Filters:
@@ -43,8 +55,7 @@ class AnalyticsView:
     keywords: list[dict[str, Any]]  # store.analytics.keyword_rates rows
     recent: list[dict[str, Any]]  # the newest generations under the filters
     recommendation: str
-    votes: list[dict[str, Any]] = ()  # store.analytics.vote_curves rows: maj@k of parallel methods
-    settling: list[dict[str, Any]] = ()  # store.analytics.settling rows: early exit's thinking after the answer settled
+    data: Mapping[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)  # each registered view's rows (VIEW_QUERIES), by name
 
     @property
     def series(self) -> list[dict[str, Any]]:
@@ -53,7 +64,7 @@ class AnalyticsView:
         seen = {}
         for p in self.points:
             seen.setdefault((p["model"], p["controller"]), {"model": p["model"], "controller": p["controller"], "budget_kind": p.get("budget_kind"),
-                                                            "shape": "parallel" if (p.get("samples") or 1) > 1 else "sequential",
+                                                            "shape": p.get("family") or ("parallel" if (p.get("samples") or 1) > 1 else "sequential"),
                                                             "probed": bool(p.get("mean_probe_tokens")),
                                                             "token_counts": p.get("token_counts") or "counted", "outside": []})
             if p.get("trained_range_note"):
@@ -98,13 +109,14 @@ class Analytics:
             spread = analytics.adherence(cur, filters)
             words = analytics.keyword_rates(cur, filters, KEYWORD_CATEGORIES, KEYWORDS_VERSION)
             recent = analytics.list_generations(cur, filters)
-            votes = analytics.vote_curves(cur, filters)
-            settled = analytics.settling(cur, filters)
+            data = {name: query(cur, filters) for name, query in VIEW_QUERIES.items()}
+        for point in points:
+            point["family"] = controller_family(point["controller"])
         prices = {**{p["model"]: self.price_of(p["model"]) for p in points}, **prices}  # the table's prices win
         costed = priced(points, prices, self.default_price)
         best = recommend(costed, target, self.min_answers)
         return AnalyticsView(points, costed, pareto_frontier(costed), spread, words, recent,
-                             recommendation_text(best, target, costed, self.min_answers), votes, settled)
+                             recommendation_text(best, target, costed, self.min_answers), data)
 
     def generation(self, gen_id: str) -> dict[str, Any] | None:
         with self.store.reader() as cur:

@@ -29,7 +29,7 @@ from backend.controllers.prompts import THINK_END, THINK_START, base_prompt, cha
 from backend.controllers.session import ModelSession
 from backend.errors import InputError
 from backend.evaluation.arith import is_arith_question
-from backend.evaluation.costs import Price, estimate_cost
+from backend.evaluation.costs import Price, billed_tokens, estimate_cost
 from backend.evaluation.datasets import DatasetPolicy
 from backend.evaluation.verifiers import ORACLE
 from backend.service.analytics import Analytics
@@ -328,7 +328,7 @@ class Budgetlab:
         try:
             for spec in specs:
                 sessions[spec.name] = await self.open_session(spec, endpoints[spec.name], live=True, need_tokenizer=bool(verifiers))
-                check_budgets_fit(sessions[spec.name], request.budgets)
+                check_budgets_fit(sessions[spec.name], request.budgets, dict(request.assigned or ()).get(spec.name, request.controllers))
             # The run's record is written while the columns start (the writer thread may be busy with others').
             opening = asyncio.create_task(self._open_compare_run(run_id, specs, request, sampling))
 
@@ -386,10 +386,9 @@ class Budgetlab:
                 "generations": [self.with_cost(card) for card in flag_rows(stored_cards(run, rows), self.trained_range_of)]}
 
     def with_cost(self, generation: dict) -> dict:
-        """The generation with ``cost_usd`` at its model's prices (probe tokens are generated, so billed)."""
+        """The generation with ``cost_usd`` at its model's prices (`billed_tokens`: probes and verifier reads included)."""
         price = self.price_of(generation.get("model") or "")
-        output = generation["total_tokens"] + generation.get("probe_tokens", 0)
-        generation["cost_usd"] = estimate_cost(generation["prompt_tokens"], output, price.input_per_m, price.output_per_m)
+        generation["cost_usd"] = estimate_cost(*billed_tokens(generation), price.input_per_m, price.output_per_m)
         return generation
 
     # --- sweeps and their reports

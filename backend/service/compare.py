@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from backend.controllers.chat_session import ChatSession
 from backend.controllers.config import ControllerConfig
 from backend.controllers.live import LiveGeneration
-from backend.controllers.registry import make_controller
+from backend.controllers.registry import budget_split, make_controller
 from backend.controllers.session import BudgetError, ModelSession
 from backend.errors import InputError
 from backend.service.inputs import parse_budgets, parse_controllers, parse_seed
@@ -91,11 +91,16 @@ async def check_supported(session: ModelSession, controllers: Iterable[str], con
             raise InputError(f"{name}: {refusal}")
 
 
-def check_budgets_fit(session: ModelSession, budgets: Iterable[int]) -> None:
+def check_budgets_fit(session: ModelSession, budgets: Iterable[int], controllers: Iterable[str] = ()) -> None:
+    """Refuse a budget one generation could not hold: N itself for a sequential controller, N/K for one that
+    splits it (``maj4:l1_exact``, ``beam4x4``: each request is asked for its share)."""
     limit = session.tokens.max_model_len
+    splits = {name: budget_split(name) or 1 for name in controllers} or {"": 1}
     for budget in budgets:
-        if budget >= limit:
-            raise InputError(f"budget {budget}: larger than the model's context of {limit} tokens")
+        for name, split in splits.items():
+            if budget // split >= limit:
+                per = f" ({name} asks each of its {split} generations for {budget // split})" if split > 1 else ""
+                raise InputError(f"budget {budget}{per}: larger than the model's context of {limit} tokens")
 
 
 async def run_columns(

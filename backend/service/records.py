@@ -18,9 +18,10 @@ import asyncio
 import datetime as dt
 import json
 
-from backend.controllers.early_exit import settled_at
+from backend.controllers.config import ControllerConfig
 from backend.controllers.live import LiveGeneration
-from backend.controllers.parallel import parse_parallel, sample_seeds
+from backend.controllers.parallel import sample_seeds
+from backend.controllers.registry import make_controller
 from backend.evaluation.grading import grade, same_answer
 from backend.evaluation.keywords import KEYWORDS_VERSION, keyword_counts
 from backend.evaluation.voting import answer_classes, best_of, majority_vote, weighted_vote
@@ -38,11 +39,11 @@ async def settle(live: LiveGeneration, gold: str | None, timeout_s: float, quest
     """Grade a finished generation (each sample of a parallel one) and, for a group, choose the
     sample that answers: its answer, grade and answer text become the group's. A search tree's
     nodes (or a scored sample's steps) get the arith oracle's verdicts when `question` is arith."""
+    controller = make_controller(live.controller, ControllerConfig())  # what it declares: after_grading, selection
     for one in live.samples or [live]:
         result = await asyncio.to_thread(grade, one.answer_text, gold, one.full_text, timeout_s)
         one.extracted_answer, one.correct = result.extracted, result.correct
-        if one.probes:
-            one.settled_at = settled_at(one.probes, one.extracted_answer)
+        controller.after_grading(one)
         if one.search_tree:
             await asyncio.to_thread(label_tree, question, one.search_tree)
     if not live.samples:
@@ -50,7 +51,7 @@ async def settle(live: LiveGeneration, gold: str | None, timeout_s: float, quest
     samples = live.samples
     answers = [s.extracted_answer for s in samples]
     classes = await asyncio.to_thread(answer_classes, answers, lambda a, b: same_answer(a, b, timeout_s))
-    chosen = _choose(parse_parallel(live.controller)[0], samples, classes)
+    chosen = _choose(controller.selection, samples, classes)
     for sample, answer_class in zip(samples, classes):
         sample.answer_class = answer_class
         sample.chosen = sample.group_idx == chosen
@@ -61,14 +62,14 @@ async def settle(live: LiveGeneration, gold: str | None, timeout_s: float, quest
     live.extracted_answer, live.correct, live.answer_text = pick.extracted_answer, pick.correct, pick.answer_text
 
 
-def _choose(mode: str, samples: list[LiveGeneration], classes: list[int | None]) -> int | None:
-    """The sample whose answer the group gives: by vote (maj), answer confidence (best), verifier score
-    (prm) or the vote with each sample weighted by its verifier score (pvote)."""
-    if mode == "maj":
+def _choose(selection: str | None, samples: list[LiveGeneration], classes: list[int | None]) -> int | None:
+    """The sample whose answer the group gives, by the controller's rule (`Controller.selection`): the vote,
+    the answer's confidence, the verifier's score, or the vote with each sample weighted by that score."""
+    if selection == "vote":
         return majority_vote(classes)
-    if mode == "prm":
+    if selection == "score":
         return best_of([s.verifier_score if s.extracted_answer else None for s in samples])
-    if mode == "pvote":
+    if selection == "score_vote":
         return weighted_vote(classes, [s.verifier_score or 0.0 for s in samples])
     # A sample with an answer but no generated answer tokens (its box was in the thinking) may
     # still be chosen, after every sample that has a confidence.

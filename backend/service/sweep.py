@@ -113,7 +113,7 @@ async def _check_before_a_new_run(service, run_id: str, spec, controllers, reque
     async with service.hold(spec, "sweep", lambda message: notify(SweepProgress(run_id, message=f"waiting for {spec.name}: {message}"))) as endpoint:
         session = await service.open_session(spec, endpoint, live=False)
         try:
-            check_budgets_fit(session, request.budgets)
+            check_budgets_fit(session, request.budgets, controllers)
             await check_supported(session, controllers, service.controller_config)
         finally:
             await session.aclose()
@@ -148,7 +148,7 @@ async def _run_model(service, spec, request: SweepRequest, dataset: Dataset, sam
         try:
             async with held_verifiers(service, controllers, "sweep") as worker.verifiers:
                 await worker.connect(endpoint)
-                check_budgets_fit(worker.session, request.budgets)
+                check_budgets_fit(worker.session, request.budgets, controllers)
                 await check_supported(worker.session, controllers, service.controller_config)
                 progress.message = f"{spec.name}: generating"
                 return await worker.run(pending)

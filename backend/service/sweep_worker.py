@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 
 from backend.controllers.chat_session import ChatSession
 from backend.controllers.live import LiveGeneration
-from backend.controllers.parallel import ParallelController
 from backend.controllers.registry import make_controller
 from backend.controllers.session import BudgetError, ModelSession
 from backend.errors import InputError
@@ -60,7 +59,7 @@ class Job:
 class _Group:
     """A parallel item while its samples run as separate jobs."""
 
-    controller: ParallelController
+    controller: object  # a controller whose answer is K samples run as jobs of their own (`Controller.sample_jobs`)
     live: LiveGeneration
     samplings: list[Sampling] = field(default_factory=list)
     left: int = 0
@@ -126,7 +125,7 @@ class ModelWorker:
         jobs = []
         for item in items:
             controller = self._controller(item.controller)
-            jobs += [Job(item, j) for j in range(controller.k)] if isinstance(controller, ParallelController) else [Job(item)]
+            jobs += [Job(item, j) for j in range(controller.sample_jobs)] if controller.sample_jobs > 1 else [Job(item)]
         return jobs
 
     async def _work(self, queue: collections.deque[Job]) -> None:
@@ -211,7 +210,7 @@ class ModelWorker:
         if group is None:
             controller = self._controller(item.controller)
             live = LiveGeneration(controller=item.controller, budget=item.budget, budget_kind=controller.budget_kind)
-            group = self.groups[item.gen_id] = _Group(controller, live, left=controller.k)
+            group = self.groups[item.gen_id] = _Group(controller, live, left=controller.sample_jobs)
             group.samplings = controller.open_group(live, item.budget, replace(self.sampling, seed=item.seed))
         await group.controller.run_sample(session, item.question.question, group.live, job.sample, group.samplings[job.sample])
         group.left -= 1
