@@ -92,7 +92,7 @@ def build_service(settings: AppSettings, store, env: Mapping[str, str], *, engin
                   shell: bool = False) -> Budgetlab:
     """The service over ``store``, with the engines the settings describe (none started): a remote
     deployment, or a pool of local engines (which serves ``engine``'s model with ``engine``)."""
-    endpoints = settings.chat_endpoints()
+    endpoints, verifiers = settings.chat_endpoints(), settings.remote_verifiers()
     if isinstance(engine, RemoteEngine):
         engines = engine
     elif settings.backend_url and engine is None:
@@ -124,6 +124,8 @@ def build_service(settings: AppSettings, store, env: Mapping[str, str], *, engin
         endpoints=endpoints,
         # Each endpoint's key, from the variable the file names (the variable's name is all the file holds).
         endpoint_keys={name: env.get(e.api_key_env, "") for name, e in endpoints.items() if e.api_key_env},
+        remote_verifiers=verifiers,
+        verifier_keys={name: env.get(v.api_key_env, "") for name, v in verifiers.items() if v.api_key_env},
     )
 
 

@@ -29,7 +29,7 @@ from backend.controllers.config import ControllerConfig
 from backend.evaluation.datasets import DEFAULT_MAX_MB, MB, DatasetPolicy
 from backend.evaluation.verifier import GRADE_TIMEOUT_S
 from backend.serving.engine import EngineConfig
-from backend.serving.endpoints import ChatEndpoint, load_endpoints
+from backend.serving.endpoints import ChatEndpoint, VerifierEndpoint, load_endpoints, load_verifiers
 from backend.serving.pool import PoolConfig
 from backend.serving.registry import ModelRegistry
 from backend.serving.sampling import Sampling
@@ -177,6 +177,10 @@ class AppSettings:
     def chat_endpoints(self) -> dict[str, ChatEndpoint]:
         """The endpoints file's entries by name ({} without one); InputError saying what to fix in the file."""
         return load_endpoints(self.resolve_path(self.endpoints)) if self.endpoints else {}
+
+    def remote_verifiers(self) -> dict[str, VerifierEndpoint]:
+        """The endpoints file's [verifiers.NAME] entries by name ({} without a file)."""
+        return load_verifiers(self.resolve_path(self.endpoints)) if self.endpoints else {}
 
     def model_registry(self) -> ModelRegistry:
         """The registry of this configuration: shipped models, then the Train tab's fine-tunes."""

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from backend.errors import InputError
-from backend.serving.endpoints import KNOBS, ChatEndpoint, knob_params, load_endpoints, parse_model_ref
+from backend.serving.endpoints import KNOBS, ChatEndpoint, VerifierEndpoint, knob_params, load_endpoints, load_verifiers, parse_model_ref
 from backend.settings import REPO_ROOT
 
 
@@ -18,6 +18,24 @@ def test_the_example_file_loads():
     assert (openai.model, openai.api_key_env, openai.knob, openai.price_out_per_m, openai.max_concurrency) == ("o4-mini", "OPENAI_API_KEY", "reasoning_effort", 4.4, 8)
     assert openai.effort_map == (("low", 1024), ("medium", 8192), ("high", math.inf))
     assert endpoints["local-vllm"].api_key_env == ""
+    assert load_verifiers(REPO_ROOT / "endpoints.example.toml") == {"far-prm": VerifierEndpoint("far-prm", "http://10.0.0.7:8000", "tiny-prm", 448)}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[verifiers.v]\nbase_url = "http://h:8000/v1"\nmodel = "m"\nstep_tag_id = 7\n', None),
+    ('[verifiers.v]\nbase_url = "h:8000"\nmodel = "m"\nstep_tag_id = 7\n', "base_url (http:// or https://, the server's root) and model are required"),
+    ('[verifiers.v]\nbase_url = "http://h"\nmodel = "m"\n', "step_tag_id must be the id of the token that ends each step"),
+    ('[verifiers.v]\nbase_url = "http://h"\nmodel = "m"\nstep_tag_id = 7\napi_key = "x"\n', "unknown field(s) api_key"),
+])
+def test_verifiers_of_the_endpoints_file(tmp_path, text, message):
+    path = tmp_path / "endpoints.toml"
+    path.write_text(text)
+    if message is None:
+        assert load_verifiers(path)["v"].base_url == "http://h:8000"  # the server's root: /v1 dropped
+        assert load_endpoints(path) == {}  # a file with verifiers only is a valid endpoints file
+    else:
+        with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_verifiers(path)
 
 
 @pytest.mark.parametrize(("knob", "native", "extra"), [
@@ -58,7 +76,7 @@ def write(tmp_path, text: str):
     ('[endpoints.x]\nbase_url = "https://a/v1"\nmodel = "m"\nstream = "yes"', "stream must be true or false"),
     ('[endpoints.x]\nbase_url = "https://a/v1"\nmodel = "m"\nbudgets = [0, 64]', "budgets must be a list of positive token counts"),
     ('[endpoints.x\n', "not valid TOML"),
-    ('title = "none here"', "no [endpoints.NAME] tables"),
+    ('title = "none here"', "no [endpoints.NAME] or [verifiers.NAME] tables"),
 ])
 def test_a_bad_endpoints_file_is_refused_with_what_to_fix(tmp_path, text, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):

@@ -24,6 +24,7 @@ from backend.evaluation.verifiers import OracleVerifier
 from backend.service.compare import parse_compare_request
 from backend.service.records import settle
 from backend.serving.client import EngineClient
+from backend.serving.endpoints import VerifierEndpoint
 from backend.serving.sampling import Sampling
 from backend.serving.tokenizer import LocalTokenizer
 from tests.conftest import run
@@ -143,3 +144,21 @@ def test_a_killed_verifier_fails_the_card_with_its_reason_and_stores_nothing(ser
     with store.reader() as cur:
         rows = cur.execute("SELECT controller FROM generations WHERE run_id = ?", [last.run_id]).fetchall()
     assert rows == [("l1_exact",)]
+
+
+def test_a_prm_served_elsewhere_is_a_verifier_from_the_endpoints_file(service):
+    """A [verifiers.NAME] entry of the endpoints file: its /pooling is asked, nothing is leased. Here the
+    "elsewhere" is the pool's own tiny-prm engine, reached by its address and key as a remote one would be."""
+    endpoint = service.engines.ensure(service.resolve_model("tiny-prm"), timeout_s=300, role="score")
+    service.remote_verifiers["far-prm"] = VerifierEndpoint("far-prm", endpoint.base_url, endpoint.model, 448, "FAR_PRM_KEY")
+    service.verifier_keys["far-prm"] = endpoint.api_key
+    try:
+        assert "far-prm" in service.verifier_names()
+        request = parse_compare_request(QUESTION.question, "l1-tiny", "256", "prm2:l1_exact@far-prm", GOLD, 5, max_columns=24)
+        (card,) = run(service.compare(request))["generations"]
+        assert card["error"] is None, card["error"]
+        assert card["controller"] == "prm2:l1_exact@far-prm" and card["verifier_tokens"] > 0
+        assert all(s["verifier_score"] is not None for s in card["samples"])
+    finally:
+        service.remote_verifiers.pop("far-prm")
+        service.verifier_keys.pop("far-prm")

@@ -47,7 +47,7 @@ from backend.service.trained_range import TrainedBudgets, budgets_inside, flag_r
 from backend.service.verifying import canonical_controllers, check_verifiers, held_verifiers, verifiers_needed
 from backend.serving.chat import ChatClient, EndpointLimits
 from backend.serving.client import EngineClient
-from backend.serving.endpoints import ChatEndpoint
+from backend.serving.endpoints import ChatEndpoint, VerifierEndpoint
 from backend.serving.engine import EngineStatus
 from backend.serving.pool import EnginePool, EngineView
 from backend.serving.local import GENERATE
@@ -114,6 +114,8 @@ class Budgetlab:
         owns_engines: bool = True,
         endpoints: Mapping[str, ChatEndpoint] | None = None,
         endpoint_keys: Mapping[str, str] | None = None,
+        remote_verifiers: Mapping[str, VerifierEndpoint] | None = None,
+        verifier_keys: Mapping[str, str] | None = None,
         local_tokenizer: bool = True,
     ) -> None:
         """`store`: a `StoreWriter` (or a read-only store, for reports); `dataset_policy`: which
@@ -143,6 +145,8 @@ class Budgetlab:
         self.tokenizers = LocalTokenizers(tokenizer_probes(controller_config), enabled=local_tokenizer)
         self.endpoints = dict(endpoints or {})
         self._endpoint_keys = dict(endpoint_keys or {})
+        self.remote_verifiers = dict(remote_verifiers or {})  # PRMs served elsewhere ([verifiers.NAME] of the endpoints file)
+        self.verifier_keys = dict(verifier_keys or {})
         self.analytics = Analytics(store, price, self.price_of, self.trained_range_of, recommend_min_answers)
 
     # --- engines
@@ -174,8 +178,8 @@ class Budgetlab:
         return names + self.endpoint_models()
 
     def verifier_names(self) -> list[str]:
-        """What a search can be guided by: the arith oracle, then every registered process reward model."""
-        return [ORACLE, *(spec.name for spec in self.registry.local_models() if spec.is_verifier)]
+        """What a search can be guided by: the arith oracle, every registered process reward model, then those served elsewhere."""
+        return [ORACLE, *(spec.name for spec in self.registry.local_models() if spec.is_verifier), *self.remote_verifiers]
 
     def endpoint_models(self) -> list[str]:
         return [f"{endpoint.model}@{name}" for name, endpoint in self.endpoints.items()]

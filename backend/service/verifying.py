@@ -1,9 +1,10 @@
 """The verifiers a comparison or a sweep needs, held while it runs, and attached to its controllers.
 
 A verifier-guided controller names its verifier (``beam4x4:l1_exact@tiny-prm``): ``oracle`` (the
-arith rule checker, no engine), or a registered process reward model (a model folder with a
+arith rule checker, no engine), a registered process reward model (a model folder with a
 ``prm_config.json``), whose engine (vLLM's pooling runner) is leased like any model's for the
-whole run, next to the policy's. The names are made whole first (`canonical_controllers`: the
+whole run, next to the policy's, or a PRM served elsewhere (``[verifiers.NAME]`` of the
+endpoints file: its ``/pooling``, nothing leased). The names are made whole first (`canonical_controllers`: the
 ``search_verifier`` setting fills in a missing ``@VERIFIER``), so what is stored says which
 verifier chose the answer.
 
@@ -27,6 +28,7 @@ from backend.evaluation.oracle import label_steps
 from backend.evaluation.arith import is_arith_question
 from backend.evaluation.verifiers import ORACLE, OracleVerifier, PRMVerifier
 from backend.serving.client import EngineClient
+from backend.serving.engine import Endpoint
 from backend.serving.local import SCORE
 from backend.serving.registry import PRM_CONFIG
 
@@ -41,9 +43,9 @@ def verifiers_needed(names: Iterable[str], config: ControllerConfig) -> list[str
 
 
 async def check_verifiers(service, names: Iterable[str]) -> None:
-    """InputError for a named verifier that is neither the oracle nor a registered PRM (before anything runs)."""
+    """InputError for a named verifier that is neither the oracle, a registered PRM nor one of the endpoints file (before anything runs)."""
     for name in verifiers_needed(names, service.controller_config):
-        if name != ORACLE:
+        if name != ORACLE and name not in service.remote_verifiers:
             await _prm_spec(service, name)
 
 
@@ -67,6 +69,12 @@ async def held_verifiers(service, names: Iterable[str], holder: str) -> AsyncIte
         for name in verifiers_needed(names, service.controller_config):
             if name == ORACLE:
                 verifiers[name] = OracleVerifier()
+                continue
+            if name in service.remote_verifiers:  # served elsewhere: nothing to lease
+                remote = service.remote_verifiers[name]
+                client = EngineClient(Endpoint(remote.base_url, service.verifier_keys.get(name, ""), remote.model), timeout_s=service.request_timeout_s)
+                stack.push_async_callback(client.aclose)
+                verifiers[name] = PRMVerifier(name, client, remote.step_tag_id, _prompt_ids(client))
                 continue
             spec = await _prm_spec(service, name)
             endpoint = await stack.enter_async_context(service.hold(spec, holder, role=SCORE))

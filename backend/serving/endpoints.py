@@ -18,6 +18,17 @@ in the file, only the name of the environment variable that holds it::
     native, extra_body = knob_params(endpoint, 2048)   # ({"reasoning_effort": "medium"}, {})
 
 A model on an endpoint is written ``MODEL_ID@ENDPOINT_NAME`` wherever a model is chosen.
+
+The same file may name verifiers served elsewhere: a process reward model behind vLLM's pooling
+runner (``/pooling``, step pooling at its tag), usable as ``beam4x4@NAME`` like a local one::
+
+    [verifiers.far-prm]
+    base_url = "http://10.0.0.7:8000"      # the vLLM server's root (it serves /pooling and /tokenize)
+    model = "tiny-prm"
+    step_tag_id = 448                       # the token its steps end with (its prm_config.json)
+    api_key_env = "FAR_PRM_KEY"
+
+    verifiers = load_verifiers(Path("endpoints.toml"))
 """
 
 from __future__ import annotations
@@ -89,18 +100,61 @@ class ChatEndpoint:
         return next(level for level, bound in self.effort_map if budget <= bound)
 
 
-def load_endpoints(path: Path) -> dict[str, ChatEndpoint]:
-    """The endpoints of a TOML file, by name; InputError naming the file, the entry and the field."""
+def _read(path: Path) -> dict:
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
         raise InputError(f"endpoints file {path}: cannot be read ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"endpoints file {path}: not valid TOML ({exc})") from None
-    entries = data.get("endpoints")
-    if not isinstance(entries, dict) or not entries:
-        raise InputError(f"endpoints file {path}: no [endpoints.NAME] tables (see endpoints.example.toml)")
+    if not data.get("endpoints") and not data.get("verifiers"):
+        raise InputError(f"endpoints file {path}: no [endpoints.NAME] or [verifiers.NAME] tables (see endpoints.example.toml)")
+    return data
+
+
+def load_endpoints(path: Path) -> dict[str, ChatEndpoint]:
+    """The endpoints of a TOML file, by name; InputError naming the file, the entry and the field."""
+    entries = _read(path).get("endpoints") or {}
+    if not isinstance(entries, dict):
+        raise InputError(f"endpoints file {path}: endpoints must be [endpoints.NAME] tables (see endpoints.example.toml)")
     return {name: _endpoint(path, name, entry) for name, entry in entries.items()}
+
+
+@dataclass(frozen=True)
+class VerifierEndpoint:
+    """A process reward model served elsewhere by vLLM's pooling runner: a ``[verifiers.NAME]`` table."""
+
+    name: str
+    base_url: str  # the server's root, without /v1
+    model: str
+    step_tag_id: int
+    api_key_env: str = ""
+
+
+_VERIFIER_FIELDS = {"base_url", "model", "step_tag_id", "api_key_env"}
+
+
+def load_verifiers(path: Path) -> dict[str, VerifierEndpoint]:
+    """The file's ``[verifiers.NAME]`` tables, by name ({} when it has none); InputError saying what to fix."""
+    entries = _read(path).get("verifiers") or {}
+    verifiers = {}
+    for name, entry in entries.items():
+        where = f"endpoints file {path}: verifier {name!r}"
+        if not NAME_RE.fullmatch(name) or not isinstance(entry, dict):
+            raise InputError(f"{where}: a [verifiers.NAME] table, NAME of letters, digits, '_', '.' or '-'")
+        unknown = sorted(set(entry) - _VERIFIER_FIELDS)
+        if unknown:
+            raise InputError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_VERIFIER_FIELDS))}")
+        if not str(entry.get("base_url", "")).startswith(("http://", "https://")) or not str(entry.get("model", "")).strip():
+            raise InputError(f"{where}: base_url (http:// or https://, the server's root) and model are required")
+        tag = entry.get("step_tag_id")
+        if isinstance(tag, bool) or not isinstance(tag, int) or tag < 0:
+            raise InputError(f"{where}: step_tag_id must be the id of the token that ends each step (its prm_config.json), got {tag!r}")
+        if entry.get("api_key_env") and not ENV_RE.fullmatch(str(entry["api_key_env"])):
+            raise InputError(f"{where}: api_key_env {entry['api_key_env']!r} is not an environment variable name")
+        verifiers[name] = VerifierEndpoint(name, entry["base_url"].rstrip("/").removesuffix("/v1"), entry["model"].strip(), tag,
+                                           entry.get("api_key_env", ""))
+    return verifiers
 
 
 def _endpoint(path: Path, name: str, entry: Any) -> ChatEndpoint:
