@@ -113,6 +113,6 @@ def test_a_prm_folder_is_a_verifier_and_not_a_model_to_generate_with(tmp_path):
     from backend.service.budgetlab import Budgetlab
 
     lab = Budgetlab.__new__(Budgetlab)  # only the registry is needed for these two lists
-    lab.registry, lab.default_model, lab.endpoints = registry, "policy", {}
+    lab.registry, lab.default_model, lab.endpoints, lab.remote_verifiers = registry, "policy", {}, {}
     assert "judge" not in lab.model_names() and "policy" in lab.model_names()
     assert lab.verifier_names() == ["oracle", "judge"]
