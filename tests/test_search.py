@@ -8,9 +8,13 @@ shipped tiny-prm (served by the app's engine pool with vLLM's pooling runner).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import time
+
+import httpx
 
 import pytest
 
@@ -146,19 +150,38 @@ def test_a_killed_verifier_fails_the_card_with_its_reason_and_stores_nothing(ser
     assert rows == [("l1_exact",)]
 
 
+@contextlib.contextmanager
+def _answering_prm(service, timeout_s: float = 300.0):
+    """A lease on the pool's tiny-prm engine once it answers (the test before this one killed it: until its
+    supervisor has restarted it, the pool still hands out the dead one's address)."""
+    spec, deadline = service.resolve_model("tiny-prm"), time.monotonic() + timeout_s
+    while True:
+        with service.engines.lease(spec, "request", role="score", timeout_s=timeout_s) as endpoint:
+            try:
+                httpx.get(f"{endpoint.base_url}/health", timeout=5).raise_for_status()
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+            else:
+                yield endpoint
+                return
+        time.sleep(2)
+
+
 def test_a_prm_served_elsewhere_is_a_verifier_from_the_endpoints_file(service):
     """A [verifiers.NAME] entry of the endpoints file: its /pooling is asked, nothing is leased. Here the
-    "elsewhere" is the pool's own tiny-prm engine, reached by its address and key as a remote one would be."""
-    endpoint = service.engines.ensure(service.resolve_model("tiny-prm"), timeout_s=300, role="score")
-    service.remote_verifiers["far-prm"] = VerifierEndpoint("far-prm", endpoint.base_url, endpoint.model, 448, "FAR_PRM_KEY")
-    service.verifier_keys["far-prm"] = endpoint.api_key
-    try:
-        assert "far-prm" in service.verifier_names()
-        request = parse_compare_request(QUESTION.question, "l1-tiny", "256", "prm2:l1_exact@far-prm", GOLD, 5, max_columns=24)
-        (card,) = run(service.compare(request))["generations"]
-        assert card["error"] is None, card["error"]
-        assert card["controller"] == "prm2:l1_exact@far-prm" and card["verifier_tokens"] > 0
-        assert all(s["verifier_score"] is not None for s in card["samples"])
-    finally:
-        service.remote_verifiers.pop("far-prm")
-        service.verifier_keys.pop("far-prm")
+    "elsewhere" is the pool's own tiny-prm engine, reached by its address and key as a remote one would be;
+    the test holds a lease on it so that the pool keeps it up (as a remote server would stay up)."""
+    with _answering_prm(service) as endpoint:
+        service.remote_verifiers["far-prm"] = VerifierEndpoint("far-prm", endpoint.base_url, endpoint.model, 448, "FAR_PRM_KEY")
+        service.verifier_keys["far-prm"] = endpoint.api_key
+        try:
+            assert "far-prm" in service.verifier_names()
+            request = parse_compare_request(QUESTION.question, "l1-tiny", "256", "prm2:l1_exact@far-prm", GOLD, 5, max_columns=24)
+            (card,) = run(service.compare(request))["generations"]
+            assert card["error"] is None, card["error"]
+            assert card["controller"] == "prm2:l1_exact@far-prm" and card["verifier_tokens"] > 0
+            assert all(s["verifier_score"] is not None for s in card["samples"])
+        finally:
+            service.remote_verifiers.pop("far-prm")
+            service.verifier_keys.pop("far-prm")
