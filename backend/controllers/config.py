@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from backend.config import setting
 
 
+AGGREGATIONS = ("last", "min", "prod")  # how a path's step scores make its score (backend.controllers.search.aggregate)
+
+
 @dataclass(frozen=True)
 class ControllerConfig:
     """What the controllers need besides the budget; each field is also a setting (same name)."""
@@ -31,7 +34,7 @@ class ControllerConfig:
             raise ValueError(f"s1_max_waits {self.s1_max_waits}: must be 0 or more")
         if not self.s1_wait_text:
             raise ValueError("s1_wait_text is empty: s1 needs a text to append, e.g. 'Wait'")
-        if self.search_aggregation not in ("last", "min", "prod"):
+        if self.search_aggregation not in AGGREGATIONS:
             raise ValueError(f"search_aggregation {self.search_aggregation!r}: choose last, min or prod")
         if not self.search_verifier.strip():
             raise ValueError("search_verifier is empty: name a process reward model or 'oracle'")

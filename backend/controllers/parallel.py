@@ -18,13 +18,12 @@ is stored as its own generation, so vote curves for any k <= K can be recomputed
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 from dataclasses import replace
 
 from backend.controllers.base import Controller
 from backend.controllers.live import LiveGeneration
-from backend.controllers.search import score_sample, verifier_of
+from backend.controllers.search import score_sample, step_seed, verifier_of
 from backend.controllers.session import BudgetError, ModelSession
 from backend.serving.sampling import Sampling
 
@@ -124,8 +123,7 @@ def sample_seeds(seed: int | None, k: int) -> list[int | None]:
     controller's draw at the same seed), the others derived from it."""
     if seed is None:
         return [None] * k
-    derived = [int.from_bytes(hashlib.sha256(f"{seed}\x1f{j}".encode()).digest()[:4], "big") & 0x7FFFFFFF for j in range(1, k)]
-    return [seed, *derived]
+    return [seed, *(step_seed(seed, j) for j in range(1, k))]
 
 
 def parse_parallel(name: str) -> tuple[str, int, str] | None:

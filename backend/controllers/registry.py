@@ -33,6 +33,7 @@ CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in CONTROLLER_CLASSE
 SUGGESTED_PARALLEL = ("maj4:l1_exact", "best4:l1_exact", "maj4:no_thinking", "prm4:l1_exact", "beam4x4", "particles4")
 SEARCH_RE = re.compile(r"(beam)(\d+)x(\d+)(?::([^@\s]+))?(?:@(\S+))?|(particles)(\d+)(?::([^@\s]+))?(?:@(\S+))?")
 MAX_SEARCH_PATHS = 64  # W x M of a beam search, P of particle filtering
+NAME_VERIFIER = re.compile(r"@(\S+)$")
 
 
 def controller_names() -> list[str]:
@@ -60,9 +61,6 @@ def make_controller(name: str, config: ControllerConfig) -> Controller:
     if verifier and mode not in VERIFIED_MODES:
         raise ValueError(f"controller {name!r}: {mode}K uses no verifier; drop the @{verifier.group(1)} or use prm{k}:{inner}")
     return ParallelController(mode, k, CONTROLLERS[inner](config), verifier.group(1) if verifier else config.search_verifier)
-
-
-NAME_VERIFIER = re.compile(r"@(\S+)$")
 
 
 def _search(name: str, match: re.Match, config: ControllerConfig) -> Controller:

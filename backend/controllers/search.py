@@ -31,7 +31,6 @@ from backend.controllers.session import BudgetError, ModelSession
 from backend.serving.sampling import Sampling
 from backend.steps import split_steps
 
-AGGREGATIONS = ("last", "min", "prod")
 # Inner controllers a search can take its prompt from: one request, the prompt decides the style.
 SEARCH_INNER = ("l1_exact", "l1_max", "hard_cap", "no_thinking")
 
@@ -54,7 +53,7 @@ def prompt_budget(path_budget: int) -> int:
 
 
 def step_seed(seed: int | None, *keys: int) -> int | None:
-    """A seed per expansion, derived from the search's own (None stays None: a random draw)."""
+    """A seed derived from ``seed`` and ``keys`` (a search's expansion, a parallel group's sample; None stays None: a random draw)."""
     if seed is None:
         return None
     text = "\x1f".join(str(k) for k in (seed, *keys))

@@ -72,15 +72,13 @@ async def held_verifiers(service, names: Iterable[str], holder: str) -> AsyncIte
                 continue
             if name in service.remote_verifiers:  # served elsewhere: nothing to lease
                 remote = service.remote_verifiers[name]
-                client = EngineClient(Endpoint(remote.base_url, service.verifier_keys.get(name, ""), remote.model), timeout_s=service.request_timeout_s)
-                stack.push_async_callback(client.aclose)
-                verifiers[name] = PRMVerifier(name, client, remote.step_tag_id, _prompt_ids(client))
-                continue
-            spec = await _prm_spec(service, name)
-            endpoint = await stack.enter_async_context(service.hold(spec, holder, role=SCORE))
+                endpoint, tag = Endpoint(remote.base_url, service.verifier_keys.get(name, ""), remote.model), remote.step_tag_id
+            else:
+                spec = await _prm_spec(service, name)
+                endpoint, tag = await stack.enter_async_context(service.hold(spec, holder, role=SCORE)), _step_tag_id(spec)
             client = EngineClient(endpoint, timeout_s=service.request_timeout_s)
             stack.push_async_callback(client.aclose)
-            verifiers[name] = PRMVerifier(name, client, _step_tag_id(spec), _prompt_ids(client))
+            verifiers[name] = PRMVerifier(name, client, tag, _prompt_ids(client))
         yield verifiers
 
 
