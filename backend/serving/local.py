@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 
 from backend.processes import engine_child, resident_gib, tail
+from backend.serving.cpu_cores import BIND_ENV, PLACER, bind_value
 from backend.serving.engine import Endpoint, EngineConfig, EngineStatus, EngineUnavailable, State, healthy
 from backend.serving.registry import PRM_CONFIG, ModelSpec
 
@@ -223,10 +224,11 @@ class LocalEngine:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         port, api_key = self._fixed_port or free_port(), self._fixed_key or secrets.token_urlsafe(24)
         cmd = server_command(self._spec, self.config, port, api_key, self.role)
-        log = open(self.log_path, "ab")
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self._spec.name} on port {port}\n".encode())
-        log.flush()
         env = server_env(self.config, self._base_env)
+        where = self._place(env)
+        log = open(self.log_path, "ab")
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self._spec.name} on port {port}{where}\n".encode())
+        log.flush()
         try:
             self._proc = self._spawner.submit(
                 subprocess.Popen, cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -238,6 +240,14 @@ class LocalEngine:
         self._generation += 1
         self._set_status(State.STARTING, self._spec.name, f"starting {self._spec.name} (pid {self._proc.pid})")
         threading.Thread(target=self._watch, args=(self._generation, self._proc, self._endpoint), daemon=True, name="engine-watch").start()
+
+    def _place(self, env: dict[str, str]) -> str:
+        """On CPU with the spread binding, the cores this engine's worker gets (`backend.serving.cpu_cores`), put in `env`."""
+        if self.config.device != "cpu" or self.config.cpu_bind != "spread" or BIND_ENV in self._base_env:
+            return ""
+        cores = PLACER.take(self)
+        env[BIND_ENV] = bind_value(cores)
+        return f", worker on cores {env[BIND_ENV]}"
 
     def _watch(self, generation: int, proc: subprocess.Popen, endpoint: Endpoint) -> None:
         """Wait for readiness, then watch for an unexpected exit and restart."""
@@ -271,11 +281,13 @@ class LocalEngine:
                 self._launch()
                 return
             why = "crashed" if was_ready else "failed to start"
+            PLACER.give_back(self)
             self._set_status(State.FAILED, name, f"engine {why} with exit status {code}; log tail:\n{tail(self.log_path)}")
 
     def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
         self._generation += 1
+        PLACER.give_back(self)
         if proc is None or proc.poll() is not None:
             return
         for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S - 10), (signal.SIGKILL, 10)):
