@@ -66,6 +66,16 @@ def test_a_second_model_doubles_the_columns_and_counts_against_the_limit():
         parse_compare_request("Q?", "l1-tiny", ["64"], ["l1_exact"], other_model="l1-tiny", max_columns=24)
 
 
+def test_the_chosen_verifier_goes_to_the_verifier_guided_controllers_that_name_none():
+    request = parse_compare_request("Q?", "l1-tiny", ["256"], ["l1_exact", "maj4:l1_exact", "prm4:l1_exact", "beam2x2", "particles4@tiny-prm"],
+                                    verifier=" oracle ", max_columns=24)
+    assert request.controllers == ("l1_exact", "maj4:l1_exact", "prm4:l1_exact@oracle", "beam2x2@oracle", "particles4@tiny-prm")
+    # A name the box turns into one already chosen is one column, not two.
+    assert parse_compare_request("Q?", "l1-tiny", ["256"], ["beam2x2", "beam2x2@oracle"], verifier="oracle", max_columns=24).controllers == ("beam2x2@oracle",)
+    # No verifier chosen: the names are left to the search_verifier setting.
+    assert parse_compare_request("Q?", "l1-tiny", ["256"], ["beam2x2"], max_columns=24).controllers == ("beam2x2",)
+
+
 def test_cost_estimate():
     assert estimate_cost(1_000_000, 2_000_000, 0.5, 2.0) == pytest.approx(4.5)
 

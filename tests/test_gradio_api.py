@@ -31,6 +31,16 @@ def test_compare_endpoint_returns_generations_as_json(client, store):
         assert queries.count_generations(cur, result["run_id"]) == 4
 
 
+def test_the_verifier_argument_goes_to_a_search_that_names_none(client, store):
+    # other_model "", each_on_its_model True, then the verifier: the oracle (the default would be the tiny PRM)
+    result = client.predict("Compute 20 + 22.", "l1-tiny", [256], ["particles2"], "42", 5, "", True, "oracle", api_name="/compare")
+    (generation,) = result["generations"]
+    assert generation["controller"] == "particles2:l1_exact@oracle" and generation["phase"] == "done", generation["error"]
+    assert generation["verifier_tokens"] == 0 and generation["search_tree"]  # the oracle reads nothing; the tree is kept
+    with pytest.raises(Exception, match="verifier 'no-such-prm'"):
+        client.predict("Compute 20 + 22.", "l1-tiny", [256], ["beam2x2"], "42", 5, "", True, "no-such-prm", api_name="/compare")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

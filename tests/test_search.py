@@ -88,6 +88,18 @@ def test_a_search_spends_at_most_n_policy_tokens_and_keeps_its_tree(engine, tiny
             assert not any(s["oracle"] for s in siblings if not s["kept"]), "a wrong step was kept over a right one"
 
 
+def test_a_path_that_thinks_to_its_limit_is_closed_and_answers_within_it(engine, tiny_spec):
+    # B = 96 per particle and the prompt says 86, but a thinking path is closed once 21 tokens are left
+    # of B (an answer's room and </think>): the app writes </think>, the model its answer, inside N.
+    live = run(_search(engine, tiny_spec, "particles2@oracle", 192))
+    assert 0 < live.total_tokens <= 192
+    _check_tree(live)
+    closed = [n for n in live.search_tree if n["closed"]]
+    assert closed and all(n["text"].startswith("</think>") for n in closed)
+    assert any(n["closed"] for n in live.search_tree if n["chosen"]), "the chosen path was closed by the app"
+    assert live.answer_text.strip() and live.extracted_answer is not None, live.answer_text
+
+
 def test_prm_k_scores_each_sample_and_picks_the_best_scored(engine, tiny_spec):
     live = run(_search(engine, tiny_spec, "prm4:hard_cap@oracle", 512))
     assert sum(s.total_tokens for s in live.samples) == live.total_tokens <= 512  # hard_cap: a guaranteed inner

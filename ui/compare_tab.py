@@ -51,6 +51,7 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
                 budgets = gr.Dropdown(label="Budgets (tokens)", choices=[str(b) for b in default_spec], value=[str(b) for b in default_spec[1:4]],
                                       multiselect=True, allow_custom_value=True, elem_id="bl-budgets")
                 controllers = gr.CheckboxGroup(label="Controllers", choices=controller_names(), value=DEFAULT_CONTROLLERS, elem_id="bl-controllers")
+                verifier = _verifier_box(service)
                 with gr.Accordion("What each controller does with N (hint: the model may overrun it; guaranteed: enforced)", open=False):
                     gr.Markdown(_controller_table(service), elem_id="bl-controller-table")
                 with gr.Row():
@@ -81,10 +82,11 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
                 return gr.skip(), gr.skip()
             return gr.Dropdown(choices=[str(b) for b in spec.budgets], value=[str(b) for b in spec.budgets[1:4]]), _model_note(service, name)
 
-        async def compare_stream(question, model, budgets, controllers, gold, seed, price_in, price_out, other_model="", each_on_its_model=True):
+        async def compare_stream(question, model, budgets, controllers, gold, seed, price_in, price_out, other_model="", each_on_its_model=True,
+                                 verifier=""):
             try:
                 request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, each_on_its_model,
-                                                max_columns=service.max_columns)
+                                                max_columns=service.max_columns, verifier=verifier)
                 notes = "".join(f"\n\n**Note:** {note}" for note in filter(None, (service.domain_note(m, request.question) for m in request.models)))
                 async for snapshot in service.compare_stream(request):
                     generations = [g.as_dict() for g in snapshot.generations]
@@ -101,7 +103,7 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
         model.change(pick_model, inputs=model, outputs=[budgets, model_note], api_visibility="private")
         run.click(
             compare_stream,
-            inputs=[question, model, budgets, controllers, gold, seed, price_in, price_out, other_model, each_on_its_model],
+            inputs=[question, model, budgets, controllers, gold, seed, price_in, price_out, other_model, each_on_its_model, verifier],
             outputs=[status, cards, raw],
             api_name="compare_stream",
             concurrency_limit=concurrency_limit,
@@ -110,6 +112,13 @@ def build_compare_tab(service: Budgetlab, concurrency_limit: int = 32) -> Compar
         _api(service, concurrency_limit)
 
     return CompareHandles(partial(_reopen, service), [question, model, gold, status, cards, raw, share])
+
+
+def _verifier_box(service: Budgetlab) -> gr.Dropdown:
+    """The verifier of the verifier-guided controllers that name none (the search_verifier setting's by default)."""
+    return gr.Dropdown(label="Verifier of prmK / pvoteK / beamWxM / particlesP (a name's own @VERIFIER wins)",
+                       choices=service.verifier_names(), value=service.controller_config.search_verifier,
+                       allow_custom_value=True, elem_id="bl-verifier")
 
 
 @dataclass
@@ -122,13 +131,14 @@ class CompareHandles:
 
 def _api(service: Budgetlab, concurrency_limit: int) -> None:
     async def compare(question: str, model: str, budgets: list[int], controllers: list[str], gold: str = "", seed: int | None = None,
-                      other_model: str = "", each_on_its_model: bool = True) -> dict:
+                      other_model: str = "", each_on_its_model: bool = True, verifier: str = "") -> dict:
         """Compare one question at several budgets and controllers (on a second model too: other_model, served or
         MODEL_ID@ENDPOINT; with each_on_its_model, L1 prompts run on the L1 model and the others on the other model);
+        verifier: of the verifier-guided controllers that name none (default: the search_verifier setting);
         returns every generation as JSON, each with its cost at its model's prices."""
         try:
             request = parse_compare_request(question, model, budgets, controllers, gold, seed, other_model, each_on_its_model,
-                                            max_columns=service.max_columns)
+                                            max_columns=service.max_columns, verifier=verifier)
             return await service.compare(request)
         except (InputError, EngineUnavailable) as exc:
             raise gr.Error(str(exc)) from None

@@ -67,6 +67,8 @@ def _box(node: dict) -> str:
         classes.append("wrong")
     score = node.get("score")
     verdict = {True: "oracle: right", False: "oracle: wrong"}.get(node.get("oracle"), "")
+    if node.get("closed"):
+        verdict += " · closed by the app at the path's limit"
     title = f'{node.get("text", "").rstrip()}\nscore {score if score is not None else "?"} · {node.get("tokens", 0)} tokens {verdict}'.strip()
     return (f'<span class="{" ".join(classes)}" data-node="{node["id"]}" data-chosen="{str(bool(node.get("chosen"))).lower()}" '
             f'style="background:{score_colour(score)}" title="{escape(title)}"></span>')

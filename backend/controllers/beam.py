@@ -18,7 +18,7 @@ prompt: the inner controller's, ``l1_exact`` unless named, at that budget); the 
 from __future__ import annotations
 
 from backend.controllers.live import LiveGeneration
-from backend.controllers.search import SearchController, SearchRun
+from backend.controllers.search import best_path, SearchController, SearchRun
 from backend.controllers.session import ModelSession
 from backend.serving.sampling import Sampling
 
@@ -49,4 +49,4 @@ class BeamSearch(SearchController):
             search.prune(growing[keep:])
             level += 1
         pool = finished or active
-        search.finish(max(pool, key=lambda c: c.score) if pool else None)
+        search.finish(best_path(pool))

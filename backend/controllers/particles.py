@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 
 from backend.controllers.live import LiveGeneration
-from backend.controllers.search import Path, SearchController, SearchRun, step_seed
+from backend.controllers.search import best_path, Path, SearchController, SearchRun, step_seed
 from backend.controllers.session import ModelSession
 from backend.serving.sampling import Sampling
 
@@ -55,4 +55,4 @@ class ParticleFilter(SearchController):
             search.prune([c for c in growing if all(c is not a for a in alive)])
             level += 1
         pool = finished or alive
-        search.finish(max(pool, key=lambda c: c.score) if pool else None)
+        search.finish(best_path(pool))

@@ -84,6 +84,19 @@ def verifier_name(name: str, config: ControllerConfig) -> str | None:
     return getattr(make_controller(name, config), "verifier_name", None)
 
 
+def naming_verifier(name: str, verifier: str) -> str:
+    """`name` with ``@verifier`` when it is a verifier-guided controller that names none (``beam4x4`` with
+    ``oracle``: ``beam4x4@oracle``); any other name, and one that is not a controller, unchanged (it is
+    refused where names are checked, with the reason)."""
+    if not verifier or NAME_VERIFIER.search(name):
+        return name
+    try:
+        uses_one = verifier_name(name, ControllerConfig()) is not None
+    except ValueError:
+        return name
+    return f"{name}@{verifier}" if uses_one else name
+
+
 def budget_split(name: str) -> int | None:
     """Over how many generations controller `name` splits an answer's budget N: K for majK:INNER /
     bestK:INNER (each sample is asked for floor(N/K)), W x M or P paths for a search, 1 for a sequential

@@ -10,7 +10,12 @@ path and the tree into the live record.
 
 Budget: each level's expansions share what is left of N in equal parts, so the tree never
 generates more than N policy tokens, whatever lengths the pruned steps had; a path also stops at
-B tokens. The verifier's tokens are counted apart (``verifier_tokens``).
+B tokens. A path still thinking when only its answer's room is left of B is closed: the app writes
+the end-of-thinking token and the model its answer, as it was trained to, all counted in B. An L1
+model that runs a few tokens over its stated budget would otherwise be cut before it answers
+(13-18% of particle filtering's answers were, in sweep search-eq; s1's "Final Answer:" opening
+made the tiny model write "88}" instead of "\\boxed{88}"). The verifier's tokens are counted apart
+(``verifier_tokens``).
 
     run = await SearchRun.open(controller, session, question, budget, sampling, live, paths=16)
     children = await run.expand([run.root] * 16, level=0)     # 16 first steps, scored
@@ -33,6 +38,7 @@ from backend.steps import split_steps
 
 # Inner controllers a search can take its prompt from: one request, the prompt decides the style.
 SEARCH_INNER = ("l1_exact", "l1_max", "hard_cap", "no_thinking")
+ANSWER_ROOM = 20  # tokens a closed path keeps for its answer ("\n\nThe answer is \\boxed{153}." and its end: 12 on l1-tiny)
 
 
 def aggregate(scores: Sequence[float], how: str) -> float:
@@ -108,9 +114,12 @@ class SearchRun:
     """One search's tree, budget and scoring (see the module docstring)."""
 
     def __init__(self, controller, session: ModelSession, question: str, budget: int, sampling: Sampling, live: LiveGeneration,
-                 path_budget: int, prompt_ids: list[int]) -> None:
+                 path_budget: int, prompt_ids: list[int], close_ids: Sequence[int] = ()) -> None:
         self.controller, self.session, self.question, self.budget = controller, session, question, budget
         self.sampling, self.live, self.path_budget, self.prompt_ids = sampling, live, path_budget, prompt_ids
+        # A thinking path is closed when this much of B is left (none: it is simply cut at B).
+        self.close_ids = list(close_ids)
+        self.answer_reserve = len(self.close_ids) + ANSWER_ROOM if self.close_ids else 0
         self.verifier = verifier_of(controller)
         self.tokenizer = session.tokenizer
         self.ends = tuple(sorted(self.tokenizer.step_end_ids))
@@ -136,15 +145,14 @@ class SearchRun:
         session.check_fits(len(prompt_ids), path_budget, path_budget)
         live.inner_budget = path_budget
         live.phase = "thinking"
-        return cls(controller, session, question, budget, sampling, live, path_budget, prompt_ids)
+        return cls(controller, session, question, budget, sampling, live, path_budget, prompt_ids, _closing_ids(controller, session, path_budget))
 
     async def expand(self, parents: Sequence[Path], level: int) -> list[Path]:
         """Each parent grown by one step (a parent listed twice grows twice), scored; [] when N is spent."""
         share = (self.budget - self.spent) // max(1, len(parents))
         if share < 1:
             return []
-        step_cap = self.controller.config.search_step_max_tokens
-        jobs = [self._grow(parent, min(share, step_cap, self.path_budget - parent.length), step_seed(self.sampling.seed, level, j))
+        jobs = [self._grow(parent, min(share, self.path_budget - parent.length), step_seed(self.sampling.seed, level, j))
                 for j, parent in enumerate(parents)]
         children = [child for child in await asyncio.gather(*jobs) if child is not None]
         await self._score(children)
@@ -152,11 +160,22 @@ class SearchRun:
         return children
 
     async def _grow(self, parent: Path, room: int, seed: int | None) -> Path | None:
-        if room < 1 or parent.done:
+        """`parent` one step longer (at most `room` tokens): a line, or, for a path that has thought all
+        its B allows, the forced close and the whole answer."""
+        if parent.done:
             return None
         sampling = Sampling(self.sampling.temperature, self.sampling.top_p, seed)
-        chunk = await self.session.client.complete(self.prompt_ids + parent.ids, room, sampling, stop_token_ids=self.ends)
-        ids = list(chunk.token_ids)
+        step_room = room - (self.answer_reserve if parent.in_thinking else 0)
+        closing = step_room < 1 and parent.in_thinking and self.answer_reserve > 0 and room > len(self.close_ids)
+        if step_room >= 1:
+            room = min(step_room, self.controller.config.search_step_max_tokens)
+            chunk = await self.session.client.complete(self.prompt_ids + parent.ids, room, sampling, stop_token_ids=self.ends)
+            ids = list(chunk.token_ids)
+        elif closing:
+            chunk = await self.session.client.complete(self.prompt_ids + parent.ids + self.close_ids, room - len(self.close_ids), sampling)
+            ids = self.close_ids + list(chunk.token_ids)
+        else:
+            return None
         if not ids:
             return None
         self.spent += len(ids)
@@ -166,10 +185,10 @@ class SearchRun:
         child = Path(parent.node, parent.steps + [ids], parent.texts + [self.tokenizer.decode(text_ids)], in_thinking=parent.in_thinking)
         child.ended = ended
         child.done = ended or child.length >= self.path_budget
-        self._count(child, ids)
+        self._count(child, ids, closing)
         return child
 
-    def _count(self, child: Path, ids: list[int]) -> None:
+    def _count(self, child: Path, ids: list[int], closed: bool = False) -> None:
         """The step's tokens into the live counts (thinking, the delimiter, answer), and its node."""
         live, end_id = self.live, self.session.tokens.think_end_id
         if child.in_thinking and end_id is not None and end_id in ids:
@@ -184,7 +203,8 @@ class SearchRun:
             live.answer_tokens += len(ids)
         depth = len(child.steps) - 1
         self.nodes.append({"id": len(self.nodes), "parent": child.node, "depth": depth, "tokens": len(ids), "text": child.texts[-1],
-                           "score": None, "kept": True, "chosen": False, "done": child.done, "oracle": None})
+                           "score": None, "kept": True, "chosen": False, "done": child.done, "oracle": None,
+                           "closed": closed})  # closed: its </think> written by the app (the path reached its limit thinking)
         child.node = len(self.nodes) - 1
 
     async def _score(self, children: Sequence[Path]) -> None:
@@ -225,6 +245,20 @@ class SearchRun:
         live.verifier_score = chosen.score if chosen is not None else None
         live.search_tree = list(self.nodes)
         live.finish()
+
+
+def _closing_ids(controller, session: ModelSession, path_budget: int) -> list[int]:
+    """What closes a path still thinking (the model's ``</think>``), or [] where the inner prompt does not open
+    thinking, the model has no end-of-thinking token, or B is too short to keep room for an answer."""
+    if not controller.inner.opens_thinking or session.tokens.think_end_id is None:
+        return []
+    close_ids = list(session.tokens.think_end_ids)
+    return close_ids if 4 * (len(close_ids) + ANSWER_ROOM) <= path_budget else []
+
+
+def best_path(paths: Sequence[Path]) -> Path | None:
+    """The answer of a search: the best-scored path that ended by itself (a path cut at B has no answer), else the best-scored."""
+    return max(paths, key=lambda c: (c.ended, c.score)) if paths else None
 
 
 def strip_eos(step: Sequence[int], eos: int | None) -> list[int]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from backend.controllers.chat_session import ChatSession
 from backend.controllers.config import ControllerConfig
 from backend.controllers.live import LiveGeneration
-from backend.controllers.registry import budget_split, make_controller
+from backend.controllers.registry import budget_split, make_controller, naming_verifier
 from backend.controllers.session import BudgetError, ModelSession
 from backend.errors import InputError
 from backend.service.inputs import parse_budgets, parse_controllers, parse_seed
@@ -55,7 +55,9 @@ class CompareRequest:
 
 
 def parse_compare_request(question, model, budgets, controllers, gold=None, seed=None, other_model=None, each_on_its_model=True, *,
-                          max_columns: int) -> CompareRequest:
+                          max_columns: int, verifier: str | None = None) -> CompareRequest:
+    """`verifier`: the verifier of each verifier-guided controller that names none (``beam4x4`` -> ``beam4x4@oracle``);
+    None leaves them to the search_verifier setting."""
     question = (question or "").strip()
     if not question:
         raise InputError("the question is empty: type a question or pick an example")
@@ -67,7 +69,7 @@ def parse_compare_request(question, model, budgets, controllers, gold=None, seed
         question=question,
         model=model.strip(),
         budgets=parse_budgets(budgets),
-        controllers=parse_controllers(controllers),
+        controllers=tuple(dict.fromkeys(naming_verifier(name, (verifier or "").strip()) for name in parse_controllers(controllers))),
         gold=(str(gold).strip() or None) if gold is not None else None,
         seed=parse_seed(seed),
         other_model=(str(other_model).strip() or None) if other_model else None,
