@@ -6,6 +6,7 @@ seconds per answer. Reads a copy of the sweep's store (the sweep may still hold 
 
     .venv/bin/python scripts/search_eq_table.py                      # print the table
     .venv/bin/python scripts/search_eq_table.py --write README.md    # and put it between the search-eq-table markers
+    .venv/bin/python scripts/search_eq_table.py --run search-eq16 --write README.md   # the search-eq16-table block
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from store.search import OPERATIONS_SQL  # noqa: E402
 from store.units import units_sql  # noqa: E402
 
-START, END = "<!-- search-eq-table:start -->", "<!-- search-eq-table:end -->"
 HARDEST = 5  # operations and more
 
 
@@ -54,23 +54,24 @@ def table(result: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def write_between_markers(path: Path, text: str) -> None:
+def write_between_markers(path: Path, text: str, block: str) -> None:
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
     content = path.read_text()
-    if START not in content or END not in content:
-        raise SystemExit(f"{path}: no {START} ... {END} block to replace")
-    path.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}", content, flags=re.S))
+    if start not in content or end not in content:
+        raise SystemExit(f"{path}: no {start} ... {end} block to replace")
+    path.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{text}\n{end}", content, flags=re.S))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, default=Path("data/search/search.duckdb"))
     parser.add_argument("--run", default="search-eq")
-    parser.add_argument("--write", type=Path, action="append", default=[], help="a file whose search-eq-table block is replaced")
+    parser.add_argument("--write", type=Path, action="append", default=[], help="a file whose RUN-table block is replaced")
     args = parser.parse_args()
     text = table(rows(args.db, args.run))
     print(text)
     for path in args.write:
-        write_between_markers(path, text)
+        write_between_markers(path, text, f"{args.run}-table")
 
 
 if __name__ == "__main__":
