@@ -49,7 +49,7 @@ def table(result: list[tuple]) -> str:
     lines = ["| N | controller | answers | accuracy | hardest (5-6 ops) | policy tokens per answer (max) | verifier tokens per answer | s per answer |",
              "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for budget, controller, n, acc, hard_ok, hard_n, cost, cost_max, verifier, seconds in result:
-        lines.append(f"| {budget} | `{controller}` | {n} | {acc:.0%} | {hard_ok / hard_n:.0%} (of {hard_n}) | {cost:.0f} ({cost_max}) "
+        lines.append(f"| {budget} | `{controller}` | {n} | {acc:.0%} | {hard_ok / hard_n if hard_n else 0:.0%} (of {hard_n}) | {cost:.0f} ({cost_max}) "
                      f"| {verifier:.0f} | {seconds:.0f} |")
     return "\n".join(lines)
 

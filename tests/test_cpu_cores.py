@@ -6,6 +6,8 @@ import pytest
 from backend.serving.cpu_cores import BIND_ENV, PLACER, CorePlacer
 from backend.serving.engine import EngineConfig
 from backend.serving.local import LocalEngine
+from backend.serving.registry import local_spec
+from backend.settings import REPO_ROOT
 
 
 def test_two_engines_on_two_cores_get_one_core_each_and_a_third_the_least_loaded():
@@ -24,7 +26,8 @@ def test_a_big_machine_gives_the_first_engine_all_but_one_core_and_the_next_the_
     placer = CorePlacer(cores=range(8))
     assert placer.take("a") == tuple(range(7))
     assert placer.take("b") == (7,)
-    assert placer.take("c") == (0,)
+    # no core free: a third shares the one-core engine's core, not one of the seven-core engine's
+    assert placer.take("c") == (7,)
 
 
 def test_a_single_core_is_shared():
@@ -47,3 +50,11 @@ def test_a_cpu_engine_puts_its_cores_in_its_environment_and_gives_them_back(tmp_
     # the user's own binding, and vLLM's, are left alone
     assert LocalEngine(EngineConfig(device="cpu"), tmp_path, {BIND_ENV: "0"})._place({}) == ""
     assert LocalEngine(EngineConfig(device="cpu", cpu_bind="vllm"), tmp_path, {})._place({}) == ""
+
+
+def test_a_start_that_fails_gives_its_cores_back(tmp_path):
+    (tmp_path / "engine.log").mkdir()  # the engine's log cannot be opened: nothing is started
+    engine = LocalEngine(EngineConfig(device="cpu"), tmp_path, {})
+    with pytest.raises(IsADirectoryError):
+        engine.start(local_spec("l1-tiny", REPO_ROOT / "models" / "l1-tiny", "the embedded model"))
+    assert engine not in PLACER.held()

@@ -10,8 +10,10 @@ path and the tree into the live record.
 
 Budget: each level's expansions share what is left of N in equal parts, so the tree never
 generates more than N policy tokens, whatever lengths the pruned steps had; a path also stops at
-B tokens. A path still thinking when only its answer's room is left of B is closed: the app writes
-the end-of-thinking token and the model its answer, as it was trained to, all counted in B. An L1
+B tokens. A path still thinking when only its answer's room is left of what it may still write (what
+is left of B, or its share of what is left of N) is closed: the app writes the end-of-thinking token
+and the model its answer, as it was trained to, all counted in B and N (only where the end of
+thinking is one token, the inner prompt opens thinking and B is at least four answers' room). An L1
 model that runs a few tokens over its stated budget would otherwise be cut before it answers
 (13-18% of particle filtering's answers were, in sweep search-eq; s1's "Final Answer:" opening
 made the tiny model write "88}" instead of "\\boxed{88}"). The verifier's tokens are counted apart

@@ -9,7 +9,10 @@ core of a busy policy, ran one batch per 5-10 s (86 requests waiting, none runni
 
 `CorePlacer` gives each engine this process starts the cores the others leave free: the first
 gets all but the last core (as vLLM would), the next the free ones, and, when none is free, the
-least loaded core. Cores are the machine's, so the app holds one placer (`PLACER`)::
+least loaded core (among those, the one whose engines hold the fewest cores). Cores are the
+machine's, so the app holds one placer (`PLACER`); two processes (a dashboard and an `app.py
+sweep` beside it) do not see each other's engines. On a machine with many cores the first engine
+keeps most of them (a policy beside a small verifier); replicas of one model are not split evenly::
 
     placer = CorePlacer(cores=[0, 1])
     placer.take("policy")   # (0,)
@@ -44,9 +47,14 @@ class CorePlacer:
                 chosen = self.cores[:-1] or self.cores
             else:
                 load = Counter(core for cores in self._held.values() for core in cores)
-                chosen = [c for c in self.cores if not load[c]] or [min(self.cores, key=lambda c: (load[c], c))]
+                chosen = [c for c in self.cores if not load[c]] or [min(self.cores, key=lambda c: (load[c], self._sharers_cores(c), c))]
             self._held[holder] = tuple(chosen)
             return self._held[holder]
+
+    def _sharers_cores(self, core: int) -> int:
+        """How many cores the engines on `core` hold: sharing a one-core engine's core slows one thread, sharing a
+        core of a many-core engine slows all its threads (they wait for each other at every step)."""
+        return sum(len(cores) for cores in self._held.values() if core in cores)
 
     def give_back(self, holder: Hashable) -> None:
         with self._lock:

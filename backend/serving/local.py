@@ -92,6 +92,22 @@ def step_pooling(spec: ModelSpec) -> list[str]:
     return ["--pooler-config", json.dumps({"pooling_type": "STEP", "step_tag_id": step_tag_id})]
 
 
+def _end(proc: subprocess.Popen | None) -> None:
+    """Stop a server's process group: SIGTERM, then SIGKILL after the grace period."""
+    if proc is None or proc.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S - 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def server_env(config: EngineConfig, base_env: Mapping[str, str]) -> dict[str, str]:
     env = dict(base_env)
     if config.device == "cpu":
@@ -226,16 +242,20 @@ class LocalEngine:
         cmd = server_command(self._spec, self.config, port, api_key, self.role)
         env = server_env(self.config, self._base_env)
         where = self._place(env)
-        log = open(self.log_path, "ab")
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self._spec.name} on port {port}{where}\n".encode())
-        log.flush()
         try:
-            self._proc = self._spawner.submit(
-                subprocess.Popen, cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True, preexec_fn=partial(engine_child, self.config.nice),
-            ).result()
-        finally:
-            log.close()
+            log = open(self.log_path, "ab")
+            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self._spec.name} on port {port}{where}\n".encode())
+            log.flush()
+            try:
+                self._proc = self._spawner.submit(
+                    subprocess.Popen, cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=env, start_new_session=True, preexec_fn=partial(engine_child, self.config.nice),
+                ).result()
+            finally:
+                log.close()
+        except BaseException:
+            PLACER.give_back(self)  # nothing started: its cores are free for the next engine
+            raise
         self._endpoint = Endpoint(f"http://127.0.0.1:{port}", api_key, self._spec.name)
         self._generation += 1
         self._set_status(State.STARTING, self._spec.name, f"starting {self._spec.name} (pid {self._proc.pid})")
@@ -287,19 +307,10 @@ class LocalEngine:
     def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
         self._generation += 1
-        PLACER.give_back(self)
-        if proc is None or proc.poll() is not None:
-            return
-        for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S - 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(wait_s)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        try:
+            _end(proc)
+        finally:
+            PLACER.give_back(self)  # once the process is gone, so that the next engine does not share its cores with it
 
     def _set_status(self, state: State, model: str | None, message: str) -> None:
         self._status = EngineStatus(state, model, message, restarts=self._restarts)
