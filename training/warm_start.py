@@ -45,11 +45,11 @@ def sample_with_vllm(model: str, questions: list[dict[str, str]], per_problem: i
     from vllm import LLM, SamplingParams
 
     from backend.controllers import prompts
-    from backend.serving.engine import cpu_flags, resolve_dtype
+    from backend.serving.engine import resolve_dtype
 
     on_cpu = _on_cpu()
     # No chunked prefill on CPU: seeded requests crash vLLM's CPU sampler with it (as in backend/serving/local.py).
-    llm = LLM(model=model, enforce_eager=True, seed=seed, dtype=resolve_dtype("auto", "cpu" if on_cpu else "gpu", cpu_flags()),
+    llm = LLM(model=model, enforce_eager=True, seed=seed, dtype=resolve_dtype("auto", "cpu" if on_cpu else "gpu"),
               enable_chunked_prefill=not on_cpu)
     tokenizer = llm.get_tokenizer()
     prompt_ids = [chat_prompt_ids(tokenizer, prompts.base_prompt(q["question"])) for q in questions]

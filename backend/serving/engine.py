@@ -22,7 +22,6 @@ import dataclasses
 import enum
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from backend.config import setting
 from backend.serving.cpu_cores import CPU_BINDS
@@ -53,7 +52,7 @@ class EngineConfig:
     enforce_eager: bool = setting(True, "Skip torch.compile and CUDA graphs: halves engine start time on CPU, costs throughput on a GPU.")
     start_timeout_s: float = setting(600.0, "Seconds to wait for the engine to become ready before giving up with its log tail.")
     max_restarts: int = setting(3, "Automatic restarts of a crashed engine before it is left failed.")
-    dtype: str = setting("auto", "Weights dtype for vLLM (auto, float32, bfloat16, float16); auto means float32 on a CPU without native bfloat16, where it is ~4x faster.")
+    dtype: str = setting("auto", "Weights dtype for vLLM (auto, float32, bfloat16, float16); auto means float32 on a CPU (bfloat16 is ~4x slower where it is emulated, and crashed vLLM's CPU worker on one-token prompts on an AMX machine) and vLLM's choice on a GPU.")
     extra_args: str = setting("", "Extra arguments passed to the vLLM server, e.g. '--tensor-parallel-size 2'.")
     reasoning_parser: str = setting("deepseek_r1", "vLLM reasoning parser the engine starts with (<think> ... </think> models); it is what lets the engine enforce a thinking cap (the thinking_cap controller, vLLM's thinking_token_budget). Used only for models whose vocabulary has both tags. Empty: none, and thinking_cap is refused.")
     trust_remote_code: bool = setting(False, "Allow models that ship their own Python code. Off unless asked for.", name="trust_remote_code")
@@ -86,7 +85,7 @@ class EngineConfig:
     def resolved(self) -> EngineConfig:
         """The device detected when "auto", and the dtype "auto" means on it (see `resolve_dtype`)."""
         device = detect_device() if self.device == "auto" else self.device
-        return dataclasses.replace(self, device=device, dtype=resolve_dtype(self.dtype, device, cpu_flags()))
+        return dataclasses.replace(self, device=device, dtype=resolve_dtype(self.dtype, device))
 
 
 @dataclass(frozen=True)
@@ -109,24 +108,17 @@ class EngineStatus:
         return self.state is State.READY
 
 
-def resolve_dtype(dtype: str, device: str, cpu_flags: str) -> str:
-    """'auto' on a CPU without native bfloat16 (no AVX-512 BF16, no AMX) means float32.
+def resolve_dtype(dtype: str, device: str) -> str:
+    """'auto' on a CPU means float32; on a GPU, vLLM's own choice.
 
-    vLLM's CPU backend picks bfloat16 for 'auto', which such CPUs emulate: the tiny model ran
-    at 650 tokens/s in bfloat16 and 2,450 in float32 on this project's AVX2 machine.
+    vLLM's CPU backend picks bfloat16 for 'auto'. A CPU without native bfloat16 emulates it (the tiny
+    model ran at 650 tokens/s in bfloat16 and 2,450 in float32 on an AVX2 machine), and on a VM that
+    reports AMX and AVX-512 BF16 (this project's machine on 2026-12-07) vLLM's worker died with SIGILL
+    on any one-token prompt, which the thinking_cap check sends. bfloat16 stays one setting away.
     """
     if dtype != "auto" or device != "cpu":
         return dtype
-    native_bf16 = any(flag in cpu_flags.split() for flag in ("avx512_bf16", "amx_bf16"))
-    return "auto" if native_bf16 else "float32"
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    return next((line.split(":", 1)[1] for line in text.splitlines() if line.startswith("flags")), "")
+    return "float32"
 
 
 def detect_device() -> str:
