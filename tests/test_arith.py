@@ -81,6 +81,24 @@ def test_column_work_carries_and_borrows(a, op, b, expected):
     assert column_work(a, op, b) == expected
 
 
+@pytest.mark.parametrize(("a", "op", "b", "expected"), [
+    (225, "-", 36, "225 - 36: 5 - 6 < 0, 15 - 6 = 9, 2 - 3 - 1 < 0, 12 - 3 - 1 = 8, 2 - 1 = 1, so 189."),
+    (219, "+", 6, "219 + 6: 9 + 6 = 15, 1 + 1 = 2, 2 = 2, so 225."),
+    (133, "-", 5, "133 - 5: 3 - 5 < 0, 13 - 5 = 8, 3 - 1 = 2, 1 = 1, so 128."),
+    (100, "-", 1, "100 - 1: 0 - 1 < 0, 10 - 1 = 9, 0 - 1 < 0, 10 - 1 = 9, 1 - 1 = 0, so 99."),
+    (999, "+", 5, "999 + 5: 9 + 5 = 14, 9 + 1 = 10, 9 + 1 = 10, so 1004."),
+])
+def test_explicit_column_work_writes_the_column_before_the_borrow_and_carries_untouched_digits(a, op, b, expected):
+    """The explicit style (l1-tiny's traces, I30-8): a borrow is decided right after the column it
+    depends on is written, and "so R" only reads the steps back."""
+    assert column_work(a, op, b, "explicit") == expected
+
+
+def test_an_unknown_column_style_is_refused():
+    with pytest.raises(ValueError, match="column style 'wide'"):
+        column_work(1, "+", 2, "wide")
+
+
 def test_running_totals_never_go_below_zero():
     for p in make_problems(12, 300):
         acc, ops = parse_question(p.question)

@@ -293,3 +293,28 @@ def test_a_closing_block_starts_a_line_at_tick_two_and_no_work_meets_tick_two(ti
         assert 20 <= len(ids) + 1 <= 29 + 1, len(ids)  # tokens left where ‹2› stands (‹3›‹2› takes one more)
         values = [value for _, value in _ticks(ticked_tokenizer, trace.completion, "token")]
         assert all(b == a - 1 for a, b in zip(values, values[1:])) and values[-1] == 0, values
+
+
+def test_explicit_column_traces_land_on_n_and_work_each_operation_in_that_style(ticked_tokenizer):
+    """column_style="explicit": the recipe's traces (countdown, closing block, cut lines) still land
+    on exactly N, and every column work they carry is in the explicit style, none in the compact."""
+    writer = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval", close_block=True, cut_share=0.5,
+                         max_close="first", column_style="explicit")
+    rng, worked = random.Random(14), 0
+    for problem, budget in _problems_and_budgets(30):
+        try:
+            trace = writer.exact(problem, budget, rng)
+        except ValueError:  # no closing block of this problem lands on this budget
+            continue
+        assert trace.tokens == budget == _count(ticked_tokenizer, trace.completion)
+        text = TICK.sub("", trace.thinking)
+        for a, op, b, _ in operations(problem):
+            explicit, compact = column_work(a, op, b, "explicit"), column_work(a, op, b)
+            worked += explicit in text
+            assert explicit == compact or compact not in text, (compact, text)
+    assert worked >= 60, worked
+
+
+def test_slips_are_refused_with_the_explicit_column_style(ticked_tokenizer):
+    with pytest.raises(ValueError, match="slips need the compact style"):
+        TraceWriter(ticked_tokenizer, tick_every=10, slip_share=0.3, column_style="explicit")

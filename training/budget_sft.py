@@ -49,6 +49,7 @@ class BudgetSFTConfig:
     slip_share: float = 0.0  # share of traces with one operation slipped, caught by its check and worked again
     cut_share: float = 0.0  # share of traces whose next line the countdown stops part way
     close_block: bool = False  # the closing always starts a line at ‹2›
+    column_style: str = "compact"  # how each operation is worked (training.traces.column_work)
     n_min: int = 64
     n_max: int = 512
     steps: int = 1000  # 0: ``epochs`` passes over the examples
@@ -140,7 +141,7 @@ def _examples(tokenizer, writer: TraceWriter, config: BudgetSFTConfig) -> tuple[
     tick_ids = set(_noise_tables(tokenizer, config.tick_style)[0]) if config.tick_every else set()
     for problem in make_problems(config.seed + 31_337, config.examples, config.min_ops, config.max_ops):
         if config.plain_share and plain_rng.random() < config.plain_share:
-            pool.append((*encode_example(tokenizer, *plain_example(problem, plain_rng)), None))
+            pool.append((*encode_example(tokenizer, *plain_example(problem, plain_rng, config.column_style)), None))
             plans["plain"] = plans.get("plain", 0) + 1
             continue
         for _ in range(5):  # a target no trace of this problem lands on (rare) is drawn again
@@ -177,7 +178,8 @@ def finetune(config: BudgetSFTConfig) -> dict:
     pool, plans = budget_examples(tokenizer, TraceWriter(tokenizer, tick_every=config.tick_every, tick_style=config.tick_style, tick_place=config.tick_place,
                                                  max_close=config.max_close, cut_passes=config.cut_passes,
                                                  column_checks=config.column_checks, slip_share=config.slip_share,
-                                                 cut_share=config.cut_share, close_block=config.close_block), config)
+                                                 cut_share=config.cut_share, close_block=config.close_block,
+                                                 column_style=config.column_style), config)
     rng = random.Random(config.seed)
 
     def batches():
@@ -206,7 +208,7 @@ def warm_start_from_traces(config) -> Path:
         tick_place=config.warm_start_tick_place, max_close=config.warm_start_max_close, plain_share=config.warm_start_plain_share,
         tick_noise=config.warm_start_tick_noise, cut_passes=config.warm_start_cut_passes, column_checks=config.warm_start_column_checks,
         slip_share=config.warm_start_slip_share, cut_share=config.warm_start_cut_share,
-        close_block=config.warm_start_close_block, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
+        close_block=config.warm_start_close_block, column_style=config.warm_start_column_style, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
         n_min=config.warm_start_n_min or config.n_min, n_max=config.warm_start_n_max or config.n_max, steps=config.warm_start_steps, epochs=config.warm_start_epochs, lr=config.warm_start_learning_rate,
         batch_tokens=config.warm_start_batch_tokens, seed=config.seed, min_ops=config.arith_min_ops, max_ops=config.arith_max_ops)
     summary = finetune(sft)

@@ -126,9 +126,9 @@ def check_variants(a: int, op: str, b: int, c: int) -> list[str]:
             f"Wait, {a} {op} {b}... check: {inverse}. So it is {c}.", f"Check again: {a} {op} {b} = {c}. Therefore {c}."]
 
 
-def redo_variants(a: int, op: str, b: int, c: int) -> list[str]:
+def redo_variants(a: int, op: str, b: int, c: int, column_style: str = "compact") -> list[str]:
     """A later round's check of one operation: the inverse, or the column working again."""
-    return check_variants(a, op, b, c)[:2] + [f"Let me redo {column_work(a, op, b)}"]
+    return check_variants(a, op, b, c)[:2] + [f"Let me redo {column_work(a, op, b, column_style)}"]
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class _Plan:
 class TraceWriter:
     def __init__(self, tokenizer, tick_every: int = 0, tick_style: str = "token", tick_place: str = "lines", max_rounds: int = 40,
                  max_close: str = "under", cut_passes: bool = False, column_checks: bool = False, slip_share: float = 0.0,
-                 cut_share: float = 0.0, close_block: bool = False) -> None:
+                 cut_share: float = 0.0, close_block: bool = False, column_style: str = "compact") -> None:
         """``tick_every``: tokens between two ticks at least (0: no ticks); the tokenizer must then
         hold the tick tokens of ``tick_style`` (`tick_tokens`); ``tick_place``: "lines" or
         "interval" (see `_line_ticks`); ``max_close``: how a Max trace stays under M (`at_most`);
@@ -162,6 +162,11 @@ class TraceWriter:
         # work ("Check 85 - 48: ..., so 37. Yes."); ``slip_share``: that share of traces has one
         # operation slipped, caught by its check ("No, not 37.") and worked again (`Slip`).
         self.column_checks = column_checks or slip_share > 0
+        # ``column_style``: how each operation is worked (`training.traces.column_work`); slips are
+        # written for the compact one.
+        if slip_share and column_style != "compact":
+            raise ValueError(f"slip_share {slip_share} with column style {column_style!r}: slips need the compact style")
+        self.column_style = column_style
         self.slip_share = slip_share
         if max_close not in MAX_CLOSES:
             raise ValueError(f"max_close {max_close!r}: choose {' or '.join(MAX_CLOSES)}")
@@ -333,12 +338,12 @@ class TraceWriter:
         ops, chain = operations(problem), chain_lines(problem)
         k = len(ops)
         opening = (("", "Let me compute.", STEPS_OPENING), ("", chain[0]))
-        yield _Plan("terse", opening, guess=True, tail=column_work(*ops[0][:3]))
+        yield _Plan("terse", opening, guess=True, tail=self._work(ops[0]))
         for w in range(1, k + 1):
             slots = list(opening)
             for i in range(w):
                 slots += self._op_slots(ops[i], None, slip if slip and slip.op_index == i else None, optional_check=True)
-            yield _Plan(f"worked{w}", tuple(slots), guess=w < k, tail=column_work(*ops[w][:3]) if w < k else "")
+            yield _Plan(f"worked{w}", tuple(slots), guess=w < k, tail=self._work(ops[w]) if w < k else "")
         slots = [(STEPS_OPENING, CHECKED_OPENING), (chain[0],)]
         for i in range(k):
             slots += self._op_slots(ops[i], chain[i + 1], slip if slip and slip.op_index == i else None, optional_check=True)
@@ -353,13 +358,16 @@ class TraceWriter:
         """One operation's slots: its column work, its chain line (when the plan has the chain) and
         its check. One-shot checks come after the chain line; a column check comes right after the
         work, so that a slip it catches is worked again before the chain line carries it on."""
-        work = column_work(*op[:3])
+        work = self._work(op)
         line = [(chain_line,)] if chain_line else []
         if not self.column_checks:
             return [(work,), *line, (("",) if optional_check else ()) + tuple(check_variants(*op))]
         if slip:
             return [(slip.work,), slip.checks, (slip.redo,), *line]
-        return [(work,), (("",) if optional_check else ()) + column_checks(*op), *line]
+        return [(work,), (("",) if optional_check else ()) + column_checks(*op, style=self.column_style), *line]
+
+    def _work(self, op: tuple[int, str, int, int]) -> str:
+        return column_work(*op[:3], self.column_style)
 
     def _rounds(self, slots, problem: ArithProblem, ops, chain):
         """After every operation is checked: rounds of re-checks (any of the operations), each
@@ -367,7 +375,7 @@ class TraceWriter:
         slots = list(slots)
         for r in range(1, self.max_rounds + 1):
             slots.append((CHECK_ROUND_OPENING,))
-            slots += [("", *redo_variants(*op)) for op in ops]
+            slots += [("", *redo_variants(*op, self.column_style)) for op in ops]
             yield _Plan(f"checked+{r}c", tuple(slots), tail=REPASS_OPENING)
             if self.cut_passes:  # a re-pass the countdown stops part way: the closing states the first pass's result
                 for j in range(1, len(chain)):

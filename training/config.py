@@ -18,6 +18,7 @@ from typing import Any
 
 from backend.evaluation.grading import GRADE_TIMEOUT_S
 from training.budget_traces import MAX_TICK, TICK_UNIT
+from training.traces import COLUMN_STYLES
 
 MODES = ("exact", "max", "both")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
@@ -91,6 +92,7 @@ class LCPOConfig:
     warm_start_slip_share: float = _f(0.0, "Budget-aware traces: share of traces with one operation slipped (a digit off), caught by its column check and worked again; the slipped work is in the context but out of the loss (implies column checks).")
     warm_start_cut_share: float = _f(0.0, "Budget-aware traces: share of traces whose next line is stopped part way (at a word boundary) where the countdown says to close, so that the model closes on the count and not only at the end of a line it planned.")
     warm_start_close_block: bool = _f(False, "Budget-aware traces: the closing always starts a line at ‹2› (20-29 tokens left, the answer included) and the work's ticks stop at ‹3›, so no work line ever meets ‹2› or ‹1› (where sampled countdowns restarted).")
+    warm_start_column_style: str = _f("compact", "Budget-aware traces: how each operation is worked in columns: compact (\"12 - 3 - 1 = 8\", the base model's) or explicit (\"2 - 3 - 1 < 0, 12 - 3 - 1 = 8\": the column is written before the borrow is decided, and digits no operand touches are carried as \"2 = 2\").")
     precision: str = _f("auto", "Training precision: 'auto' (bf16 on a GPU, fp32 on a CPU), 'bf16' or 'fp32'.")
     use_vllm: bool = _f(False, "Generate rollouts with TRL's vLLM integration (GPU machines; colocated).")
     export_dir: str = _f("", "Also copy the finished model here (e.g. models/l1-tiny), replacing what is there.")
@@ -192,6 +194,10 @@ def _warm_start_problems(c: LCPOConfig):
             yield "warm_start_slip_share", f"warm_start_slip_share {c.warm_start_slip_share}: a share from 0 to 1"
         if not 0 <= c.warm_start_plain_share < 1:
             yield "warm_start_plain_share", f"warm_start_plain_share {c.warm_start_plain_share}: a share from 0 to below 1"
+        if c.warm_start_column_style not in COLUMN_STYLES:
+            yield "warm_start_column_style", f"warm_start_column_style {c.warm_start_column_style!r}: choose {' or '.join(COLUMN_STYLES)}"
+        if c.warm_start_slip_share and c.warm_start_column_style != "compact":
+            yield "warm_start_slip_share", f"warm_start_slip_share {c.warm_start_slip_share}: slips are written for the compact column style only"
         if c.warm_start_tick_place not in ("interval", "lines"):
             yield "warm_start_tick_place", f"warm_start_tick_place {c.warm_start_tick_place!r}: choose interval or lines"
 

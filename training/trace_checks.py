@@ -28,11 +28,11 @@ def word_prefixes(line: str) -> tuple[str, ...]:
     return tuple(line[:i] for i, ch in enumerate(line) if ch == " " and i > 0 and line[i - 1] != " ")
 
 
-def column_checks(a: int, op: str, b: int, c: int) -> tuple[str, ...]:
+def column_checks(a: int, op: str, b: int, c: int, style: str = "compact") -> tuple[str, ...]:
     """Re-checks of ``a op b = c`` by the inverse operation worked in columns, which a small model
     gets right as often as the work itself (a one-shot check mostly copies): "Check 85 - 48: ..., so 37. Yes."."""
     inverse = "-" if op == "+" else "+"
-    return tuple(f"{lead} {column_work(c, inverse, b)} {end}" for lead in CHECK_LEADS for end in CHECK_AGREES)
+    return tuple(f"{lead} {column_work(c, inverse, b, style)} {end}" for lead in CHECK_LEADS for end in CHECK_AGREES)
 
 
 def slipped_work(a: int, op: str, b: int, rng: random.Random) -> tuple[str, int] | None:

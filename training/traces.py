@@ -38,7 +38,7 @@ CHECKED_OPENING = "Let me compute step by step and check my work."
 OPENINGS = {"terse": TERSE_OPENING, "steps": STEPS_OPENING, "checked": CHECKED_OPENING}  # brief has none
 
 
-def _chain(problem: ArithProblem, jump_p: float, rng: random.Random, work: bool = False) -> list[str]:
+def _chain(problem: ArithProblem, jump_p: float, rng: random.Random, work: bool = False, column_style: str = "compact") -> list[str]:
     """The expression rewritten line by line: each line folds the first operation into its
     result ("37 + 48 - 12 + 5", "= 85 - 12 + 5", "= 73 + 5", "= 78"). With ``jump_p``, a line
     sometimes folds two or three operations at once (shorter, and harder to get right in one
@@ -52,7 +52,7 @@ def _chain(problem: ArithProblem, jump_p: float, rng: random.Random, work: bool 
             fold += 1
         for op, b in ops[i : i + fold]:
             if work:
-                lines.append(column_work(acc, op, b))
+                lines.append(column_work(acc, op, b, column_style))
             acc = apply_op(acc, op, b)
         i += fold
         rest = "".join(f" {op} {b}" for op, b in ops[i:])
@@ -60,14 +60,24 @@ def _chain(problem: ArithProblem, jump_p: float, rng: random.Random, work: bool 
     return lines
 
 
-def column_work(a: int, op: str, b: int) -> str:
+COLUMN_STYLES = ("compact", "explicit")
+
+
+def column_work(a: int, op: str, b: int, style: str = "compact") -> str:
     """Schoolbook working of ``a op b`` (``a >= 0``, and ``a >= b`` for "-"), units first:
     "37 + 48: 7 + 8 = 15, 3 + 4 + 1 = 8, so 85." and "73 - 18: 13 - 8 = 5, 7 - 1 - 1 = 5, so 55."
     Each step is one-digit arithmetic with a carry or borrow, which a tiny model gets right
-    far more often than a whole two-digit sum in one shot."""
+    far more often than a whole two-digit sum in one shot.
+
+    ``style="explicit"`` writes a column before deciding to borrow ("2 - 3 - 1 < 0, 12 - 3 - 1 = 8":
+    the compact "12" must be chosen from digits read far back, the commonest slip of l1-tiny, I30-8)
+    and carries the digits no operand touches ("2 = 2"), so that "so 225" only reads back the steps."""
+    if style not in COLUMN_STYLES:
+        raise ValueError(f"column style {style!r}: choose {' or '.join(COLUMN_STYLES)}")
+    explicit = style == "explicit"
     da, db = str(a)[::-1], str(b)[::-1]
     steps, carry, i = [], 0, 0
-    while i < len(db) or (carry and i < len(da)):
+    while i < len(db) or (carry and i < len(da)) or (explicit and i < len(da)):
         x = int(da[i]) if i < len(da) else 0
         y = int(db[i]) if i < len(db) else None
         if op == "+":
@@ -77,9 +87,13 @@ def column_work(a: int, op: str, b: int) -> str:
             carry = total // 10
         else:
             need = x - (y or 0) - carry < 0
-            top = f"1{x}" if need else str(x)
-            parts = [top] + ([str(y)] if y is not None else []) + (["1"] if carry else [])
-            steps.append(f"{' - '.join(parts)} = {x + 10 * need - (y or 0) - carry}")
+            rest = ([str(y)] if y is not None else []) + (["1"] if carry else [])
+            digit = x + 10 * need - (y or 0) - carry
+            if explicit and need:
+                plain = " - ".join([str(x), *rest])
+                steps.append(f"{plain} < 0, 1{plain} = {digit}")
+            else:
+                steps.append(f"{' - '.join([f'1{x}' if need else str(x), *rest])} = {digit}")
             carry = int(need)
         i += 1
     result = a + b if op == "+" else a - b
@@ -110,21 +124,22 @@ def _check_line(a: int, op: str, b: int, c: int, rng: random.Random) -> str:
     return f"Check again: {a} {op} {b} = {c}. Therefore {c}."
 
 
-def make_trace(problem: ArithProblem, style: str, rng: random.Random) -> str:
-    """The thinking (the text inside the think block) in one of ``STYLES``; it ends with the answer."""
+def make_trace(problem: ArithProblem, style: str, rng: random.Random, column_style: str = "compact") -> str:
+    """The thinking (the text inside the think block) in one of ``STYLES``; it ends with the answer;
+    ``column_style``: how each operation is worked (`column_work`)."""
     ans = problem.answer
     if style == "terse":
         return f"The result is {ans}."
     if style == "brief":
         return "\n".join(_chain(problem, 0.4, rng) + [f"So it is {ans}."])
     if style == "steps":
-        return "\n".join([STEPS_OPENING] + _chain(problem, 0.0, rng, work=True) + [f"So the answer is {ans}."])
+        return "\n".join([STEPS_OPENING] + _chain(problem, 0.0, rng, work=True, column_style=column_style) + [f"So the answer is {ans}."])
     if style == "checked":
         p_check = rng.choice([0.3, 0.6, 1.0])
         chain = _chain(problem, 0.0, rng)
         lines = [CHECKED_OPENING, chain[0]]
         for line, (a, op, b, c) in zip(chain[1:], _steps(problem)):
-            lines += [column_work(a, op, b), line]
+            lines += [column_work(a, op, b, column_style), line]
             if rng.random() < p_check:
                 lines.append(_check_line(a, op, b, c, rng))
         lines.append(f"So the result is {ans}.")

@@ -48,11 +48,11 @@ def make_example(problem: ArithProblem, rng: random.Random) -> tuple[str, str, s
     return user_text(problem, rng), format_completion(thinking, problem.answer, final_form), style
 
 
-def plain_example(problem: ArithProblem, rng: random.Random) -> tuple[str, str]:
+def plain_example(problem: ArithProblem, rng: random.Random, column_style: str = "compact") -> tuple[str, str]:
     """(user text, completion) under the plain prompt (no length instruction), in the base's styles:
     what s1, hard_cap and the other plain-prompt controllers send, so that a model fine-tuned
     further (the L1 warm start) keeps reasoning there as its base did."""
-    thinking = make_trace(problem, pick_style(rng), rng)
+    thinking = make_trace(problem, pick_style(rng), rng, column_style)
     return base_prompt(problem.question), format_completion(thinking, problem.answer, rng.random() < FINAL_ANSWER_FORM_SHARE)
 
 
