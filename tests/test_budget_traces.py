@@ -318,3 +318,20 @@ def test_explicit_column_traces_land_on_n_and_work_each_operation_in_that_style(
 def test_slips_are_refused_with_the_explicit_column_style(ticked_tokenizer):
     with pytest.raises(ValueError, match="slips need the compact style"):
         TraceWriter(ticked_tokenizer, tick_every=10, slip_share=0.3, column_style="explicit")
+
+
+@pytest.mark.parametrize(("thinking", "slip"), [
+    ("225 - 36: 15 - 6 = 9, 2 - 3 - 1 = 0, so 109.", "borrow decided wrong"),  # compact: "12" not chosen
+    ("225 - 36: 5 - 6 < 0, 15 - 6 = 9, 2 - 3 - 1 = 0, so 109.", "borrow decided wrong"),  # explicit: no "< 0"
+    ("225 - 36: 15 - 6 = 9, 12 - 3 = 9, 2 - 1 = 1, so 199.", "carry dropped or added"),
+    ("225 - 36: 15 - 6 = 9, 12 - 5 - 1 = 6, 2 - 1 = 1, so 169.", "digit misread"),
+    ("225 - 36: 15 - 6 = 9, 12 - 3 - 1 = 7, 2 - 1 = 1, so 179.", "step sum wrong"),
+    ("225 - 36: 15 - 6 = 9, 12 - 3 - 1 = 8, 2 - 1 = 1, so 199.", "result read back wrong"),
+    ("225 - 36: 5 - 6 < 0, 15 - 6 = 9, 2 - 3 - 1 < 0, 12 - 3 - 1 = 8, so 89.", "a digit column missed"),
+    ("225 - 63: 15 - 3 = 12, so 162.", "an operation not in the problem"),
+    ("225 - 36: 15 - 6 = 9, 12 - 3 - 1 = 8, 2 - 1 = 1, so 189.\nSo the answer is 188.", "no wrong column line"),
+])
+def test_the_countdown_check_names_the_first_slip_of_a_wrong_answer(thinking, slip):
+    from training.countdown_check import first_slip
+
+    assert first_slip(f"‹5›{thinking}\n‹0›</think>\n\\boxed{{1}}", "Compute 225 - 36.") == slip

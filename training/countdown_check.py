@@ -9,7 +9,10 @@ sample by sample, for a model whose thinking carries countdown ticks (`training.
   than 20 tokens past N (Exact) / over M (Max);
 - the length error of the samples that did close, apart from the runaways (the two add up to
   the mean |n - N| / N the bench reports);
-- for Max, how far under M the samples land (the margin the traces teach is 6-15%).
+- for Max, how far under M the samples land (the margin the traces teach is 6-15%);
+- for each wrong answer, the first column-work line that went wrong and how (`first_slip`): a
+  borrow decided wrong, a carry dropped, a digit misread, a step's sum, the result read back
+  from the steps, or an operation that is not the problem's.
 
 It samples with vLLM offline (the paper's T = 0.6, top_p = 0.95, the l1 controllers' cap
 max(2N, N + 256)), on fresh arith problems, and prints one table per mode and a JSON line::
@@ -24,9 +27,11 @@ import json
 import os
 import re
 import statistics
+from collections import Counter
 from pathlib import Path
 
 TICK = re.compile(r"‹(\d+)›")
+COLUMN_LINE = re.compile(r"(\d+) ([+-]) (\d+): ([^\n]*?), so (\d+)\.")
 ANSWER_ROOM = 256  # the l1 controllers' answer_max_tokens: cap = max(2N, N + 256), as in backend/controllers/prompted.py
 RUNAWAY_SLACK = 20  # tokens past N that count as a run past the countdown rather than a counting error
 
@@ -42,6 +47,57 @@ def classify(text: str, tokens: int, budget: int, mode: str, correct: bool) -> d
     return {"budget": budget, "mode": mode, "tokens": tokens, "correct": correct, "first_tick": ticks[0] if ticks else None,
             "ticks": len(ticks), "bad_steps": max(0, len(ticks) - 1 - steps_ok), "closed": closed, "runaway": runaway,
             "rel_dev": abs(tokens - budget) / budget, "over": tokens > budget}
+
+
+def _column_steps(steps: str, op: str) -> list[str]:
+    """A column work's steps; an explicit borrow ("2 - 3 - 1 < 0, 12 - 3 - 1 = 8") is one step."""
+    out = []
+    for part in steps.split(", "):
+        if out and out[-1].endswith("< 0"):
+            out[-1] += ", " + part
+        else:
+            out.append(part)
+    return out
+
+
+def _step_slip(step: str, ref: str, op: str) -> str:
+    """How one column step differs from the right one."""
+    left, right = step.split(" = ", 1)[0], ref.split(" = ", 1)[0]
+    if left == right:
+        return "step sum wrong"
+    if ("< 0" in step) != ("< 0" in ref):
+        return "borrow decided wrong"
+    mine, theirs = left.rsplit(", ", 1)[-1].split(f" {op} "), right.rsplit(", ", 1)[-1].split(f" {op} ")
+    if mine[0] != theirs[0] and (mine[0] == "1" + theirs[0] or theirs[0] == "1" + mine[0]):
+        return "borrow decided wrong"
+    return "carry dropped or added" if len(mine) != len(theirs) else "digit misread"
+
+
+def first_slip(text: str, question: str) -> str:
+    """What the first wrong column-work line of a sample got wrong (see the module docstring)."""
+    from backend.evaluation.arith import apply_op, parse_question
+    from training.traces import column_work
+
+    thinking = TICK.sub("", text.split("</think>")[0])
+    style = "explicit" if " < 0, " in thinking else "compact"
+    acc, ops = parse_question(question)
+    expected = set()
+    for op, b in ops:
+        expected.add((acc, op, b))
+        acc = apply_op(acc, op, b)
+    for m in COLUMN_LINE.finditer(thinking):
+        a, op, b = int(m[1]), m[2], int(m[3])
+        if (a, op, b) not in expected:
+            return "an operation not in the problem"
+        ref = column_work(a, op, b, style)
+        if m[0] == ref:
+            continue
+        steps, refs = _column_steps(m[4], op), _column_steps(ref.split(": ", 1)[1].rsplit(", so ", 1)[0], op)
+        for step, right in zip(steps, refs):
+            if step != right:
+                return _step_slip(step, right, op)
+        return "result read back wrong" if len(steps) == len(refs) else "a digit column missed"
+    return "no wrong column line"
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -62,6 +118,7 @@ def summarize(rows: list[dict]) -> dict:
         "first_tick_off": sorted({v - budget // 10 for v in first if v != budget // 10}),
         "bad_step_share": sum(r["bad_steps"] for r in rows) / max(1, sum(max(0, r["ticks"] - 1) for r in rows)),
         "mean_under_m": statistics.fmean((budget - r["tokens"]) / budget for r in kept) if kept else None,
+        "slips": dict(Counter(r["slip"] for r in rows if not r["correct"] and "slip" in r).most_common()),
     }
 
 
@@ -92,7 +149,8 @@ def sample(model: str, budgets: list[int], modes: list[str], questions: int, sam
         for c in out.outputs:
             ok, got = parse_output(c.text)
             row = classify(c.text, len(c.token_ids), budget, mode, ok and got == problem.answer)
-            rows.append(row | {"question": problem.question, "text": c.text})
+            slip = {} if row["correct"] else {"slip": first_slip(c.text, problem.question)}
+            rows.append(row | slip | {"question": problem.question, "text": c.text})
     return rows
 
 
@@ -108,6 +166,8 @@ def report(rows: list[dict], modes: list[str], budgets: list[int]) -> dict:
             print(f"  {s['budget']:4d} | {s['accuracy']:.1%} | {s['mean_tokens']:.1f} | {s['mean_abs_rel_dev']:.1%} | "
                   f"{s['runaway_share']:.1%} ({s['dev_of_runaways']:.1%}) | {closed} | {s['over_share']:.1%} | "
                   f"{s['first_tick_right']:.0%} {s['first_tick_off']} | {s['bad_step_share']:.1%} | {under}")
+        for s in table:
+            print(f"  {s['budget']:4d} wrong answers, first slip: " + ", ".join(f"{k} {v}" for k, v in s["slips"].items()))
     return result
 
 
