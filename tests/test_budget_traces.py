@@ -353,3 +353,22 @@ def test_the_first_tick_of_every_ticked_example_weighs_first_tick_weight_and_not
         assert weights == expected
         heavy += first is not None
     assert 25 <= heavy < len(pool), heavy
+
+
+def test_with_close_next_line_the_closing_starts_the_line_after_the_one_holding_tick_three(ticked_tokenizer):
+    """close_next_line: no work line between the one that holds ‹3› and the closing's ‹2› (without it
+    about a third of the traces have one, where sampled countdowns ran away); still exactly N."""
+    writer = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval", close_block=True, cut_share=0.5,
+                         column_style="explicit", close_next_line=True)
+    rng, checked = random.Random(16), 0
+    for problem, budget in _problems_and_budgets(30):
+        try:
+            trace = writer.exact(problem, budget, rng)
+        except ValueError:  # no trace of this problem lands on this budget so: the caller draws another
+            continue
+        assert trace.tokens == budget == _count(ticked_tokenizer, trace.completion)
+        lines = trace.thinking.splitlines()
+        closing = next(i for i, line in enumerate(lines) if "‹2›" in line)
+        assert "‹3›" in lines[closing] or "‹3›" in lines[closing - 1], lines[closing - 2:]
+        checked += 1
+    assert checked >= 150, checked

@@ -50,6 +50,7 @@ class BudgetSFTConfig:
     cut_share: float = 0.0  # share of traces whose next line the countdown stops part way
     close_block: bool = False  # the closing always starts a line at ‹2›
     column_style: str = "compact"  # how each operation is worked (training.traces.column_work)
+    close_next_line: bool = False  # the closing block starts the line after the one holding ‹3›
     first_tick_weight: float = 1.0  # loss weight of a ticked trace's first tick (N's digits read from the prompt)
     n_min: int = 64
     n_max: int = 512
@@ -185,7 +186,7 @@ def finetune(config: BudgetSFTConfig) -> dict:
                                                  max_close=config.max_close, cut_passes=config.cut_passes,
                                                  column_checks=config.column_checks, slip_share=config.slip_share,
                                                  cut_share=config.cut_share, close_block=config.close_block,
-                                                 column_style=config.column_style), config)
+                                                 column_style=config.column_style, close_next_line=config.close_next_line), config)
     rng = random.Random(config.seed)
 
     def batches():
@@ -215,7 +216,7 @@ def warm_start_from_traces(config) -> Path:
         tick_noise=config.warm_start_tick_noise, cut_passes=config.warm_start_cut_passes, column_checks=config.warm_start_column_checks,
         slip_share=config.warm_start_slip_share, cut_share=config.warm_start_cut_share,
         close_block=config.warm_start_close_block, column_style=config.warm_start_column_style,
-        first_tick_weight=config.warm_start_first_tick_weight, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
+        first_tick_weight=config.warm_start_first_tick_weight, close_next_line=config.warm_start_close_next_line, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
         n_min=config.warm_start_n_min or config.n_min, n_max=config.warm_start_n_max or config.n_max, steps=config.warm_start_steps, epochs=config.warm_start_epochs, lr=config.warm_start_learning_rate,
         batch_tokens=config.warm_start_batch_tokens, seed=config.seed, min_ops=config.arith_min_ops, max_ops=config.arith_max_ops)
     summary = finetune(sft)

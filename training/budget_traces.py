@@ -73,6 +73,12 @@ MAX_CLOSES = ("under", "count", "first")
 BLOCK_LEFT = (20, 29)  # tokens left (the answer included) where a closing block starts: ‹2›
 
 
+def _three_ends_the_work(ticked: list[str]) -> bool:
+    """The closing block (the line before the ‹0› line) starts the line right after the one that
+    holds ‹3›, or holds ‹3› itself (‹3›‹2›)."""
+    return len(ticked) >= 3 and (ticked[-2].startswith("‹3›") or "‹3›" in ticked[-3])
+
+
 def tick_token(value: int) -> str:
     return f"‹{value}›"
 
@@ -144,7 +150,8 @@ class _Plan:
 class TraceWriter:
     def __init__(self, tokenizer, tick_every: int = 0, tick_style: str = "token", tick_place: str = "lines", max_rounds: int = 40,
                  max_close: str = "under", cut_passes: bool = False, column_checks: bool = False, slip_share: float = 0.0,
-                 cut_share: float = 0.0, close_block: bool = False, column_style: str = "compact") -> None:
+                 cut_share: float = 0.0, close_block: bool = False, column_style: str = "compact",
+                 close_next_line: bool = False) -> None:
         """``tick_every``: tokens between two ticks at least (0: no ticks); the tokenizer must then
         hold the tick tokens of ``tick_style`` (`tick_tokens`); ``tick_place``: "lines" or
         "interval" (see `_line_ticks`); ``max_close``: how a Max trace stays under M (`at_most`);
@@ -158,6 +165,9 @@ class TraceWriter:
         # included) and nothing but the closing comes after it: no work line ever meets ‹2› or ‹1›
         # (sampled traces that did restarted the count, I30-2); work ticks stop at ‹3›.
         self.close_block = close_block
+        # ``close_next_line``: the line that holds ‹3› is the last work line, so the closing always starts
+        # the next line: sampled countdowns ran away at a line break after ‹3› (I30-9).
+        self.close_next_line = close_next_line and close_block
         # ``column_checks``: each operation's check is its inverse worked in columns, right after the
         # work ("Check 85 - 48: ..., so 37. Yes."); ``slip_share``: that share of traces has one
         # operation slipped, caught by its check ("No, not 37.") and worked again (`Slip`).
@@ -291,8 +301,8 @@ class TraceWriter:
             actual = None
             if chosen is not None:
                 lines = [line for line in chosen if line]
-                actual = self._ticked(lines, tick_target, floor, self.close_block)[1]
-                if actual == guess:
+                ticked, actual = self._ticked(lines, tick_target, floor, self.close_block)
+                if actual == guess and (not self.close_next_line or _three_ends_the_work(ticked)):
                     return lines
             # The fixed point is where the ticks of the chosen lines take what was set aside for them;
             # step to the count just seen, or look around the guess once that was tried enough.
