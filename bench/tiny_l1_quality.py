@@ -157,9 +157,12 @@ def plain_groups(app, models: tuple[str, str], args) -> list[dict]:
     """The plain-prompt controllers on both models (``--plain``)."""
     budgets = tuple(int(b) for b in args.plain_budgets.split(","))
     seed = int(args.seeds.split(",")[0])
-    request = SweepRequest(models=models, controllers=PLAIN_CONTROLLERS, budgets=budgets, run=f"quality-plain-{seed}", dataset="arith",
-                           samples=1, limit=args.plain_questions, seed=seed, concurrency=256)
-    return sweep_groups(app, request)
+    groups = []
+    for i, model in enumerate(models):  # one sweep each: a sweep over both would pair the plain prompts with one of them
+        request = SweepRequest(models=(model,), controllers=PLAIN_CONTROLLERS, budgets=budgets, run=f"quality-plain-{seed}-{i}",
+                               dataset="arith", samples=1, limit=args.plain_questions, seed=seed, concurrency=256)
+        groups += sweep_groups(app, request)
+    return groups
 
 
 def example_request(model: str, budgets: tuple[int, ...]) -> CompareRequest:
