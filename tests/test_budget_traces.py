@@ -337,21 +337,25 @@ def test_the_countdown_check_names_the_first_slip_of_a_wrong_answer(thinking, sl
     assert first_slip(f"‹5›{thinking}\n‹0›</think>\n\\boxed{{1}}", "Compute 225 - 36.") == slip
 
 
-def test_the_first_tick_of_every_ticked_example_weighs_first_tick_weight_and_nothing_else_moves(ticked_tokenizer):
+def test_the_first_tick_and_tick_two_of_every_ticked_example_weigh_more_and_nothing_else_moves(ticked_tokenizer):
     """first_tick_weight: the budget's digits read from the prompt (the first tick) weigh more in
-    the SFT loss; every other completion token keeps weight 1, plain-prompt examples have no tick."""
+    the SFT loss; close_tick_weight: so does ‹2›, which starts the closing block; every other
+    completion token keeps weight 1, plain-prompt examples have no tick."""
     from training.budget_sft import BudgetSFTConfig, budget_examples
 
-    writer = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval")
-    config = BudgetSFTConfig(examples=40, plain_share=0.2, tick_every=10, tick_place="interval", max_share=0.5, first_tick_weight=8.0)
+    writer = TraceWriter(ticked_tokenizer, tick_every=10, tick_place="interval", close_block=True)
+    config = BudgetSFTConfig(examples=40, plain_share=0.2, tick_every=10, tick_place="interval", max_share=0.5, close_block=True,
+                             first_tick_weight=8.0, close_tick_weight=5.0)
     pool, _ = budget_examples(ticked_tokenizer, writer, config)
     ticks = {ticked_tokenizer.convert_tokens_to_ids(t) for t in tick_tokens()}
+    two = ticked_tokenizer.convert_tokens_to_ids("‹2›")
     heavy = 0
     for ids, n_prompt, weights in pool:
         first = next((i for i in range(n_prompt, len(ids)) if ids[i] in ticks), None)
-        expected = [0.0] * n_prompt + [8.0 if i == first else 1.0 for i in range(n_prompt, len(ids))]
+        close = next((i for i in range(n_prompt, len(ids)) if ids[i] == two), None)
+        expected = [0.0] * n_prompt + [8.0 if i == first else 5.0 if i == close else 1.0 for i in range(n_prompt, len(ids))]
         assert weights == expected
-        heavy += first is not None
+        heavy += first is not None and close is not None
     assert 25 <= heavy < len(pool), heavy
 
 

@@ -34,6 +34,7 @@ BASE = REPO_ROOT / "models" / "tiny-r1-base"
     ({"warm_start_traces": 100, "n_min": 64, "warm_start_n_min": 80}, r"warm_start_n_min 80: must be 0 \(n_min\) or from 1 to n_min \(64\)"),
     ({"warm_start_traces": 100, "n_max": 512, "warm_start_n_max": 400}, r"warm_start_n_max 400: must be 0 \(n_max\) or at least n_max \(512\)"),
     ({"warm_start_traces": 100, "warm_start_tick_every": 10, "n_max": 512, "warm_start_n_max": 600}, "the largest SFT budget 600: the countdown's ticks"),
+    ({"warm_start_traces": 100, "warm_start_close_tick_weight": 0.0}, "warm_start_close_tick_weight 0.0: a positive weight"),
     ({"warm_start_traces": 100, "warm_start_column_style": "wide"}, "warm_start_column_style 'wide': choose compact or explicit"),
     ({"warm_start_traces": 100, "warm_start_slip_share": 0.3, "warm_start_column_style": "explicit"}, "slips are written for the compact column style only"),
 ])

@@ -52,6 +52,7 @@ class BudgetSFTConfig:
     column_style: str = "compact"  # how each operation is worked (training.traces.column_work)
     close_next_line: bool = False  # the closing block starts the line after the one holding ‹3›
     first_tick_weight: float = 1.0  # loss weight of a ticked trace's first tick (N's digits read from the prompt)
+    close_tick_weight: float = 1.0  # loss weight of its ‹2› (with close_block: the decision to close now)
     n_min: int = 64
     n_max: int = 512
     steps: int = 1000  # 0: ``epochs`` passes over the examples
@@ -107,21 +108,33 @@ def _noise_tables(tokenizer, style: str) -> tuple[dict[int, int], set[int]]:
     return tick_value, boundary
 
 
+def _tick_weights(ids: list[int], n_prompt: int, weights: list[float], tick_value: dict[int, int], config: BudgetSFTConfig) -> list[float]:
+    """``weights`` with the first tick (the whole count follows from it, I30-9) and ‹2› (where a
+    closing block starts: sampled countdowns that wrote more work there ran away, I30-10) scaled."""
+    weights = list(weights)
+    ticks = [i for i in range(n_prompt, len(ids)) if ids[i] in tick_value]
+    if ticks:
+        weights[ticks[0]] *= config.first_tick_weight
+    close = next((i for i in ticks if tick_value[ids[i]] == 2), None)
+    if close is not None:
+        weights[close] *= config.close_tick_weight
+    return weights
+
+
 def budget_examples(tokenizer, writer: TraceWriter, config: BudgetSFTConfig) -> tuple[list[tuple], dict]:
     """(token ids, prompt length[, loss weights]) of ``config.examples`` fresh examples, and counts
     by plan; weights when some tokens are kept out of the loss (a trace's slip, spurious ticks) or
-    the first tick weighs more (``first_tick_weight``)."""
+    the first tick or ‹2› weighs more (``first_tick_weight``, ``close_tick_weight``)."""
     pool, plans = _examples(tokenizer, writer, config)
-    reweighted = config.tick_every and config.first_tick_weight != 1.0
+    reweighted = config.tick_every and (config.first_tick_weight, config.close_tick_weight) != (1.0, 1.0)
     if not config.tick_noise and not reweighted and all(weights is None for _, _, weights in pool):
         return [(ids, n_prompt) for ids, n_prompt, _ in pool], plans
     tick_value, boundary = _noise_tables(tokenizer, config.tick_style)
     rng, weighted = random.Random(config.seed + 13), []
     for ids, n_prompt, weights in pool:
         weights = weights or [0.0] * n_prompt + [1.0] * (len(ids) - n_prompt)
-        first = next((i for i in range(n_prompt, len(ids)) if ids[i] in tick_value), None)
-        if reweighted and first is not None:  # the whole count follows from it (I30-9)
-            weights = [*weights[:first], config.first_tick_weight * weights[first], *weights[first + 1:]]
+        if reweighted:
+            weights = _tick_weights(ids, n_prompt, weights, tick_value, config)
         count = 1 + (len(ids) - n_prompt > 250) if config.tick_noise and rng.random() < config.tick_noise else 0
         new_ids, weights = spurious_ticks(ids, n_prompt, weights, tick_value, boundary, rng, count) if count else (ids, weights)
         plans["spurious_ticks"] = plans.get("spurious_ticks", 0) + len(new_ids) - len(ids)
@@ -216,7 +229,8 @@ def warm_start_from_traces(config) -> Path:
         tick_noise=config.warm_start_tick_noise, cut_passes=config.warm_start_cut_passes, column_checks=config.warm_start_column_checks,
         slip_share=config.warm_start_slip_share, cut_share=config.warm_start_cut_share,
         close_block=config.warm_start_close_block, column_style=config.warm_start_column_style,
-        first_tick_weight=config.warm_start_first_tick_weight, close_next_line=config.warm_start_close_next_line, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
+        first_tick_weight=config.warm_start_first_tick_weight,
+        close_tick_weight=config.warm_start_close_tick_weight, close_next_line=config.warm_start_close_next_line, examples=config.warm_start_traces, max_share={"exact": 0.0, "max": 1.0}.get(config.mode, 0.5),
         n_min=config.warm_start_n_min or config.n_min, n_max=config.warm_start_n_max or config.n_max, steps=config.warm_start_steps, epochs=config.warm_start_epochs, lr=config.warm_start_learning_rate,
         batch_tokens=config.warm_start_batch_tokens, seed=config.seed, min_ops=config.arith_min_ops, max_ops=config.arith_max_ops)
     summary = finetune(sft)

@@ -94,6 +94,7 @@ class LCPOConfig:
     warm_start_close_block: bool = _f(False, "Budget-aware traces: the closing always starts a line at ‹2› (20-29 tokens left, the answer included) and the work's ticks stop at ‹3›, so no work line ever meets ‹2› or ‹1› (where sampled countdowns restarted).")
     warm_start_column_style: str = _f("compact", "Budget-aware traces: how each operation is worked in columns: compact (\"12 - 3 - 1 = 8\", the base model's) or explicit (\"2 - 3 - 1 < 0, 12 - 3 - 1 = 8\": the column is written before the borrow is decided, and digits no operand touches are carried as \"2 = 2\").")
     warm_start_close_next_line: bool = _f(False, "Budget-aware traces, with warm_start_close_block: the line that holds ‹3› is the last work line and the closing starts the next one, so no other work line comes between ‹3› and ‹2› (where sampled countdowns restarted, I30-9).")
+    warm_start_close_tick_weight: float = _f(1.0, "Budget-aware traces: the loss weight of each ticked trace's ‹2›, with warm_start_close_block the token that starts the closing (the decision to stop working), 1: a token like the others.")
     warm_start_first_tick_weight: float = _f(1.0, "Budget-aware traces: the loss weight of each ticked trace's first tick, the budget's digits read from the prompt, from which the whole countdown follows (1: a token like the others).")
     precision: str = _f("auto", "Training precision: 'auto' (bf16 on a GPU, fp32 on a CPU), 'bf16' or 'fp32'.")
     use_vllm: bool = _f(False, "Generate rollouts with TRL's vLLM integration (GPU machines; colocated).")
@@ -196,8 +197,9 @@ def _warm_start_problems(c: LCPOConfig):
             yield "warm_start_slip_share", f"warm_start_slip_share {c.warm_start_slip_share}: a share from 0 to 1"
         if not 0 <= c.warm_start_plain_share < 1:
             yield "warm_start_plain_share", f"warm_start_plain_share {c.warm_start_plain_share}: a share from 0 to below 1"
-        if c.warm_start_first_tick_weight <= 0:
-            yield "warm_start_first_tick_weight", f"warm_start_first_tick_weight {c.warm_start_first_tick_weight}: a positive weight (1: unweighted)"
+        for name in ("warm_start_first_tick_weight", "warm_start_close_tick_weight"):
+            if getattr(c, name) <= 0:
+                yield name, f"{name} {getattr(c, name)}: a positive weight (1: unweighted)"
         if c.warm_start_column_style not in COLUMN_STYLES:
             yield "warm_start_column_style", f"warm_start_column_style {c.warm_start_column_style!r}: choose {' or '.join(COLUMN_STYLES)}"
         if c.warm_start_slip_share and c.warm_start_column_style != "compact":
